@@ -1,0 +1,129 @@
+//! The error type shared by the plugin traits.
+
+use std::path::PathBuf;
+
+/// Result with rnnlab's core [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Everything that can go wrong while building or running a pipeline.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file concerned.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+
+    /// A plugin name that no registry entry has.
+    #[error("unknown {kind} `{name}` at `{at}`{suggestion}; known {kind}s: {known}")]
+    UnknownPlugin {
+        /// The plugin kind (cell, transform, ...).
+        kind: String,
+        /// The name that was asked for.
+        name: String,
+        /// Where in the config it was asked for.
+        at: String,
+        /// ", did you mean `x`?" or empty.
+        suggestion: String,
+        /// The registered names, comma separated.
+        known: String,
+    },
+
+    /// A config key that the section or plugin does not take.
+    #[error("unknown key `{key}` at `{at}`{suggestion}; valid keys: {known}")]
+    UnknownKey {
+        /// The offending key.
+        key: String,
+        /// The config path of its table.
+        at: String,
+        /// ", did you mean `x`?" or empty.
+        suggestion: String,
+        /// The valid keys, comma separated.
+        known: String,
+    },
+
+    /// A config value of the wrong type or out of range.
+    #[error("invalid value for `{at}`: {message}")]
+    InvalidValue {
+        /// The config path of the value.
+        at: String,
+        /// What is wrong and what is allowed.
+        message: String,
+    },
+
+    /// The loss or a gradient became NaN or infinite.
+    #[error("non-finite {what} at epoch {epoch}, step {step}")]
+    NonFinite {
+        /// What was not finite ("loss", ...).
+        what: String,
+        /// 1-based epoch.
+        epoch: usize,
+        /// Global step.
+        step: usize,
+    },
+
+    /// Tensors or state that do not fit together (shapes, names, missing entries).
+    #[error("{0}")]
+    Mismatch(String),
+
+    /// Any other error raised by a plugin crate.
+    #[error(transparent)]
+    Plugin(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl Error {
+    /// An [`Error::InvalidValue`] for the config path `at`.
+    pub fn invalid(at: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::InvalidValue {
+            at: at.into(),
+            message: message.into(),
+        }
+    }
+
+    /// An [`Error::Io`] for `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Wraps a plugin crate's own error.
+    pub fn plugin(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Error::Plugin(Box::new(e))
+    }
+}
+
+/// ", did you mean `x`?" for the known name closest to `name`, or "" when none is close.
+pub fn suggest<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> String {
+    let best = known
+        .into_iter()
+        .map(|k| (strsim::damerau_levenshtein(name, k), k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 3))
+        .min_by_key(|(d, _)| *d);
+    match best {
+        Some((_, k)) => format!(", did you mean `{k}`?"),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_the_nearest_name() {
+        assert_eq!(
+            suggest("max_nrom", ["max_norm", "norm_type"]),
+            ", did you mean `max_norm`?"
+        );
+        assert_eq!(suggest("zzzzzz", ["max_norm", "norm_type"]), "");
+    }
+}

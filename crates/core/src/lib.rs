@@ -1,0 +1,45 @@
+//! rnnlab core: the plugin traits (`Cell`, `GradientTransform`, `Scheduler`, `Callback`), the
+//! `Model` a trainer fits, the one training loop, metrics, checkpoints and the plugin registry.
+//!
+//! Core knows no concrete plugin: cells, transforms, schedulers and callbacks live in their own
+//! crates and are added to a [`Registry`].
+#![warn(missing_docs)]
+
+mod callback;
+mod cell;
+pub mod checkpoint;
+mod error;
+mod metrics;
+mod model;
+mod params;
+mod registry;
+mod scheduler;
+mod state;
+mod trainer;
+mod transform;
+
+pub use callback::{BatchStats, Callback, Control, TrainView};
+pub use cell::{length_mask, reference_forward_seq, Cell, CellState, RecurrentWeight, SeqOutput};
+pub use error::{suggest, Error, Result};
+pub use metrics::{quantile, read_metrics, Confusion, EpochMetrics, MetricsWriter};
+pub use model::{cross_entropy, Batch, BatchSource, EvalSplit, Model};
+pub use params::{
+    dropout, dropout_mask, normal_tensor, uniform_tensor, Grads, Param, ParamBuilder, Params,
+};
+pub use registry::{
+    CallbackCtor, CellArgs, CellCtor, Entry, ModelContext, ModelCtor, ParamSpec, PluginParams,
+    PluginSpec, Registry, SchedulerCtor, Table, TransformCtor,
+};
+pub use scheduler::{Interval, Scheduler};
+pub use state::StateDict;
+pub use trainer::{apply_updates, evaluate, Evaluation, FitResult, Mode, Trainer, TrainerConfig};
+pub use transform::{Chain, GradientTransform, Outcome, StepContext, StepReport};
+
+/// The run's random generator: every random number of a run comes from one of these, seeded once.
+pub type Rng = rand_chacha::ChaCha8Rng;
+
+/// A generator seeded with `seed`.
+pub fn seeded(seed: u64) -> Rng {
+    use rand::SeedableRng;
+    Rng::seed_from_u64(seed)
+}

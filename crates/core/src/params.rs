@@ -1,0 +1,323 @@
+//! Named parameters, their gradients, and a builder that initialises them from the run's generator.
+
+use std::collections::BTreeMap;
+
+use candle_core::{DType, Device, Tensor, Var};
+use rand::Rng as _;
+
+use crate::{Error, Result, Rng};
+
+/// One named parameter. Frozen parameters are stored (and checkpointed) but get no gradient.
+#[derive(Clone, Debug)]
+pub struct Param {
+    /// PyTorch-style name, e.g. `rnn.weight_hh_l0`.
+    pub name: String,
+    /// The value.
+    pub var: Var,
+    /// Whether the optimizer updates it.
+    pub trainable: bool,
+}
+
+/// An ordered collection of named parameters: the model's state, in registration order.
+#[derive(Clone, Debug, Default)]
+pub struct Params {
+    items: Vec<Param>,
+}
+
+impl Params {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a parameter; names must be unique.
+    pub fn insert(&mut self, name: impl Into<String>, var: Var, trainable: bool) -> Result<()> {
+        let name = name.into();
+        if self.get(&name).is_some() {
+            return Err(Error::Mismatch(format!("parameter `{name}` defined twice")));
+        }
+        self.items.push(Param {
+            name,
+            var,
+            trainable,
+        });
+        Ok(())
+    }
+
+    /// All parameters in registration order.
+    pub fn iter(&self) -> impl Iterator<Item = &Param> {
+        self.items.iter()
+    }
+
+    /// The trainable parameters in registration order.
+    pub fn trainable(&self) -> impl Iterator<Item = &Param> {
+        self.items.iter().filter(|p| p.trainable)
+    }
+
+    /// The parameter called `name`.
+    pub fn get(&self, name: &str) -> Option<&Param> {
+        self.items.iter().find(|p| p.name == name)
+    }
+
+    /// The tensor of the parameter called `name`, or an error naming it.
+    pub fn tensor(&self, name: &str) -> Result<Tensor> {
+        self.get(name)
+            .map(|p| p.var.as_tensor().clone())
+            .ok_or_else(|| Error::Mismatch(format!("no parameter `{name}`")))
+    }
+
+    /// Number of parameters.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Total number of scalar values in trainable parameters.
+    pub fn trainable_count(&self) -> usize {
+        self.trainable().map(|p| p.var.elem_count()).sum()
+    }
+
+    /// A name → tensor map of every parameter (for checkpoints).
+    pub fn to_map(&self) -> BTreeMap<String, Tensor> {
+        self.items
+            .iter()
+            .map(|p| (p.name.clone(), p.var.as_tensor().clone()))
+            .collect()
+    }
+
+    /// Overwrites every parameter from `map`; names and shapes must match exactly.
+    pub fn load_map(&self, map: &BTreeMap<String, Tensor>) -> Result<()> {
+        for p in &self.items {
+            let t = map
+                .get(&p.name)
+                .ok_or_else(|| Error::Mismatch(format!("checkpoint has no `{}`", p.name)))?;
+            if t.dims() != p.var.dims() {
+                return Err(Error::Mismatch(format!(
+                    "`{}`: checkpoint shape {:?}, model shape {:?}",
+                    p.name,
+                    t.dims(),
+                    p.var.dims()
+                )));
+            }
+            p.var
+                .set(&t.to_dtype(p.var.dtype())?.to_device(p.var.device())?)?;
+        }
+        let unknown: Vec<&String> = map.keys().filter(|k| self.get(k).is_none()).collect();
+        if !unknown.is_empty() {
+            return Err(Error::Mismatch(format!(
+                "checkpoint has tensors the model does not: {unknown:?}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Gradients (or, after an optimizer transform, updates) of the trainable parameters, by name,
+/// in the parameters' order.
+#[derive(Clone, Debug, Default)]
+pub struct Grads {
+    names: Vec<String>,
+    tensors: Vec<Tensor>,
+}
+
+impl Grads {
+    /// Takes the gradient of every trainable parameter out of a backward pass; a parameter that
+    /// the loss does not reach gets zeros.
+    pub fn from_backward(params: &Params, store: &mut candle_core::backprop::GradStore) -> Result<Self> {
+        let mut g = Grads::default();
+        for p in params.trainable() {
+            let t = match store.remove(p.var.as_tensor()) {
+                Some(t) => t,
+                None => p.var.as_tensor().zeros_like()?,
+            };
+            g.names.push(p.name.clone());
+            g.tensors.push(t);
+        }
+        Ok(g)
+    }
+
+    /// Builds gradients from name/tensor pairs (tests, fixtures).
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (String, Tensor)>) -> Self {
+        let (names, tensors) = pairs.into_iter().unzip();
+        Grads { names, tensors }
+    }
+
+    /// Name and tensor pairs, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Tensor)> {
+        self.names.iter().map(|s| s.as_str()).zip(self.tensors.iter())
+    }
+
+    /// Names with mutable tensors, in order.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&str, &mut Tensor)> {
+        self.names.iter().map(|s| s.as_str()).zip(self.tensors.iter_mut())
+    }
+
+    /// The gradient of `name`.
+    pub fn get(&self, name: &str) -> Option<&Tensor> {
+        self.names.iter().position(|n| n == name).map(|i| &self.tensors[i])
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// The squared L2 norm of each entry, in order, as f64.
+    pub fn squared_norms(&self) -> Result<Vec<f64>> {
+        self.tensors
+            .iter()
+            .map(|t| Ok(t.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()?))
+            .collect()
+    }
+
+    /// The global L2 norm over all entries (as `torch.nn.utils.clip_grad_norm_` computes it).
+    pub fn global_norm(&self) -> Result<f64> {
+        Ok(self.squared_norms()?.iter().sum::<f64>().sqrt())
+    }
+}
+
+/// Creates parameters under a name prefix, drawing every initial value from the run's generator.
+pub struct ParamBuilder<'a> {
+    params: &'a mut Params,
+    rng: &'a mut Rng,
+    prefix: String,
+    dtype: DType,
+    device: Device,
+}
+
+impl<'a> ParamBuilder<'a> {
+    /// A builder that adds to `params`, drawing from `rng`.
+    pub fn new(params: &'a mut Params, rng: &'a mut Rng, dtype: DType, device: Device) -> Self {
+        ParamBuilder {
+            params,
+            rng,
+            prefix: String::new(),
+            dtype,
+            device,
+        }
+    }
+
+    /// A builder whose names start with `prefix.` (nested prefixes join with dots).
+    pub fn pp(&mut self, prefix: &str) -> ParamBuilder<'_> {
+        let prefix = if self.prefix.is_empty() {
+            prefix.to_string()
+        } else {
+            format!("{}.{prefix}", self.prefix)
+        };
+        ParamBuilder {
+            params: self.params,
+            rng: self.rng,
+            prefix,
+            dtype: self.dtype,
+            device: self.device.clone(),
+        }
+    }
+
+    /// The dtype parameters are created in.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The device parameters are created on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The run's generator (for plugins that draw more than initial values).
+    pub fn rng(&mut self) -> &mut Rng {
+        self.rng
+    }
+
+    fn full_name(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.prefix)
+        }
+    }
+
+    /// Adds `tensor` as a parameter called `name` (under the prefix) and returns its tensor.
+    pub fn add(&mut self, name: &str, tensor: Tensor, trainable: bool) -> Result<Tensor> {
+        let var = Var::from_tensor(&tensor.to_dtype(self.dtype)?.to_device(&self.device)?)?;
+        let t = var.as_tensor().clone();
+        self.params.insert(self.full_name(name), var, trainable)?;
+        Ok(t)
+    }
+
+    /// A trainable parameter drawn from U(-bound, bound), as PyTorch's default RNN and Linear init.
+    pub fn uniform(&mut self, name: &str, shape: &[usize], bound: f64) -> Result<Tensor> {
+        let t = uniform_tensor(self.rng, shape, -bound, bound, self.dtype, &self.device)?;
+        self.add(name, t, true)
+    }
+
+    /// A trainable parameter of zeros.
+    pub fn zeros(&mut self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let t = Tensor::zeros(shape, self.dtype, &self.device)?;
+        self.add(name, t, true)
+    }
+}
+
+/// A tensor drawn from U(lo, hi) with the given generator.
+pub fn uniform_tensor(
+    rng: &mut Rng,
+    shape: &[usize],
+    lo: f64,
+    hi: f64,
+    dtype: DType,
+    device: &Device,
+) -> Result<Tensor> {
+    let n: usize = shape.iter().product();
+    let v: Vec<f64> = (0..n).map(|_| rng.random_range(lo..hi)).collect();
+    Ok(Tensor::from_vec(v, shape, device)?.to_dtype(dtype)?)
+}
+
+/// A tensor drawn from N(mean, std²) with the given generator.
+pub fn normal_tensor(
+    rng: &mut Rng,
+    shape: &[usize],
+    mean: f64,
+    std: f64,
+    dtype: DType,
+    device: &Device,
+) -> Result<Tensor> {
+    use rand_distr::Distribution;
+    let dist = rand_distr::Normal::new(mean, std)
+        .map_err(|e| Error::invalid("normal init", e.to_string()))?;
+    let n: usize = shape.iter().product();
+    let v: Vec<f64> = (0..n).map(|_| dist.sample(rng)).collect();
+    Ok(Tensor::from_vec(v, shape, device)?.to_dtype(dtype)?)
+}
+
+/// An inverted-dropout mask: each entry is 0 with probability `p`, else `1/(1-p)`.
+pub fn dropout_mask(
+    rng: &mut Rng,
+    shape: &[usize],
+    p: f64,
+    dtype: DType,
+    device: &Device,
+) -> Result<Tensor> {
+    let n: usize = shape.iter().product();
+    let keep = 1.0 / (1.0 - p);
+    let v: Vec<f32> = (0..n)
+        .map(|_| if rng.random::<f64>() < p { 0.0 } else { keep as f32 })
+        .collect();
+    Ok(Tensor::from_vec(v, shape, device)?.to_dtype(dtype)?)
+}
+
+/// Applies inverted dropout with the run's generator; the identity when `p == 0` or not training.
+pub fn dropout(x: &Tensor, p: f64, train: bool, rng: &mut Rng) -> Result<Tensor> {
+    if !train || p <= 0.0 {
+        return Ok(x.clone());
+    }
+    let mask = dropout_mask(rng, x.dims(), p, x.dtype(), x.device())?;
+    Ok(x.mul(&mask)?)
+}

@@ -1,0 +1,505 @@
+//! The plugin registry: for each plugin kind, a table `name → constructor(params)`.
+//!
+//! Core registers nothing itself; `rnnlab_cli::registry()` returns the built-in plugins and a
+//! downstream crate adds its own with one `add` call per plugin.
+
+use std::sync::Arc;
+
+use candle_core::Tensor;
+
+use crate::{
+    error::suggest, Callback, Cell, Error, GradientTransform, Model, ParamBuilder, Result, Scheduler,
+};
+
+/// One parameter a plugin takes.
+#[derive(Clone, Debug)]
+pub struct ParamSpec {
+    /// The key in the plugin's table.
+    pub name: &'static str,
+    /// The default as a TOML literal (`"5.0"`, `"\"l2\""`, `"[3, 4, 5]"`); `None` when required.
+    pub default: Option<&'static str>,
+    /// One line on what it does and which values it takes.
+    pub doc: &'static str,
+}
+
+impl ParamSpec {
+    /// A parameter with a default.
+    pub const fn new(name: &'static str, default: &'static str, doc: &'static str) -> Self {
+        ParamSpec {
+            name,
+            default: Some(default),
+            doc,
+        }
+    }
+
+    /// A parameter the config must set.
+    pub const fn required(name: &'static str, doc: &'static str) -> Self {
+        ParamSpec {
+            name,
+            default: None,
+            doc,
+        }
+    }
+}
+
+/// A plugin's name, description and parameters, as `rnnlab list` prints them.
+#[derive(Clone, Debug)]
+pub struct PluginSpec {
+    /// The name the config's `type` key selects.
+    pub name: &'static str,
+    /// One line on what it is.
+    pub doc: &'static str,
+    /// Its parameters.
+    pub params: Vec<ParamSpec>,
+}
+
+/// A plugin's parameters, validated against its spec, with defaults filled in.
+#[derive(Clone, Debug)]
+pub struct PluginParams {
+    at: String,
+    table: toml::Table,
+}
+
+impl PluginParams {
+    /// Validates `table` (the plugin's config table, `type` included) against `specs`: unknown keys
+    /// are errors that suggest the nearest valid key, missing required keys are errors, and
+    /// defaults fill the rest. `at` is the table's config path, used in every error.
+    pub fn parse(specs: &[ParamSpec], table: &toml::Table, at: &str) -> Result<Self> {
+        let known: Vec<&str> = specs.iter().map(|s| s.name).collect();
+        for key in table.keys() {
+            if key != "type" && !known.contains(&key.as_str()) {
+                return Err(Error::UnknownKey {
+                    key: key.clone(),
+                    at: at.to_string(),
+                    suggestion: suggest(key, known.iter().copied()),
+                    known: if known.is_empty() {
+                        "(none)".into()
+                    } else {
+                        known.join(", ")
+                    },
+                });
+            }
+        }
+        let mut filled = table.clone();
+        for s in specs {
+            if filled.contains_key(s.name) {
+                continue;
+            }
+            match s.default {
+                Some(lit) => {
+                    let v = parse_literal(lit).map_err(|e| {
+                        Error::invalid(format!("{at}.{}", s.name), format!("bad default: {e}"))
+                    })?;
+                    filled.insert(s.name.to_string(), v);
+                }
+                None => {
+                    return Err(Error::invalid(
+                        format!("{at}.{}", s.name),
+                        format!("required: {}", s.doc),
+                    ))
+                }
+            }
+        }
+        Ok(PluginParams {
+            at: at.to_string(),
+            table: filled,
+        })
+    }
+
+    /// Parameters from a table without validation (tests, programmatic use).
+    pub fn from_table(table: toml::Table, at: &str) -> Self {
+        PluginParams {
+            at: at.to_string(),
+            table,
+        }
+    }
+
+    /// The config path of `key`, for error messages.
+    pub fn at(&self, key: &str) -> String {
+        format!("{}.{key}", self.at)
+    }
+
+    /// The config path of the table.
+    pub fn path(&self) -> &str {
+        &self.at
+    }
+
+    /// The full table with defaults filled in (for the resolved config).
+    pub fn table(&self) -> &toml::Table {
+        &self.table
+    }
+
+    /// The raw value of `key`.
+    pub fn value(&self, key: &str) -> Result<&toml::Value> {
+        self.table
+            .get(key)
+            .ok_or_else(|| Error::invalid(self.at(key), "missing"))
+    }
+
+    /// Whether `key` is set (explicitly or by default).
+    pub fn has(&self, key: &str) -> bool {
+        self.table.contains_key(key)
+    }
+
+    /// A number (integers are accepted).
+    pub fn f64(&self, key: &str) -> Result<f64> {
+        match self.value(key)? {
+            toml::Value::Float(f) => Ok(*f),
+            toml::Value::Integer(i) => Ok(*i as f64),
+            other => Err(Error::invalid(
+                self.at(key),
+                format!("expected a number, got {}", other.type_str()),
+            )),
+        }
+    }
+
+    /// A non-negative integer.
+    pub fn usize(&self, key: &str) -> Result<usize> {
+        match self.value(key)? {
+            toml::Value::Integer(i) if *i >= 0 => Ok(*i as usize),
+            other => Err(Error::invalid(
+                self.at(key),
+                format!("expected a non-negative integer, got {other}"),
+            )),
+        }
+    }
+
+    /// A boolean.
+    pub fn bool(&self, key: &str) -> Result<bool> {
+        match self.value(key)? {
+            toml::Value::Boolean(b) => Ok(*b),
+            other => Err(Error::invalid(
+                self.at(key),
+                format!("expected true or false, got {other}"),
+            )),
+        }
+    }
+
+    /// A string.
+    pub fn str(&self, key: &str) -> Result<&str> {
+        match self.value(key)? {
+            toml::Value::String(s) => Ok(s),
+            other => Err(Error::invalid(
+                self.at(key),
+                format!("expected a string, got {other}"),
+            )),
+        }
+    }
+
+    /// One of `choices`.
+    pub fn choice(&self, key: &str, choices: &[&str]) -> Result<String> {
+        let s = self.str(key)?;
+        if choices.contains(&s) {
+            Ok(s.to_string())
+        } else {
+            Err(Error::invalid(
+                self.at(key),
+                format!(
+                    "`{s}` is not one of {}{}",
+                    choices.join(", "),
+                    suggest(s, choices.iter().copied())
+                ),
+            ))
+        }
+    }
+
+    /// A list of numbers; an empty list is allowed.
+    pub fn f64_list(&self, key: &str) -> Result<Vec<f64>> {
+        match self.value(key)? {
+            toml::Value::Array(a) => a
+                .iter()
+                .map(|v| match v {
+                    toml::Value::Float(f) => Ok(*f),
+                    toml::Value::Integer(i) => Ok(*i as f64),
+                    other => Err(Error::invalid(
+                        self.at(key),
+                        format!("expected numbers, got {other}"),
+                    )),
+                })
+                .collect(),
+            other => Err(Error::invalid(
+                self.at(key),
+                format!("expected a list of numbers, got {other}"),
+            )),
+        }
+    }
+
+    /// A list of non-negative integers.
+    pub fn usize_list(&self, key: &str) -> Result<Vec<usize>> {
+        self.f64_list(key)?
+            .into_iter()
+            .map(|f| {
+                if f >= 0.0 && f.fract() == 0.0 {
+                    Ok(f as usize)
+                } else {
+                    Err(Error::invalid(self.at(key), format!("expected integers, got {f}")))
+                }
+            })
+            .collect()
+    }
+
+    /// Errors with `message` at `key` unless `ok`.
+    pub fn check(&self, key: &str, ok: bool, message: &str) -> Result<()> {
+        if ok {
+            Ok(())
+        } else {
+            let shown = self.table.get(key).map(|v| v.to_string()).unwrap_or_default();
+            Err(Error::invalid(self.at(key), format!("{shown}: {message}")))
+        }
+    }
+}
+
+fn parse_literal(lit: &str) -> std::result::Result<toml::Value, toml::de::Error> {
+    let t: toml::Table = toml::from_str(&format!("v = {lit}"))?;
+    Ok(t["v"].clone())
+}
+
+/// Sizes a cell constructor is given.
+#[derive(Clone, Debug)]
+pub struct CellArgs {
+    /// Input width.
+    pub input_size: usize,
+    /// Hidden width.
+    pub hidden_size: usize,
+    /// PyTorch's name suffix for this layer and direction: `l0`, `l1_reverse`, ...
+    pub suffix: String,
+}
+
+/// What a model constructor is given besides its parameters.
+pub struct ModelContext<'a> {
+    /// Vocabulary size (rows of the embedding).
+    pub vocab_size: usize,
+    /// Number of classes.
+    pub num_classes: usize,
+    /// Pretrained embedding rows `[vocab_size, dim]`, when the pipeline loads them.
+    pub pretrained: Option<Tensor>,
+    /// Keep the embedding fixed.
+    pub freeze_embedding: bool,
+    /// The padding token id.
+    pub pad_id: u32,
+    /// The registry, for models built from other plugins (cells).
+    pub registry: &'a Registry,
+}
+
+/// Builds a cell for one layer and direction.
+pub type CellCtor =
+    Arc<dyn Fn(&PluginParams, &CellArgs, &mut ParamBuilder) -> Result<Box<dyn Cell>> + Send + Sync>;
+/// Builds a model.
+pub type ModelCtor = Arc<
+    dyn Fn(&PluginParams, &ModelContext, &mut ParamBuilder) -> Result<Box<dyn Model>> + Send + Sync,
+>;
+/// Builds a gradient transform.
+pub type TransformCtor =
+    Arc<dyn Fn(&PluginParams) -> Result<Box<dyn GradientTransform>> + Send + Sync>;
+/// Builds a scheduler from its parameters and the optimizer's base learning rate.
+pub type SchedulerCtor =
+    Arc<dyn Fn(&PluginParams, f64) -> Result<Box<dyn Scheduler>> + Send + Sync>;
+/// Builds a callback.
+pub type CallbackCtor = Arc<dyn Fn(&PluginParams) -> Result<Box<dyn Callback>> + Send + Sync>;
+
+/// A registered plugin.
+pub struct Entry<F> {
+    /// Name, description, parameters.
+    pub spec: PluginSpec,
+    /// The constructor.
+    pub ctor: F,
+}
+
+/// The plugins of one kind.
+pub struct Table<F> {
+    kind: &'static str,
+    entries: Vec<Entry<F>>,
+    shared: Vec<ParamSpec>,
+}
+
+impl<F: Clone> Table<F> {
+    fn new(kind: &'static str) -> Self {
+        Table {
+            kind,
+            entries: Vec::new(),
+            shared: Vec::new(),
+        }
+    }
+
+    /// The kind's name (`cell`, `transform`, ...).
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// Registers a plugin; a later entry with the same name replaces the earlier one.
+    pub fn add(&mut self, spec: PluginSpec, ctor: F) {
+        self.entries.retain(|e| e.spec.name != spec.name);
+        self.entries.push(Entry { spec, ctor });
+    }
+
+    /// Parameters that every plugin of this kind takes besides its own (a cell's `hidden`, ...).
+    pub fn set_shared(&mut self, shared: Vec<ParamSpec>) {
+        self.shared = shared;
+    }
+
+    /// See [`Table::set_shared`].
+    pub fn shared(&self) -> &[ParamSpec] {
+        &self.shared
+    }
+
+    /// The registered plugins, in registration order.
+    pub fn entries(&self) -> &[Entry<F>] {
+        &self.entries
+    }
+
+    /// The registered names.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.entries.iter().map(|e| e.spec.name).collect()
+    }
+
+    /// The entry called `name`; the error lists the known names and suggests the nearest.
+    pub fn get(&self, name: &str, at: &str) -> Result<&Entry<F>> {
+        self.entries
+            .iter()
+            .find(|e| e.spec.name == name)
+            .ok_or_else(|| Error::UnknownPlugin {
+                kind: self.kind.to_string(),
+                name: name.to_string(),
+                at: at.to_string(),
+                suggestion: suggest(name, self.names()),
+                known: self.names().join(", "),
+            })
+    }
+
+    /// Looks up the table's `type` (or `default_type` when absent) and validates the rest of the
+    /// table against the plugin's parameters and the kind's shared ones.
+    pub fn resolve(
+        &self,
+        table: &toml::Table,
+        at: &str,
+        default_type: Option<&str>,
+    ) -> Result<(F, PluginParams)> {
+        let name = match table.get("type") {
+            Some(toml::Value::String(s)) => s.clone(),
+            Some(other) => {
+                return Err(Error::invalid(
+                    format!("{at}.type"),
+                    format!("expected a string, got {other}"),
+                ))
+            }
+            None => match default_type {
+                Some(d) => d.to_string(),
+                None => {
+                    return Err(Error::invalid(
+                        format!("{at}.type"),
+                        format!("missing; known {}s: {}", self.kind, self.names().join(", ")),
+                    ))
+                }
+            },
+        };
+        let entry = self.get(&name, &format!("{at}.type"))?;
+        let mut specs = self.shared.clone();
+        specs.extend(entry.spec.params.iter().cloned());
+        let mut params = PluginParams::parse(&specs, table, at)?;
+        params
+            .table
+            .insert("type".into(), toml::Value::String(name));
+        Ok((entry.ctor.clone(), params))
+    }
+}
+
+/// Every plugin kind's table.
+pub struct Registry {
+    /// Recurrent cells.
+    pub cells: Table<CellCtor>,
+    /// Whole models (recurrent classifier, CNN, ...).
+    pub models: Table<ModelCtor>,
+    /// Gradient transforms and optimizers.
+    pub transforms: Table<TransformCtor>,
+    /// Learning-rate schedulers.
+    pub schedulers: Table<SchedulerCtor>,
+    /// Callbacks and monitors.
+    pub callbacks: Table<CallbackCtor>,
+}
+
+impl Registry {
+    /// A registry with no plugins.
+    pub fn empty() -> Self {
+        Registry {
+            cells: Table::new("cell"),
+            models: Table::new("model"),
+            transforms: Table::new("transform"),
+            schedulers: Table::new("scheduler"),
+            callbacks: Table::new("callback"),
+        }
+    }
+
+    /// Builds a transform from its config table.
+    pub fn transform(&self, table: &toml::Table, at: &str) -> Result<(Box<dyn GradientTransform>, PluginParams)> {
+        let (ctor, p) = self.transforms.resolve(table, at, None)?;
+        Ok((ctor(&p)?, p))
+    }
+
+    /// Builds a scheduler from its config table and the optimizer's base learning rate.
+    pub fn scheduler(
+        &self,
+        table: &toml::Table,
+        at: &str,
+        base_lr: f64,
+    ) -> Result<(Box<dyn Scheduler>, PluginParams)> {
+        let (ctor, p) = self.schedulers.resolve(table, at, Some("constant"))?;
+        Ok((ctor(&p, base_lr)?, p))
+    }
+
+    /// Builds a callback from its config table.
+    pub fn callback(&self, table: &toml::Table, at: &str) -> Result<(Box<dyn Callback>, PluginParams)> {
+        let (ctor, p) = self.callbacks.resolve(table, at, None)?;
+        Ok((ctor(&p)?, p))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn specs() -> Vec<ParamSpec> {
+        vec![
+            ParamSpec::new("max_norm", "5.0", "largest global norm"),
+            ParamSpec::new("norm_type", "\"l2\"", "l2 or inf"),
+            ParamSpec::required("lr", "learning rate"),
+        ]
+    }
+
+    #[test]
+    fn unknown_key_suggests_the_near_one() {
+        let t: toml::Table = toml::from_str("max_nrom = 1.0\nlr = 0.1").unwrap();
+        let e = PluginParams::parse(&specs(), &t, "optim.transforms[0]").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("unknown key `max_nrom` at `optim.transforms[0]`"), "{msg}");
+        assert!(msg.contains("did you mean `max_norm`?"), "{msg}");
+    }
+
+    #[test]
+    fn defaults_fill_and_required_keys_are_enforced() {
+        let t: toml::Table = toml::from_str("lr = 1").unwrap();
+        let p = PluginParams::parse(&specs(), &t, "x").unwrap();
+        assert_eq!(p.f64("max_norm").unwrap(), 5.0);
+        assert_eq!(p.str("norm_type").unwrap(), "l2");
+        assert_eq!(p.f64("lr").unwrap(), 1.0);
+        let e = PluginParams::parse(&specs(), &toml::Table::new(), "x").unwrap_err();
+        assert!(e.to_string().contains("`x.lr`: required"), "{e}");
+    }
+
+    #[test]
+    fn unknown_plugin_lists_the_known_ones() {
+        let mut t: Table<u8> = Table::new("transform");
+        t.add(
+            PluginSpec {
+                name: "clip_global_norm",
+                doc: "",
+                params: vec![],
+            },
+            1,
+        );
+        let table: toml::Table = toml::from_str("type = \"clip_globl_norm\"").unwrap();
+        let e = t.resolve(&table, "optim.transforms[0]", None).err().unwrap();
+        let msg = e.to_string();
+        assert!(msg.contains("did you mean `clip_global_norm`?"), "{msg}");
+        assert!(msg.contains("known transforms: clip_global_norm"), "{msg}");
+    }
+}

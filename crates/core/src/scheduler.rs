@@ -1,0 +1,41 @@
+//! The `Scheduler` trait: it owns the learning rate.
+
+use crate::{EpochMetrics, Result, StateDict};
+
+/// When a schedule advances.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Interval {
+    /// Once per optimizer step.
+    Step,
+    /// Once per epoch.
+    Epoch,
+}
+
+/// Gives the learning rate of every step. Built from the optimizer's base learning rate.
+pub trait Scheduler: Send {
+    /// The registry name.
+    fn name(&self) -> &str;
+
+    /// Whether [`Scheduler::lr`] counts steps or epochs.
+    fn interval(&self) -> Interval;
+
+    /// The learning rate at position `t`: optimizer steps taken so far for step-interval
+    /// schedules, epochs completed so far for epoch-interval ones.
+    fn lr(&self, t: usize) -> f64;
+
+    /// Called after each epoch's evaluation, for metric-driven schedules.
+    fn on_epoch_end(&mut self, _metrics: &EpochMetrics) -> Result<()> {
+        Ok(())
+    }
+
+    /// The state to checkpoint.
+    fn state_dict(&self) -> Result<StateDict> {
+        Ok(StateDict::new())
+    }
+
+    /// Restores [`Scheduler::state_dict`]'s output.
+    fn load_state_dict(&mut self, _state: &StateDict) -> Result<()> {
+        Ok(())
+    }
+}
