@@ -99,9 +99,8 @@ pub fn read_metrics(path: &Path) -> Result<Vec<EpochMetrics>> {
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
-            let v: serde_json::Value = serde_json::from_str(l).map_err(|e| {
-                Error::Mismatch(format!("{}:{}: {e}", path.display(), i + 1))
-            })?;
+            let v: serde_json::Value = serde_json::from_str(l)
+                .map_err(|e| Error::Mismatch(format!("{}:{}: {e}", path.display(), i + 1)))?;
             EpochMetrics::from_json(&v).ok_or_else(|| {
                 Error::Mismatch(format!("{}:{}: not a JSON object", path.display(), i + 1))
             })
@@ -191,10 +190,18 @@ mod tests {
         for (t, p) in [(0, 0), (0, 1), (1, 1), (1, 1), (2, 2), (2, 0)] {
             c.add(t, p);
         }
-        assert!((c.macro_f1() - 65.555_555_6).abs() < 1e-5, "{}", c.macro_f1());
+        assert!(
+            (c.macro_f1() - 65.555_555_6).abs() < 1e-5,
+            "{}",
+            c.macro_f1()
+        );
         assert!((c.accuracy() - 400.0 / 6.0).abs() < 1e-9);
         let s = c.predicted_shares();
-        assert!((s[0] - 100.0 / 3.0).abs() < 1e-9 && (s[1] - 50.0).abs() < 1e-9 && (s[2] - 100.0 / 6.0).abs() < 1e-9);
+        assert!(
+            (s[0] - 100.0 / 3.0).abs() < 1e-9
+                && (s[1] - 50.0).abs() < 1e-9
+                && (s[2] - 100.0 / 6.0).abs() < 1e-9
+        );
     }
 
     #[test]
@@ -213,7 +220,10 @@ mod tests {
         m.set("val_acc", 61.5);
         m.set("val_loss", f64::NAN);
         let j = m.to_json();
-        assert_eq!(j.to_string(), r#"{"epoch":3,"val_acc":61.5,"val_loss":null}"#);
+        assert_eq!(
+            j.to_string(),
+            r#"{"epoch":3,"val_acc":61.5,"val_loss":null}"#
+        );
         let back = EpochMetrics::from_json(&j).unwrap();
         assert_eq!(back.get("val_acc"), Some(61.5));
         assert!(back.get("val_loss").unwrap().is_nan());

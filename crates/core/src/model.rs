@@ -74,9 +74,7 @@ pub trait Model: Send {
 pub fn cross_entropy(logits: &Tensor, labels: &Tensor, weights: Option<&Tensor>) -> Result<Tensor> {
     let log_p = candle_core::Tensor::log_sum_exp(logits, D::Minus1)?;
     let labels = labels.to_dtype(DType::U32)?;
-    let picked = logits
-        .gather(&labels.unsqueeze(1)?, 1)?
-        .squeeze(1)?;
+    let picked = logits.gather(&labels.unsqueeze(1)?, 1)?.squeeze(1)?;
     let nll = log_p.sub(&picked)?;
     match weights {
         None => Ok(nll.mean_all()?),

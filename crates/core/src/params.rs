@@ -127,7 +127,10 @@ pub struct Grads {
 impl Grads {
     /// Takes the gradient of every trainable parameter out of a backward pass; a parameter that
     /// the loss does not reach gets zeros.
-    pub fn from_backward(params: &Params, store: &mut candle_core::backprop::GradStore) -> Result<Self> {
+    pub fn from_backward(
+        params: &Params,
+        store: &mut candle_core::backprop::GradStore,
+    ) -> Result<Self> {
         let mut g = Grads::default();
         for p in params.trainable() {
             let t = match store.remove(p.var.as_tensor()) {
@@ -148,17 +151,26 @@ impl Grads {
 
     /// Name and tensor pairs, in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Tensor)> {
-        self.names.iter().map(|s| s.as_str()).zip(self.tensors.iter())
+        self.names
+            .iter()
+            .map(|s| s.as_str())
+            .zip(self.tensors.iter())
     }
 
     /// Names with mutable tensors, in order.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&str, &mut Tensor)> {
-        self.names.iter().map(|s| s.as_str()).zip(self.tensors.iter_mut())
+        self.names
+            .iter()
+            .map(|s| s.as_str())
+            .zip(self.tensors.iter_mut())
     }
 
     /// The gradient of `name`.
     pub fn get(&self, name: &str) -> Option<&Tensor> {
-        self.names.iter().position(|n| n == name).map(|i| &self.tensors[i])
+        self.names
+            .iter()
+            .position(|n| n == name)
+            .map(|i| &self.tensors[i])
     }
 
     /// Number of entries.
@@ -175,7 +187,12 @@ impl Grads {
     pub fn squared_norms(&self) -> Result<Vec<f64>> {
         self.tensors
             .iter()
-            .map(|t| Ok(t.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()?))
+            .map(|t| {
+                Ok(t.to_dtype(DType::F64)?
+                    .sqr()?
+                    .sum_all()?
+                    .to_scalar::<f64>()?)
+            })
             .collect()
     }
 
@@ -308,7 +325,13 @@ pub fn dropout_mask(
     let n: usize = shape.iter().product();
     let keep = 1.0 / (1.0 - p);
     let v: Vec<f32> = (0..n)
-        .map(|_| if rng.random::<f64>() < p { 0.0 } else { keep as f32 })
+        .map(|_| {
+            if rng.random::<f64>() < p {
+                0.0
+            } else {
+                keep as f32
+            }
+        })
         .collect();
     Ok(Tensor::from_vec(v, shape, device)?.to_dtype(dtype)?)
 }

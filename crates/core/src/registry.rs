@@ -8,7 +8,8 @@ use std::sync::Arc;
 use candle_core::Tensor;
 
 use crate::{
-    error::suggest, Callback, Cell, Error, GradientTransform, Model, ParamBuilder, Result, Scheduler,
+    error::suggest, Callback, Cell, Error, GradientTransform, Model, ParamBuilder, Result,
+    Scheduler,
 };
 
 /// One parameter a plugin takes.
@@ -232,7 +233,10 @@ impl PluginParams {
                 if f >= 0.0 && f.fract() == 0.0 {
                     Ok(f as usize)
                 } else {
-                    Err(Error::invalid(self.at(key), format!("expected integers, got {f}")))
+                    Err(Error::invalid(
+                        self.at(key),
+                        format!("expected integers, got {f}"),
+                    ))
                 }
             })
             .collect()
@@ -243,7 +247,11 @@ impl PluginParams {
         if ok {
             Ok(())
         } else {
-            let shown = self.table.get(key).map(|v| v.to_string()).unwrap_or_default();
+            let shown = self
+                .table
+                .get(key)
+                .map(|v| v.to_string())
+                .unwrap_or_default();
             Err(Error::invalid(self.at(key), format!("{shown}: {message}")))
         }
     }
@@ -430,7 +438,11 @@ impl Registry {
     }
 
     /// Builds a transform from its config table.
-    pub fn transform(&self, table: &toml::Table, at: &str) -> Result<(Box<dyn GradientTransform>, PluginParams)> {
+    pub fn transform(
+        &self,
+        table: &toml::Table,
+        at: &str,
+    ) -> Result<(Box<dyn GradientTransform>, PluginParams)> {
         let (ctor, p) = self.transforms.resolve(table, at, None)?;
         Ok((ctor(&p)?, p))
     }
@@ -447,7 +459,11 @@ impl Registry {
     }
 
     /// Builds a callback from its config table.
-    pub fn callback(&self, table: &toml::Table, at: &str) -> Result<(Box<dyn Callback>, PluginParams)> {
+    pub fn callback(
+        &self,
+        table: &toml::Table,
+        at: &str,
+    ) -> Result<(Box<dyn Callback>, PluginParams)> {
         let (ctor, p) = self.callbacks.resolve(table, at, None)?;
         Ok((ctor(&p)?, p))
     }
@@ -470,7 +486,10 @@ mod tests {
         let t: toml::Table = toml::from_str("max_nrom = 1.0\nlr = 0.1").unwrap();
         let e = PluginParams::parse(&specs(), &t, "optim.transforms[0]").unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("unknown key `max_nrom` at `optim.transforms[0]`"), "{msg}");
+        assert!(
+            msg.contains("unknown key `max_nrom` at `optim.transforms[0]`"),
+            "{msg}"
+        );
         assert!(msg.contains("did you mean `max_norm`?"), "{msg}");
     }
 
@@ -497,7 +516,10 @@ mod tests {
             1,
         );
         let table: toml::Table = toml::from_str("type = \"clip_globl_norm\"").unwrap();
-        let e = t.resolve(&table, "optim.transforms[0]", None).err().unwrap();
+        let e = t
+            .resolve(&table, "optim.transforms[0]", None)
+            .err()
+            .unwrap();
         let msg = e.to_string();
         assert!(msg.contains("did you mean `clip_global_norm`?"), "{msg}");
         assert!(msg.contains("known transforms: clip_global_norm"), "{msg}");

@@ -40,7 +40,11 @@ impl StateDict {
     /// The scalar at `key`.
     pub fn scalar(&self, key: &str) -> Result<f64> {
         let t = self.tensor(key)?.to_dtype(candle_core::DType::F64)?;
-        Ok(t.flatten_all()?.to_vec1::<f64>()?.first().copied().unwrap_or(f64::NAN))
+        Ok(t.flatten_all()?
+            .to_vec1::<f64>()?
+            .first()
+            .copied()
+            .unwrap_or(f64::NAN))
     }
 
     /// Adds `other`'s entries under `prefix.`.

@@ -158,7 +158,12 @@ impl Trainer {
         for epoch in 1..=self.config.epochs {
             let batches = data.train_batches(epoch, rng)?;
             let started = Instant::now();
-            let bar = progress_bar(self.config.progress, batches.len(), epoch, self.config.epochs);
+            let bar = progress_bar(
+                self.config.progress,
+                batches.len(),
+                epoch,
+                self.config.epochs,
+            );
             let (mut loss_sum, mut right, mut seen, mut tokens) = (0.0, 0usize, 0usize, 0usize);
             let (mut norms, mut clipped, mut skipped) = (Vec::with_capacity(batches.len()), 0, 0);
             let mut lr = f64::NAN;
@@ -244,7 +249,10 @@ impl Trainer {
             m.set("lr", lr);
             m.set("grad_norm_p50", quantile(&norms, 0.5));
             m.set("grad_norm_p99", quantile(&norms, 0.99));
-            m.set("grad_norm_max", norms.iter().copied().fold(f64::NAN, f64::max));
+            m.set(
+                "grad_norm_max",
+                norms.iter().copied().fold(f64::NAN, f64::max),
+            );
             m.set("clipped_frac", clipped as f64 / batches.len().max(1) as f64);
             m.set("skipped_steps", skipped as f64);
             m.set("epoch_seconds", train_seconds);
@@ -291,7 +299,10 @@ impl Trainer {
         }
         let epochs_run = result.history.len();
         for cb in self.callbacks.iter_mut() {
-            cb.on_train_end(&result.history, &view(self.model.params(), epochs_run, self.step))?;
+            cb.on_train_end(
+                &result.history,
+                &view(self.model.params(), epochs_run, self.step),
+            )?;
         }
         Ok(result)
     }
@@ -349,7 +360,11 @@ pub fn apply_updates(params: &crate::Params, updates: &Grads) -> Result<()> {
 fn correct(logits: &Tensor, labels: &Tensor) -> Result<usize> {
     let pred = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
     let truth = labels.to_dtype(DType::U32)?.to_vec1::<u32>()?;
-    Ok(pred.iter().zip(truth.iter()).filter(|(p, t)| p == t).count())
+    Ok(pred
+        .iter()
+        .zip(truth.iter())
+        .filter(|(p, t)| p == t)
+        .count())
 }
 
 fn fmt_opt(v: Option<f64>) -> String {

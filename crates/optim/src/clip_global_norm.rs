@@ -1,0 +1,173 @@
+//! `clip_global_norm`: rescales all gradients together when their global norm exceeds `max_norm`,
+//! as `torch.nn.utils.clip_grad_norm_`.
+
+use std::sync::Arc;
+
+use candle_core::DType;
+use rnnlab_core::{
+    GradientTransform, Grads, Outcome, ParamSpec, Params, PluginParams, PluginSpec, Registry,
+    Result, StepContext, StepReport,
+};
+
+/// Which norm `clip_global_norm` measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NormType {
+    /// Square root of the sum of squares over every gradient entry.
+    L2,
+    /// Largest absolute gradient entry.
+    Inf,
+}
+
+/// Clips the global gradient norm to `max_norm`.
+#[derive(Clone, Debug)]
+pub struct ClipGlobalNorm {
+    /// The largest norm let through unchanged.
+    pub max_norm: f64,
+    /// The norm measured.
+    pub norm_type: NormType,
+}
+
+/// A `clip_global_norm` transform.
+pub fn clip_global_norm(max_norm: f64, norm_type: NormType) -> ClipGlobalNorm {
+    ClipGlobalNorm {
+        max_norm,
+        norm_type,
+    }
+}
+
+/// The global norm of `grads` of the given type.
+pub fn global_norm(grads: &Grads, norm_type: NormType) -> Result<f64> {
+    match norm_type {
+        NormType::L2 => grads.global_norm(),
+        NormType::Inf => {
+            let mut m = 0f64;
+            for (_, g) in grads.iter() {
+                let v = g
+                    .abs()?
+                    .max_all()?
+                    .to_dtype(DType::F64)?
+                    .to_scalar::<f64>()?;
+                m = m.max(v);
+            }
+            Ok(m)
+        }
+    }
+}
+
+impl GradientTransform for ClipGlobalNorm {
+    fn name(&self) -> &str {
+        "clip_global_norm"
+    }
+
+    fn apply(
+        &mut self,
+        grads: &mut Grads,
+        _params: &Params,
+        _ctx: &StepContext,
+        report: &mut StepReport,
+    ) -> Result<Outcome> {
+        let norm = global_norm(grads, self.norm_type)?;
+        report
+            .figures
+            .push(("clip_global_norm.pre_norm".into(), norm));
+        // torch: clip_coef = max_norm / (total_norm + 1e-6), applied when below 1.
+        let coef = self.max_norm / (norm + 1e-6);
+        if coef < 1.0 {
+            for (_, g) in grads.iter_mut() {
+                *g = g.affine(coef, 0.0)?;
+            }
+            report.clipped = true;
+        }
+        Ok(Outcome::Update)
+    }
+}
+
+/// Registers `clip_global_norm`.
+pub fn register(r: &mut Registry) {
+    r.transforms.add(
+        PluginSpec {
+            name: "clip_global_norm",
+            doc: "rescale all gradients together when their global norm exceeds max_norm (torch clip_grad_norm_)",
+            params: vec![
+                ParamSpec::new("max_norm", "5.0", "largest global norm let through (> 0)"),
+                ParamSpec::new("norm_type", "\"l2\"", "l2 or inf"),
+            ],
+        },
+        Arc::new(|p: &PluginParams| {
+            let max_norm = p.f64("max_norm")?;
+            p.check("max_norm", max_norm > 0.0 && max_norm.is_finite(), "must be a positive number")?;
+            let norm_type = match p.choice("norm_type", &["l2", "inf"])?.as_str() {
+                "inf" => NormType::Inf,
+                _ => NormType::L2,
+            };
+            Ok(Box::new(clip_global_norm(max_norm, norm_type)) as Box<dyn GradientTransform>)
+        }),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Tensor};
+
+    fn fixture() -> Grads {
+        let d = Device::Cpu;
+        Grads::from_pairs([
+            (
+                "a".to_string(),
+                Tensor::new(&[[3f64, -4.0], [1.0, 2.0]], &d).unwrap(),
+            ),
+            (
+                "b".to_string(),
+                Tensor::new(&[0.5f64, -6.0, 2.5], &d).unwrap(),
+            ),
+        ])
+    }
+
+    #[test]
+    fn total_norm_matches_torch_clip_grad_norm() -> Result<()> {
+        // a = torch.tensor([[3.,-4.],[1.,2.]], requires_grad=True); b likewise [0.5,-6.,2.5]
+        // a.grad, b.grad = a.detach().clone(), b.detach().clone()
+        // torch.nn.utils.clip_grad_norm_([a, b], max_norm=5.0) -> 8.514693182963201
+        // a.grad -> [[1.761660451647583, -2.348880602196777], [0.5872201505491943, 1.1744403010983886]]
+        let mut g = fixture();
+        let mut report = StepReport::default();
+        let ctx = StepContext {
+            step: 0,
+            epoch: 1,
+            lr: 0.1,
+        };
+        clip_global_norm(5.0, NormType::L2).apply(&mut g, &Params::new(), &ctx, &mut report)?;
+        assert!((report.figures[0].1 - 8.514693182963201).abs() < 1e-12);
+        assert!(report.clipped);
+        let a = g.get("a").unwrap().to_vec2::<f64>()?;
+        let want = [
+            [1.761660451647583, -2.348880602196777],
+            [0.5872201505491943, 1.1744403010983886],
+        ];
+        for r in 0..2 {
+            for c in 0..2 {
+                assert!((a[r][c] - want[r][c]).abs() < 1e-12, "{a:?}");
+            }
+        }
+        assert!((g.global_norm()? - 5.0).abs() < 1e-5);
+        Ok(())
+    }
+
+    #[test]
+    fn below_the_threshold_nothing_changes() -> Result<()> {
+        let mut g = fixture();
+        let mut report = StepReport::default();
+        let ctx = StepContext {
+            step: 0,
+            epoch: 1,
+            lr: 0.1,
+        };
+        clip_global_norm(10.0, NormType::L2).apply(&mut g, &Params::new(), &ctx, &mut report)?;
+        assert!(!report.clipped);
+        assert_eq!(g.get("b").unwrap().to_vec1::<f64>()?, vec![0.5, -6.0, 2.5]);
+        // inf norm: torch clip_grad_norm_(..., norm_type=float('inf')) -> 6.0
+        assert_eq!(global_norm(&fixture(), NormType::Inf)?, 6.0);
+        Ok(())
+    }
+}
