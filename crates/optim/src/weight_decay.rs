@@ -65,3 +65,81 @@ pub fn register(r: &mut Registry) {
         }),
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adam::adam;
+    use candle_core::{Device, Tensor, Var};
+    use rnnlab_core::{apply_updates, Chain};
+
+    /// Three steps of a chain on fixed gradients; returns the final weights.
+    fn run(mut links: Vec<Box<dyn GradientTransform>>) -> Result<Vec<Vec<f64>>> {
+        let d = Device::Cpu;
+        let mut params = Params::new();
+        let w = Var::from_tensor(&Tensor::new(&[[0.5f64, -1.0], [2.0, 0.25]], &d)?)?;
+        params.insert("w", w.clone(), true)?;
+        let mut chain = Chain::new(std::mem::take(&mut links));
+        chain.init(&params)?;
+        let fixed = [
+            [[1.0f64, -2.0], [0.5, 3.0]],
+            [[0.1, 0.2], [-0.3, 0.4]],
+            [[-1.0, 1.0], [2.0, -2.0]],
+        ];
+        for (i, g) in fixed.iter().enumerate() {
+            let mut grads = Grads::from_pairs([("w".to_string(), Tensor::new(g, &d)?)]);
+            let ctx = StepContext {
+                step: i,
+                epoch: 1,
+                lr: 0.1,
+            };
+            chain.apply(&mut grads, &params, &ctx, &mut StepReport::default())?;
+            apply_updates(&params, &grads)?;
+        }
+        Ok(w.as_tensor().to_vec2::<f64>()?)
+    }
+
+    fn assert_close(got: &[Vec<f64>], want: [[f64; 2]; 2]) {
+        for r in 0..2 {
+            for c in 0..2 {
+                assert!((got[r][c] - want[r][c]).abs() < 1e-9, "{got:?} vs {want:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn coupled_decay_before_adam_matches_torch_adam_weight_decay() -> Result<()> {
+        // w = torch.tensor([[0.5, -1.0], [2.0, 0.25]], dtype=torch.float64, requires_grad=True)
+        // opt = torch.optim.Adam([w], lr=0.1, weight_decay=0.1)
+        // for g in fixed[:3]: w.grad = torch.tensor(g, dtype=torch.float64); opt.step()
+        let got = run(vec![
+            Box::new(weight_decay(0.1, false)),
+            Box::new(adam(0.1, 0.9, 0.999, 1e-8)),
+        ])?;
+        assert_close(
+            &got,
+            [
+                [0.32334756848296975, -0.8178683746889782],
+                [1.7715753441146034, 0.05892586519411312],
+            ],
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn decoupled_decay_after_adam_matches_torch_adamw() -> Result<()> {
+        // the same with opt = torch.optim.AdamW([w], lr=0.1, weight_decay=0.1)
+        let got = run(vec![
+            Box::new(adam(0.1, 0.9, 0.999, 1e-8)),
+            Box::new(weight_decay(0.1, true)),
+        ])?;
+        assert_close(
+            &got,
+            [
+                [0.3183073455256663, -0.8010865962468913],
+                [1.7581575362478943, 0.055149151929708],
+            ],
+        );
+        Ok(())
+    }
+}
