@@ -254,7 +254,8 @@ impl<'a> ParamBuilder<'a> {
         self.rng
     }
 
-    fn full_name(&self, name: &str) -> String {
+    /// The full name a parameter called `name` gets from this builder (`prefix.name`).
+    pub fn full_name(&self, name: &str) -> String {
         if self.prefix.is_empty() {
             name.to_string()
         } else {

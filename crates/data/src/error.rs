@@ -1,0 +1,157 @@
+//! The crate's error type: every message names the file, line and field, or the config key.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while reading and preparing data.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// A file could not be opened or read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file concerned.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+
+    /// A column named in the config is not in the file's header.
+    #[error("{path}:1: no column \"{column}\" (config key `{key}`); the header has: {header}")]
+    MissingColumn {
+        /// The file.
+        path: PathBuf,
+        /// The column that was asked for.
+        column: String,
+        /// The config key that named it (`data.text`, ...).
+        key: String,
+        /// The header's column names, comma separated.
+        header: String,
+    },
+
+    /// A line with another number of fields than the header.
+    #[error(
+        "{path}:{line}: expected {expected} tab-separated fields (as the header), found {found}"
+    )]
+    FieldCount {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: u64,
+        /// Fields in the header.
+        expected: usize,
+        /// Fields on this line.
+        found: usize,
+    },
+
+    /// A field that is not valid UTF-8.
+    #[error("{path}:{line}: field \"{field}\": invalid UTF-8 ({detail})")]
+    Utf8 {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: u64,
+        /// The column name (or "word" for GloVe).
+        field: String,
+        /// The decoder's message.
+        detail: String,
+    },
+
+    /// A field whose value is not allowed.
+    #[error("{path}:{line}: field \"{field}\": {message}")]
+    Field {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: u64,
+        /// The column name.
+        field: String,
+        /// What is wrong and what is allowed.
+        message: String,
+    },
+
+    /// A GloVe row with another width than the first row (or the expected dimension).
+    #[error("{path}:{line}: expected {expected} values after the word, found {found}")]
+    VectorWidth {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: u64,
+        /// The width of the first row or the configured dimension.
+        expected: usize,
+        /// Values on this line.
+        found: usize,
+    },
+
+    /// A GloVe value that is not a number.
+    #[error("{path}:{line}: value {index} of word \"{word}\": \"{value}\" is not a number")]
+    VectorValue {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: u64,
+        /// The word of the row.
+        word: String,
+        /// 1-based position of the value after the word.
+        index: usize,
+        /// The text that did not parse.
+        value: String,
+    },
+
+    /// A file with no usable content (no rows, no vectors).
+    #[error("{path}: {message}")]
+    Empty {
+        /// The file.
+        path: PathBuf,
+        /// What was missing.
+        message: String,
+    },
+
+    /// A config value out of range or inconsistent with another.
+    #[error("invalid value for `{key}`: {message}")]
+    Config {
+        /// The config path of the value (`data.split.val`).
+        key: String,
+        /// What is wrong and what is allowed.
+        message: String,
+    },
+
+    /// A data set that cannot be used as configured (e.g. an empty training split).
+    #[error("{0}")]
+    Invalid(String),
+
+    /// The tokenizers crate failed.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+
+    /// A tensor could not be built.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+impl DataError {
+    /// A [`DataError::Config`] for the config key `key`.
+    pub fn config(key: impl Into<String>, message: impl Into<String>) -> Self {
+        DataError::Config {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A [`DataError::Io`] for `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        DataError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A [`DataError::Tokenizer`] from any error of the tokenizers crate.
+    pub fn tokenizer(e: impl std::fmt::Display) -> Self {
+        DataError::Tokenizer(e.to_string())
+    }
+}
+
+impl From<DataError> for rnnlab_core::Error {
+    fn from(e: DataError) -> Self {
+        rnnlab_core::Error::plugin(e)
+    }
+}

@@ -1,0 +1,186 @@
+//! What the built-in cells share: PyTorch's four parameters per layer and direction, and the fused
+//! sequence pass (one input projection for all steps, then only the recurrent product per step).
+
+use candle_core::{DType, Device, Tensor};
+use rnnlab_core::{Cell, CellState, Error, ParamBuilder, Result, SeqOutput};
+
+/// `weight_ih [G·H, E]`, `weight_hh [G·H, H]`, `bias_ih [G·H]`, `bias_hh [G·H]` of one layer and
+/// direction, with `G` stacked gates.
+#[derive(Clone, Debug)]
+pub(crate) struct CellWeights {
+    pub w_ih: Tensor,
+    pub w_hh: Tensor,
+    pub b_ih: Tensor,
+    pub b_hh: Tensor,
+    /// The full name of `weight_hh_{suffix}` (with the builder's prefix).
+    pub hh_name: String,
+    pub input: usize,
+    pub hidden: usize,
+}
+
+impl CellWeights {
+    /// Creates the four parameters with PyTorch's names and default init (every entry
+    /// U(-1/√H, 1/√H)), in PyTorch's order.
+    pub fn new(
+        input: usize,
+        hidden: usize,
+        gates: usize,
+        suffix: &str,
+        pb: &mut ParamBuilder,
+    ) -> Result<Self> {
+        if input == 0 || hidden == 0 {
+            return Err(Error::invalid(
+                format!("weight_ih_{suffix}"),
+                format!("input ({input}) and hidden ({hidden}) sizes must be positive"),
+            ));
+        }
+        let bound = 1.0 / (hidden as f64).sqrt();
+        let g = gates * hidden;
+        let w_ih = pb.uniform(&format!("weight_ih_{suffix}"), &[g, input], bound)?;
+        let hh = format!("weight_hh_{suffix}");
+        let w_hh = pb.uniform(&hh, &[g, hidden], bound)?;
+        let hh_name = pb.full_name(&hh);
+        let b_ih = pb.uniform(&format!("bias_ih_{suffix}"), &[g], bound)?;
+        let b_hh = pb.uniform(&format!("bias_hh_{suffix}"), &[g], bound)?;
+        Ok(CellWeights {
+            w_ih,
+            w_hh,
+            b_ih,
+            b_hh,
+            hh_name,
+            input,
+            hidden,
+        })
+    }
+
+    /// `x W_ihᵀ + b_ih` for `x` `[N, E]`.
+    pub fn input_proj(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.matmul(&self.w_ih.t()?)?.broadcast_add(&self.b_ih)?)
+    }
+
+    /// `(h ⊙ mask) W_hhᵀ + b_hh`, with `w_hh_t` = `W_hhᵀ`.
+    pub fn recurrent_proj(
+        &self,
+        h: &Tensor,
+        h_mask: Option<&Tensor>,
+        w_hh_t: &Tensor,
+    ) -> Result<Tensor> {
+        let h = match h_mask {
+            Some(m) => h.mul(m)?,
+            None => h.clone(),
+        };
+        Ok(h.matmul(w_hh_t)?.broadcast_add(&self.b_hh)?)
+    }
+}
+
+/// A cell whose step is `combine(x W_ihᵀ + b_ih, (h ⊙ mask) W_hhᵀ + b_hh, state)`.
+pub(crate) trait Gated: Cell {
+    /// The cell's parameters.
+    fn weights(&self) -> &CellWeights;
+
+    /// The next state from the input projection `xp` and the recurrent projection `hp` (both
+    /// `[B, G·H]`) and the previous state.
+    fn combine(&self, xp: &Tensor, hp: &Tensor, state: &CellState) -> Result<CellState>;
+}
+
+/// One step of a [`Gated`] cell.
+pub(crate) fn step<C: Gated + ?Sized>(
+    cell: &C,
+    x_t: &Tensor,
+    state: &CellState,
+    h_mask: Option<&Tensor>,
+) -> Result<CellState> {
+    let w = cell.weights();
+    let xp = w.input_proj(x_t)?;
+    let hp = w.recurrent_proj(&state.h, h_mask, &w.w_hh.t()?)?;
+    cell.combine(&xp, &hp, state)
+}
+
+fn column(values: Vec<f32>, dtype: DType, device: &Device) -> Result<Tensor> {
+    let n = values.len();
+    Ok(Tensor::from_vec(values, (n, 1), device)?.to_dtype(dtype)?)
+}
+
+/// The fused sequence pass of a [`Gated`] cell: the same math as
+/// [`rnnlab_core::reference_forward_seq`], with the input projection of every step computed as
+/// one `[B·T, E] × [E, G·H]` product.
+pub(crate) fn forward_seq<C: Gated + ?Sized>(
+    cell: &C,
+    x: &Tensor,
+    lengths: &[usize],
+    reverse: bool,
+    h_mask: Option<&Tensor>,
+) -> Result<SeqOutput> {
+    let (b, t, e) = x.dims3()?;
+    if lengths.len() != b {
+        return Err(Error::Mismatch(format!(
+            "{} lengths for a batch of {b}",
+            lengths.len()
+        )));
+    }
+    let w = cell.weights();
+    if e != w.input {
+        return Err(Error::Mismatch(format!(
+            "input width {e}, the cell expects {}",
+            w.input
+        )));
+    }
+    let (dtype, device) = (x.dtype(), x.device());
+    let h = w.hidden;
+    let mut state = cell.zero_state(b, dtype, device)?;
+    if t == 0 {
+        return Ok(SeqOutput {
+            outputs: Tensor::zeros((b, 0, h), dtype, device)?,
+            last: state,
+        });
+    }
+    let g = w.w_ih.dim(0)?;
+    // [T, B, G] contiguous: each step reads one contiguous block.
+    let xp = w
+        .input_proj(&x.reshape((b * t, e))?)?
+        .reshape((b, t, g))?
+        .transpose(0, 1)?
+        .contiguous()?;
+    // candle's backward of `narrow` writes a zero tensor of the whole input's shape, so slicing
+    // each step straight out of [T, B, G] costs O(T²·B·G). Slicing in two levels (blocks of about
+    // √T steps, then steps within a block) brings that to O(T^1.5·B·G).
+    let block = (t as f64).sqrt().ceil() as usize;
+    let blocks: Vec<Tensor> = (0..t)
+        .step_by(block)
+        .map(|s| xp.narrow(0, s, block.min(t - s)))
+        .collect::<candle_core::Result<_>>()?;
+    let w_hh_t = w.w_hh.t()?.contiguous()?;
+    let zeros = Tensor::zeros((b, h), dtype, device)?;
+    let mut outs: Vec<Tensor> = vec![zeros.clone(); t];
+    let order: Vec<usize> = if reverse {
+        (0..t).rev().collect()
+    } else {
+        (0..t).collect()
+    };
+    for s in order {
+        let active = lengths.iter().filter(|&&l| s < l).count();
+        if active == 0 {
+            // Every sequence is past its end: the state stays, the output is zero.
+            continue;
+        }
+        let hp = w.recurrent_proj(&state.h, h_mask, &w_hh_t)?;
+        let xp_s = blocks[s / block].get(s % block)?;
+        let next = cell.combine(&xp_s, &hp, &state)?;
+        if active == b {
+            outs[s] = next.h.clone();
+            state = next;
+        } else {
+            let m: Vec<f32> = lengths
+                .iter()
+                .map(|&l| if s < l { 1.0 } else { 0.0 })
+                .collect();
+            let m = column(m, dtype, device)?;
+            outs[s] = next.h.broadcast_mul(&m)?;
+            state = CellState::select(&m, &next, &state)?;
+        }
+    }
+    Ok(SeqOutput {
+        outputs: Tensor::stack(&outs, 1)?,
+        last: state,
+    })
+}

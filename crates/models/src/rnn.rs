@@ -1,0 +1,108 @@
+//! The vanilla (Elman) RNN cell, as `torch.nn.RNN`: `h' = act(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh)`.
+
+use std::str::FromStr;
+
+use candle_core::Tensor;
+use rnnlab_core::{Cell, CellState, Error, ParamBuilder, RecurrentWeight, Result, SeqOutput};
+
+use crate::gated::{self, CellWeights, Gated};
+
+/// The activation of a vanilla RNN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Nonlinearity {
+    /// `tanh` (PyTorch's default).
+    Tanh,
+    /// `relu`.
+    Relu,
+}
+
+impl FromStr for Nonlinearity {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "tanh" => Ok(Nonlinearity::Tanh),
+            "relu" => Ok(Nonlinearity::Relu),
+            other => Err(Error::invalid(
+                "nonlinearity",
+                format!("`{other}` is not one of tanh, relu"),
+            )),
+        }
+    }
+}
+
+/// A vanilla RNN layer in one direction, with PyTorch's parameters `weight_ih_{suffix}` `[H, E]`,
+/// `weight_hh_{suffix}` `[H, H]`, `bias_ih_{suffix}` `[H]`, `bias_hh_{suffix}` `[H]`.
+#[derive(Clone, Debug)]
+pub struct Rnn {
+    w: CellWeights,
+    nonlinearity: Nonlinearity,
+}
+
+/// Builds a vanilla RNN cell from `input` to `hidden` units, creating its parameters with the name
+/// `suffix` (`l0`, `l1_reverse`, ...) under `pb`'s prefix, initialised as PyTorch does.
+pub fn rnn(
+    input: usize,
+    hidden: usize,
+    nonlinearity: Nonlinearity,
+    suffix: &str,
+    pb: &mut ParamBuilder,
+) -> Result<Rnn> {
+    Ok(Rnn {
+        w: CellWeights::new(input, hidden, 1, suffix, pb)?,
+        nonlinearity,
+    })
+}
+
+impl Rnn {
+    /// The activation.
+    pub fn nonlinearity(&self) -> Nonlinearity {
+        self.nonlinearity
+    }
+}
+
+impl Gated for Rnn {
+    fn weights(&self) -> &CellWeights {
+        &self.w
+    }
+
+    fn combine(&self, xp: &Tensor, hp: &Tensor, _state: &CellState) -> Result<CellState> {
+        let pre = xp.add(hp)?;
+        let h = match self.nonlinearity {
+            Nonlinearity::Tanh => pre.tanh()?,
+            Nonlinearity::Relu => pre.relu()?,
+        };
+        Ok(CellState { h, c: None })
+    }
+}
+
+impl Cell for Rnn {
+    fn input_size(&self) -> usize {
+        self.w.input
+    }
+
+    fn hidden_size(&self) -> usize {
+        self.w.hidden
+    }
+
+    fn step(&self, x_t: &Tensor, state: &CellState, h_mask: Option<&Tensor>) -> Result<CellState> {
+        gated::step(self, x_t, state, h_mask)
+    }
+
+    fn recurrent_weights(&self) -> Vec<RecurrentWeight> {
+        vec![RecurrentWeight {
+            name: self.w.hh_name.clone(),
+            gates: vec!["h".into()],
+        }]
+    }
+
+    fn forward_seq(
+        &self,
+        x: &Tensor,
+        lengths: &[usize],
+        reverse: bool,
+        h_mask: Option<&Tensor>,
+    ) -> Result<SeqOutput> {
+        gated::forward_seq(self, x, lengths, reverse, h_mask)
+    }
+}
