@@ -22,32 +22,12 @@ pub enum Error {
     },
 
     /// A plugin name that no registry entry has.
-    #[error("unknown {kind} `{name}` at `{at}`{suggestion}; known {kind}s: {known}")]
-    UnknownPlugin {
-        /// The plugin kind (cell, transform, ...).
-        kind: String,
-        /// The name that was asked for.
-        name: String,
-        /// Where in the config it was asked for.
-        at: String,
-        /// ", did you mean `x`?" or empty.
-        suggestion: String,
-        /// The registered names, comma separated.
-        known: String,
-    },
+    #[error("unknown {} `{}` at `{}`{}; known {}s: {}", .0.kind, .0.name, .0.at, .0.suggestion, .0.kind, .0.known)]
+    UnknownPlugin(Box<UnknownName>),
 
     /// A config key that the section or plugin does not take.
-    #[error("unknown key `{key}` at `{at}`{suggestion}; valid keys: {known}")]
-    UnknownKey {
-        /// The offending key.
-        key: String,
-        /// The config path of its table.
-        at: String,
-        /// ", did you mean `x`?" or empty.
-        suggestion: String,
-        /// The valid keys, comma separated.
-        known: String,
-    },
+    #[error("unknown key `{}` at `{}`{}; valid keys: {}", .0.name, .0.at, .0.suggestion, .0.known)]
+    UnknownKey(Box<UnknownName>),
 
     /// A config value of the wrong type or out of range.
     #[error("invalid value for `{at}`: {message}")]
@@ -76,6 +56,21 @@ pub enum Error {
     /// Any other error raised by a plugin crate.
     #[error(transparent)]
     Plugin(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// A name (of a plugin or a key) that is not known, with what is.
+#[derive(Debug, Clone)]
+pub struct UnknownName {
+    /// The kind of thing named (`cell`, `transform`, `key`, ...).
+    pub kind: String,
+    /// The name that was given.
+    pub name: String,
+    /// Where in the config it was given.
+    pub at: String,
+    /// ", did you mean `x`?" or empty.
+    pub suggestion: String,
+    /// The known names, comma separated.
+    pub known: String,
 }
 
 impl Error {

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use candle_core::Tensor;
 
 use crate::{
-    error::suggest, Callback, Cell, Error, GradientTransform, Model, ParamBuilder, Result,
-    Scheduler,
+    error::{suggest, UnknownName},
+    Callback, Cell, Error, GradientTransform, Model, ParamBuilder, Result, Scheduler,
 };
 
 /// One parameter a plugin takes.
@@ -69,8 +69,9 @@ impl PluginParams {
         let known: Vec<&str> = specs.iter().map(|s| s.name).collect();
         for key in table.keys() {
             if key != "type" && !known.contains(&key.as_str()) {
-                return Err(Error::UnknownKey {
-                    key: key.clone(),
+                return Err(Error::UnknownKey(Box::new(UnknownName {
+                    kind: "key".into(),
+                    name: key.clone(),
                     at: at.to_string(),
                     suggestion: suggest(key, known.iter().copied()),
                     known: if known.is_empty() {
@@ -78,7 +79,7 @@ impl PluginParams {
                     } else {
                         known.join(", ")
                     },
-                });
+                })));
             }
         }
         let mut filled = table.clone();
@@ -365,12 +366,14 @@ impl<F: Clone> Table<F> {
         self.entries
             .iter()
             .find(|e| e.spec.name == name)
-            .ok_or_else(|| Error::UnknownPlugin {
-                kind: self.kind.to_string(),
-                name: name.to_string(),
-                at: at.to_string(),
-                suggestion: suggest(name, self.names()),
-                known: self.names().join(", "),
+            .ok_or_else(|| {
+                Error::UnknownPlugin(Box::new(UnknownName {
+                    kind: self.kind.to_string(),
+                    name: name.to_string(),
+                    at: at.to_string(),
+                    suggestion: suggest(name, self.names()),
+                    known: self.names().join(", "),
+                }))
             })
     }
 

@@ -2,9 +2,6 @@
 //! init, the stacked/bidirectional [`Encoder`], the [`RecurrentClassifier`] and the [`KimCnn`]
 //! baseline. [`register`] adds them all to a [`Registry`].
 #![warn(missing_docs)]
-// rnnlab_core::Error is at least 128 bytes (its UnknownPlugin/UnknownKey variants hold five
-// Strings); every fn returning it trips this lint. Boxing those variants in core would remove it.
-#![allow(clippy::result_large_err)]
 
 mod classifier;
 mod cnn;

@@ -1,5 +1,5 @@
 //! Helpers shared by the model tests.
-#![allow(dead_code, clippy::result_large_err)]
+#![allow(dead_code)]
 
 use candle_core::{DType, Device, Tensor, Var};
 use rnnlab_core::{

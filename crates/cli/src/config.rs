@@ -1,0 +1,374 @@
+//! The pipeline file: layered (file < env `RNNLAB__*` < `--set key=value`), `${VAR}`-expanded,
+//! and validated once, here, at the border.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// The demo pipeline compiled into the binary: `rnnlab train` with no file runs it.
+pub const DEMO_PIPELINE: &str = include_str!("../../../pipelines/demo.toml");
+
+/// The workspace root this binary was built from.
+pub fn workspace_root() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    p.canonicalize().unwrap_or(p)
+}
+
+/// `RNNLAB_DATA`, or `../shared/data` beside the workspace root.
+pub fn data_dir() -> PathBuf {
+    match std::env::var_os("RNNLAB_DATA") {
+        Some(v) if !v.is_empty() => PathBuf::from(v),
+        _ => workspace_root().join("../shared/data"),
+    }
+}
+
+/// A whole pipeline after layering and validation of its fixed sections. Plugin tables
+/// (`model`, `optim.transforms`, `optim.scheduler`, `callbacks`) are validated by the registry.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Seed of the run's one random generator.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Data: reader, split, tokenizer, embeddings, batching.
+    pub data: rnnlab_data::DataConfig,
+    /// The model table (`type` picks the model plugin; default `recurrent`).
+    #[serde(default)]
+    pub model: toml::Table,
+    /// Gradient transforms and the scheduler.
+    #[serde(default)]
+    pub optim: OptimConfig,
+    /// Callbacks, in order.
+    #[serde(default)]
+    pub callbacks: Vec<toml::Table>,
+    /// Loop settings.
+    #[serde(default)]
+    pub train: TrainSection,
+}
+
+fn default_seed() -> u64 {
+    42
+}
+
+/// `[optim]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimConfig {
+    /// Transforms in the order they apply; the optimizer is one of them.
+    #[serde(default = "default_transforms")]
+    pub transforms: Vec<toml::Table>,
+    /// The learning-rate scheduler (default `constant`).
+    #[serde(default)]
+    pub scheduler: toml::Table,
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        OptimConfig {
+            transforms: default_transforms(),
+            scheduler: toml::Table::new(),
+        }
+    }
+}
+
+fn default_transforms() -> Vec<toml::Table> {
+    let mut t = toml::Table::new();
+    t.insert("type".into(), "adam".into());
+    vec![t]
+}
+
+/// `[train]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSection {
+    /// Epochs to train.
+    #[serde(default = "default_epochs")]
+    pub epochs: usize,
+    /// CPU threads for tensor work (0: all cores).
+    #[serde(default = "default_threads")]
+    pub threads: usize,
+    /// The metric that picks the best checkpoint.
+    #[serde(default = "default_monitor")]
+    pub monitor: String,
+    /// `max` or `min`: which way `monitor` improves.
+    #[serde(default = "default_mode")]
+    pub mode: String,
+    /// Show a progress bar when stderr is a terminal.
+    #[serde(default = "default_true")]
+    pub progress: bool,
+}
+
+impl Default for TrainSection {
+    fn default() -> Self {
+        TrainSection {
+            epochs: default_epochs(),
+            threads: default_threads(),
+            monitor: default_monitor(),
+            mode: default_mode(),
+            progress: true,
+        }
+    }
+}
+
+fn default_epochs() -> usize {
+    10
+}
+fn default_threads() -> usize {
+    2
+}
+fn default_monitor() -> String {
+    "val_acc".into()
+}
+fn default_mode() -> String {
+    "max".into()
+}
+fn default_true() -> bool {
+    true
+}
+
+/// Where a pipeline's text comes from.
+pub enum Source<'a> {
+    /// A file on disk.
+    File(&'a Path),
+    /// The embedded demo pipeline.
+    Demo,
+}
+
+impl Source<'_> {
+    fn label(&self) -> String {
+        match self {
+            Source::File(p) => p.display().to_string(),
+            Source::Demo => "<embedded demo.toml>".into(),
+        }
+    }
+}
+
+/// Reads, layers, expands and validates a pipeline. Errors name the file, and the line for
+/// errors in the file itself.
+pub fn load(source: Source, sets: &[String]) -> Result<PipelineConfig> {
+    let label = source.label();
+    let text = match source {
+        Source::File(p) => std::fs::read_to_string(p)
+            .with_context(|| format!("cannot read pipeline {}", p.display()))?,
+        Source::Demo => DEMO_PIPELINE.to_string(),
+    };
+    // The file alone first, straight from its text: the toml crate reports line and column for
+    // syntax errors and for unknown or mistyped keys of the fixed sections.
+    toml::from_str::<PipelineConfig>(&text)
+        .map_err(|e| anyhow!("{label}: {}", with_suggestion(&e.to_string())))?;
+
+    // Then the layers: file < environment (RNNLAB__TRAIN__EPOCHS=3) < --set.
+    let mut builder = config::Config::builder()
+        .add_source(config::File::from_str(&text, config::FileFormat::Toml))
+        .add_source(
+            config::Environment::with_prefix("RNNLAB")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        );
+    for s in sets {
+        let (key, value) = parse_set(s)?;
+        builder = builder
+            .set_override(config_path(&key), to_config_value(&value))
+            .with_context(|| format!("--set {s}"))?;
+    }
+    let merged: toml::Table = builder
+        .build()
+        .and_then(|c| c.try_deserialize())
+        .map_err(|e| anyhow!("{label}: {e}"))?;
+    let merged = expand_table(merged, "")?;
+    let cfg: PipelineConfig = toml::Value::Table(merged).try_into().map_err(|e| {
+        anyhow!(
+            "{label} (with environment and --set): {}",
+            with_suggestion(&e.to_string())
+        )
+    })?;
+    validate(&cfg).map_err(|e| anyhow!("{label}: {e}"))?;
+    Ok(cfg)
+}
+
+fn validate(cfg: &PipelineConfig) -> Result<()> {
+    if cfg.train.epochs == 0 {
+        bail!("invalid value for `train.epochs`: 0: must be at least 1");
+    }
+    if !matches!(cfg.train.mode.as_str(), "max" | "min") {
+        bail!(
+            "invalid value for `train.mode`: `{}` is not one of max, min",
+            cfg.train.mode
+        );
+    }
+    if cfg.optim.transforms.is_empty() {
+        bail!("`optim.transforms` is empty: it needs at least an optimizer (e.g. {{ type = \"adam\" }})");
+    }
+    Ok(())
+}
+
+/// Splits `key=value` and parses the value as TOML (a bare word that is not TOML is a string).
+pub fn parse_set(s: &str) -> Result<(String, toml::Value)> {
+    let (key, raw) = s
+        .split_once('=')
+        .ok_or_else(|| anyhow!("--set expects key=value, got `{s}`"))?;
+    let key = key.trim().to_string();
+    if key.is_empty() {
+        bail!("--set expects key=value, got `{s}`");
+    }
+    let raw = raw.trim();
+    let value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or(toml::Value::String(raw.to_string())),
+        Err(_) => toml::Value::String(raw.to_string()),
+    };
+    Ok((key, value))
+}
+
+/// `optim.transforms.0.max_norm` → `optim.transforms[0].max_norm` (the config crate's syntax).
+fn config_path(key: &str) -> String {
+    let mut out = String::new();
+    for part in key.split('.') {
+        if !out.is_empty() && part.chars().all(|c| c.is_ascii_digit()) && !part.is_empty() {
+            out.push_str(&format!("[{part}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(part);
+        }
+    }
+    out
+}
+
+fn to_config_value(v: &toml::Value) -> config::Value {
+    use config::ValueKind;
+    let kind = match v {
+        toml::Value::String(s) => ValueKind::String(s.clone()),
+        toml::Value::Integer(i) => ValueKind::I64(*i),
+        toml::Value::Float(f) => ValueKind::Float(*f),
+        toml::Value::Boolean(b) => ValueKind::Boolean(*b),
+        toml::Value::Datetime(d) => ValueKind::String(d.to_string()),
+        toml::Value::Array(a) => ValueKind::Array(a.iter().map(to_config_value).collect()),
+        toml::Value::Table(t) => ValueKind::Table(
+            t.iter()
+                .map(|(k, v)| (k.clone(), to_config_value(v)))
+                .collect(),
+        ),
+    };
+    config::Value::new(None, kind)
+}
+
+fn expand_table(t: toml::Table, at: &str) -> Result<toml::Table> {
+    t.into_iter()
+        .map(|(k, v)| {
+            let path = if at.is_empty() {
+                k.clone()
+            } else {
+                format!("{at}.{k}")
+            };
+            Ok((k, expand_value(v, &path)?))
+        })
+        .collect()
+}
+
+fn expand_value(v: toml::Value, at: &str) -> Result<toml::Value> {
+    Ok(match v {
+        toml::Value::String(s) => toml::Value::String(expand_vars(&s, at)?),
+        toml::Value::Array(a) => toml::Value::Array(
+            a.into_iter()
+                .enumerate()
+                .map(|(i, v)| expand_value(v, &format!("{at}.{i}")))
+                .collect::<Result<_>>()?,
+        ),
+        toml::Value::Table(t) => toml::Value::Table(expand_table(t, at)?),
+        other => other,
+    })
+}
+
+/// Replaces `${VAR}` with the environment's value; `RNNLAB_DATA` defaults to [`data_dir`].
+pub fn expand_vars(s: &str, at: &str) -> Result<String> {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| anyhow!("`{at}`: unclosed `${{` in \"{s}\""))?;
+        let name = &after[..end];
+        let value = match std::env::var(name) {
+            Ok(v) if !v.is_empty() => v,
+            _ if name == "RNNLAB_DATA" => data_dir().display().to_string(),
+            _ => bail!("`{at}`: environment variable `{name}` is not set (used in \"{s}\")"),
+        };
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Appends ", did you mean `x`?" to serde's "unknown field `y`, expected one of ..." messages.
+pub fn with_suggestion(msg: &str) -> String {
+    let Some(pos) = msg.find("unknown field `") else {
+        return msg.to_string();
+    };
+    let after = &msg[pos + "unknown field `".len()..];
+    let Some(end) = after.find('`') else {
+        return msg.to_string();
+    };
+    let field = &after[..end];
+    let Some(exp) = after.find("expected") else {
+        return msg.to_string();
+    };
+    let expected: Vec<&str> = after[exp..].split('`').skip(1).step_by(2).collect();
+    let hint = rnnlab_core::suggest(field, expected.iter().copied());
+    if hint.is_empty() {
+        msg.to_string()
+    } else {
+        format!("{}{hint}", msg.trim_end())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_values_parse_as_toml() {
+        assert_eq!(
+            parse_set("train.epochs=3").unwrap().1,
+            toml::Value::Integer(3)
+        );
+        assert_eq!(parse_set("a.b = 1e-3").unwrap().1, toml::Value::Float(1e-3));
+        assert_eq!(
+            parse_set("x=lstm").unwrap().1,
+            toml::Value::String("lstm".into())
+        );
+        assert_eq!(
+            parse_set("x=\"gru\"").unwrap().1,
+            toml::Value::String("gru".into())
+        );
+        assert!(parse_set("novalue").is_err());
+    }
+
+    #[test]
+    fn numeric_segments_become_indices() {
+        assert_eq!(
+            config_path("optim.transforms.0.max_norm"),
+            "optim.transforms[0].max_norm"
+        );
+    }
+
+    #[test]
+    fn suggestion_is_appended_to_unknown_fields() {
+        let m = "unknown field `epochz`, expected one of `epochs`, `threads`";
+        assert!(with_suggestion(m).ends_with("did you mean `epochs`?"));
+    }
+
+    #[test]
+    fn unset_variables_are_errors_naming_the_key() {
+        let e = expand_vars("${RNNLAB_SURELY_UNSET_VAR}/x", "data.path").unwrap_err();
+        assert!(e.to_string().contains("`data.path`"), "{e}");
+        assert!(e.to_string().contains("RNNLAB_SURELY_UNSET_VAR"), "{e}");
+    }
+}

@@ -1,0 +1,133 @@
+//! Bad pipelines get clear errors that name the file, the key and a near valid key, and write
+//! nothing.
+
+use std::path::Path;
+
+use rnnlab_cli::TrainOptions;
+
+/// Trains the demo pipeline with `sets`, or the pipeline text `file` when given; returns the error.
+fn fails(file: Option<&str>, sets: &[&str], out: &Path) -> String {
+    let dir = out.parent().unwrap();
+    let pipeline = file.map(|text| {
+        let p = dir.join("bad.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    });
+    let opts = TrainOptions {
+        pipeline: pipeline.or_else(|| Some(rnnlab_tests::pipeline("demo.toml"))),
+        sets: sets.iter().map(|s| s.to_string()).collect(),
+        out: Some(out.to_path_buf()),
+        threads: Some(2),
+        progress: false,
+    };
+    let e = rnnlab_cli::train(&rnnlab_cli::registry(), &opts).unwrap_err();
+    assert!(
+        !out.exists(),
+        "a failed run must write nothing, but {} exists",
+        out.display()
+    );
+    format!("{e:#}")
+}
+
+#[test]
+fn unknown_section_key_names_file_line_and_suggests() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = std::fs::read_to_string(rnnlab_tests::pipeline("demo.toml")).unwrap();
+    let bad = demo.replace("epochs = 8", "epochz = 8");
+    let line = bad.lines().position(|l| l.starts_with("epochz")).unwrap() + 1;
+    let e = fails(Some(&bad), &[], &dir.path().join("run"));
+    assert!(e.contains("bad.toml"), "{e}");
+    assert!(e.contains(&format!("line {line}")), "{e}");
+    assert!(e.contains("did you mean `epochs`?"), "{e}");
+}
+
+#[test]
+fn unknown_plugin_key_and_name_suggest_the_near_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = fails(
+        None,
+        &["optim.transforms.0.max_nrom=1.0"],
+        &dir.path().join("a"),
+    );
+    assert!(
+        e.contains("unknown key `max_nrom` at `optim.transforms[0]`"),
+        "{e}"
+    );
+    assert!(e.contains("did you mean `max_norm`?"), "{e}");
+
+    let e = fails(None, &["model.cell.type=lstn"], &dir.path().join("b"));
+    assert!(e.contains("unknown cell `lstn`"), "{e}");
+    assert!(e.contains("did you mean `lstm`?"), "{e}");
+    assert!(e.contains("gru"), "the error lists the known cells: {e}");
+}
+
+#[test]
+fn out_of_range_values_are_rejected_with_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = fails(None, &["optim.transforms.1.lr=-0.1"], &dir.path().join("a"));
+    assert!(e.contains("optim.transforms[1].lr"), "{e}");
+    let e = fails(None, &["model.dropout=1.5"], &dir.path().join("b"));
+    assert!(e.contains("model.dropout"), "{e}");
+    let e = fails(None, &["train.epochs=0"], &dir.path().join("c"));
+    assert!(e.contains("train.epochs"), "{e}");
+}
+
+#[test]
+fn a_missing_data_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(rnnlab_tests::pipeline("rt-lstm.toml"))
+        .unwrap()
+        .replace(
+            "${RNNLAB_DATA}/rt-kaggle-phrases/train.tsv",
+            "/nonexistent/phrases.tsv",
+        );
+    let e = fails(Some(&text), &[], &dir.path().join("run"));
+    assert!(e.contains("/nonexistent/phrases.tsv"), "{e}");
+}
+
+#[test]
+fn set_overrides_nested_array_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    rnnlab_tests::train(
+        "demo.toml",
+        &[
+            "optim.transforms.0.max_norm=1.5",
+            "train.epochs=1",
+            "data.size=300",
+        ],
+        &out,
+    )
+    .unwrap();
+    let resolved: toml::Table =
+        toml::from_str(&std::fs::read_to_string(out.join("config.resolved.toml")).unwrap())
+            .unwrap();
+    assert_eq!(
+        resolved["optim"]["transforms"][0]["max_norm"].as_float(),
+        Some(1.5)
+    );
+    assert_eq!(resolved["train"]["epochs"].as_integer(), Some(1));
+}
+
+#[test]
+fn list_shows_every_plugin_with_parameters() {
+    let text = rnnlab_cli::list::render(&rnnlab_cli::registry());
+    for name in [
+        "recurrent",
+        "cnn",
+        "rnn",
+        "lstm",
+        "gru",
+        "adam",
+        "clip_global_norm",
+        "weight_decay",
+        "constant",
+        "early_stopping",
+        "max_norm",
+        "nonlinearity",
+        "hidden",
+        "pooling",
+    ] {
+        assert!(text.contains(name), "`rnnlab list` lacks {name}:\n{text}");
+    }
+}
