@@ -300,9 +300,10 @@ pub type ModelCtor = Arc<
 /// Builds a gradient transform.
 pub type TransformCtor =
     Arc<dyn Fn(&PluginParams) -> Result<Box<dyn GradientTransform>> + Send + Sync>;
-/// Builds a scheduler from its parameters and the optimizer's base learning rate.
+/// Builds a scheduler from its parameters, the optimizer's base learning rate, and the registry
+/// (for schedulers that wrap another, such as a warmup).
 pub type SchedulerCtor =
-    Arc<dyn Fn(&PluginParams, f64) -> Result<Box<dyn Scheduler>> + Send + Sync>;
+    Arc<dyn Fn(&PluginParams, f64, &Registry) -> Result<Box<dyn Scheduler>> + Send + Sync>;
 /// Builds a callback.
 pub type CallbackCtor = Arc<dyn Fn(&PluginParams) -> Result<Box<dyn Callback>> + Send + Sync>;
 
@@ -458,7 +459,7 @@ impl Registry {
         base_lr: f64,
     ) -> Result<(Box<dyn Scheduler>, PluginParams)> {
         let (ctor, p) = self.schedulers.resolve(table, at, Some("constant"))?;
-        Ok((ctor(&p, base_lr)?, p))
+        Ok((ctor(&p, base_lr, self)?, p))
     }
 
     /// Builds a callback from its config table.

@@ -9,7 +9,7 @@ use candle_core::{DType, Tensor, D};
 use crate::{
     checkpoint, quantile, Batch, BatchSource, BatchStats, Callback, Chain, Confusion, Control,
     EpochMetrics, Error, EvalSplit, Grads, Interval, MetricsWriter, Model, Outcome, Result, Rng,
-    Scheduler, StepContext, StepReport, TrainView,
+    Scheduler, StateDict, StepContext, StepReport, TrainView,
 };
 
 /// Which way a monitored metric improves.
@@ -237,14 +237,26 @@ impl Trainer {
             m.set("train_loss", loss_sum / seen.max(1) as f64);
             m.set("train_acc", 100.0 * right as f64 / seen.max(1) as f64);
             let eval_started = Instant::now();
+            let averaged = self.chain.averaged_params()?;
+            if averaged.is_some() {
+                // Weight averaging is on: the raw weights' figures are logged as raw_*, and the
+                // averaged weights are evaluated (and selected on) under the usual names.
+                let raw_val = self.evaluate_batches(&val_batches, num_classes, rng)?;
+                let raw_test = self.evaluate_batches(&test_batches, num_classes, rng)?;
+                log_eval(&mut m, "raw_val", &raw_val);
+                log_eval(&mut m, "raw_test", &raw_test);
+            }
+            let raw_weights = match &averaged {
+                Some(avg) => Some(swap_in(self.model.params(), avg)?),
+                None => None,
+            };
             result.val = self.evaluate_batches(&val_batches, num_classes, rng)?;
             result.test = self.evaluate_batches(&test_batches, num_classes, rng)?;
-            for (prefix, ev) in [("val", &result.val), ("test", &result.test)] {
-                if let Some(ev) = ev {
-                    m.set(format!("{prefix}_loss"), ev.loss);
-                    m.set(format!("{prefix}_acc"), ev.confusion.accuracy());
-                    m.set(format!("{prefix}_macro_f1"), ev.confusion.macro_f1());
-                }
+            log_eval(&mut m, "val", &result.val);
+            log_eval(&mut m, "test", &result.test);
+            let eval_weights = self.model.params().to_map();
+            if let Some(raw) = &raw_weights {
+                swap_in(self.model.params(), raw)?;
             }
             m.set("lr", lr);
             m.set("grad_norm_p50", quantile(&norms, 0.5));
@@ -281,12 +293,16 @@ impl Trainer {
                 train_seconds
             );
             if let Some(dir) = &self.config.checkpoint_dir {
-                let params = self.model.params().to_map();
-                checkpoint::save(&params, &dir.join("last.safetensors"))?;
+                checkpoint::save(&self.model.params().to_map(), &dir.join("last.safetensors"))?;
+                checkpoint::save(
+                    &self.training_state(epoch)?.tensors,
+                    &dir.join("last.state.safetensors"),
+                )?;
                 if let Some(v) = m.get(&self.config.monitor) {
                     if best.is_none_or(|b| self.config.mode.better(v, b)) {
                         best = Some(v);
-                        checkpoint::save(&params, &dir.join("best.safetensors"))?;
+                        // The weights that were evaluated: the averaged ones when averaging is on.
+                        checkpoint::save(&eval_weights, &dir.join("best.safetensors"))?;
                     }
                 }
             }
@@ -305,6 +321,32 @@ impl Trainer {
             )?;
         }
         Ok(result)
+    }
+
+    /// The state that resumes training exactly: every transform's, the scheduler's and every
+    /// callback's, with the step and epoch counters (`trainer.step`, `trainer.epoch`).
+    pub fn training_state(&self, epoch: usize) -> Result<StateDict> {
+        let mut s = StateDict::new();
+        s.insert_scalar("trainer.step", self.step as f64)?;
+        s.insert_scalar("trainer.epoch", epoch as f64)?;
+        s.extend_prefixed("chain", self.chain.state_dict()?);
+        s.extend_prefixed("scheduler", self.scheduler.state_dict()?);
+        for (i, cb) in self.callbacks.iter().enumerate() {
+            s.extend_prefixed(&format!("callbacks.{i}.{}", cb.name()), cb.state_dict()?);
+        }
+        Ok(s)
+    }
+
+    /// Restores [`Trainer::training_state`]'s output (the parameters are loaded separately).
+    pub fn load_training_state(&mut self, s: &StateDict) -> Result<usize> {
+        self.step = s.scalar("trainer.step")? as usize;
+        self.chain.load_state_dict(&s.sub("chain"))?;
+        self.scheduler.load_state_dict(&s.sub("scheduler"))?;
+        for (i, cb) in self.callbacks.iter_mut().enumerate() {
+            let prefix = format!("callbacks.{i}.{}", cb.name());
+            cb.load_state_dict(&s.sub(&prefix))?;
+        }
+        Ok(s.scalar("trainer.epoch")? as usize)
     }
 
     fn evaluate_batches(
@@ -355,6 +397,29 @@ pub fn apply_updates(params: &crate::Params, updates: &Grads) -> Result<()> {
         p.var.set(&next)?;
     }
     Ok(())
+}
+
+fn log_eval(m: &mut EpochMetrics, prefix: &str, ev: &Option<Evaluation>) {
+    if let Some(ev) = ev {
+        m.set(format!("{prefix}_loss"), ev.loss);
+        m.set(format!("{prefix}_acc"), ev.confusion.accuracy());
+        m.set(format!("{prefix}_macro_f1"), ev.confusion.macro_f1());
+    }
+}
+
+/// Writes `weights` into the parameters they name; returns deep copies of the values replaced.
+fn swap_in(
+    params: &crate::Params,
+    weights: &std::collections::BTreeMap<String, Tensor>,
+) -> Result<std::collections::BTreeMap<String, Tensor>> {
+    let mut old = std::collections::BTreeMap::new();
+    for (name, w) in weights {
+        if let Some(p) = params.get(name) {
+            old.insert(name.clone(), p.var.as_tensor().copy()?);
+            p.var.set(&w.to_dtype(p.var.dtype())?)?;
+        }
+    }
+    Ok(old)
 }
 
 fn correct(logits: &Tensor, labels: &Tensor) -> Result<usize> {

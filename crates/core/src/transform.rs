@@ -1,5 +1,9 @@
 //! Gradient transforms (after optax): small steps chained in config order, each with its own state.
 
+use std::collections::BTreeMap;
+
+use candle_core::Tensor;
+
 use crate::{Grads, Params, Result, StateDict};
 
 /// What the trainer knows at the moment a transform runs.
@@ -61,6 +65,12 @@ pub trait GradientTransform: Send {
         None
     }
 
+    /// Averaged weights (EMA, SWA) by parameter name, when this link keeps them and they are
+    /// ready; the trainer then evaluates with them and logs the raw weights' figures as `raw_*`.
+    fn averaged_params(&self) -> Result<Option<BTreeMap<String, Tensor>>> {
+        Ok(None)
+    }
+
     /// The state to checkpoint.
     fn state_dict(&self) -> Result<StateDict> {
         Ok(StateDict::new())
@@ -113,6 +123,17 @@ impl Chain {
             }
         }
         Ok(Outcome::Update)
+    }
+
+    /// The averaged weights of the last link that has them.
+    pub fn averaged_params(&self) -> Result<Option<BTreeMap<String, Tensor>>> {
+        let mut out = None;
+        for l in &self.links {
+            if let Some(a) = l.averaged_params()? {
+                out = Some(a);
+            }
+        }
+        Ok(out)
     }
 
     /// Runs every link's `after_step`.
