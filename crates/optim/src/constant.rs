@@ -38,7 +38,7 @@ pub fn register(r: &mut Registry) {
             )],
         },
         Arc::new(
-            |p: &PluginParams, base_lr: f64| -> Result<Box<dyn Scheduler>> {
+            |p: &PluginParams, base_lr: f64, _: &Registry| -> Result<Box<dyn Scheduler>> {
                 p.choice("interval", &["step", "epoch"])?;
                 Ok(Box::new(Constant { lr: base_lr }))
             },
