@@ -142,6 +142,8 @@ mod tests {
             epoch: 0,
             step: 0,
             run_dir: None,
+            val: None,
+            test: None,
         };
         values
             .iter()
@@ -173,6 +175,8 @@ mod tests {
             epoch: 1,
             step: 0,
             run_dir: None,
+            val: None,
+            test: None,
         };
         let e = cb
             .on_epoch_end(&mut EpochMetrics::new(), &view)

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::{EpochMetrics, Grads, Params, RecurrentWeight, Result, StateDict};
+use crate::{EpochMetrics, Evaluation, Grads, Params, RecurrentWeight, Result, StateDict};
 
 /// Whether training goes on after an epoch.
 #[derive(Clone, Debug, PartialEq)]
@@ -25,6 +25,10 @@ pub struct TrainView<'a> {
     pub step: usize,
     /// The run folder, when the run writes one.
     pub run_dir: Option<&'a Path>,
+    /// This epoch's validation evaluation (in `on_epoch_end`, when there is a validation split).
+    pub val: Option<&'a Evaluation>,
+    /// This epoch's test evaluation (in `on_epoch_end`, when there is a test split).
+    pub test: Option<&'a Evaluation>,
 }
 
 /// Figures of one training batch.

@@ -144,6 +144,8 @@ impl Trainer {
             epoch,
             step,
             run_dir: run_dir.as_deref(),
+            val: None,
+            test: None,
         };
         for cb in self.callbacks.iter_mut() {
             cb.on_train_start(&view(self.model.params(), 0, self.step))?;
@@ -273,10 +275,13 @@ impl Trainer {
 
             self.scheduler.on_epoch_end(&m)?;
             let mut stop = None;
+            let epoch_view = TrainView {
+                val: result.val.as_ref(),
+                test: result.test.as_ref(),
+                ..view(self.model.params(), epoch, self.step)
+            };
             for cb in self.callbacks.iter_mut() {
-                if let Control::Stop(why) =
-                    cb.on_epoch_end(&mut m, &view(self.model.params(), epoch, self.step))?
-                {
+                if let Control::Stop(why) = cb.on_epoch_end(&mut m, &epoch_view)? {
                     stop.get_or_insert(format!("{}: {why}", cb.name()));
                 }
             }
