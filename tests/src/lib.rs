@@ -42,6 +42,7 @@ pub fn train_with(
         out: Some(out.to_path_buf()),
         threads: Some(2),
         progress: false,
+        resume: None,
     };
     rnnlab_cli::train(registry, &opts)
 }

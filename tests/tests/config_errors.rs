@@ -19,6 +19,7 @@ fn fails(file: Option<&str>, sets: &[&str], out: &Path) -> String {
         out: Some(out.to_path_buf()),
         threads: Some(2),
         progress: false,
+        resume: None,
     };
     let e = rnnlab_cli::train(&rnnlab_cli::registry(), &opts).unwrap_err();
     assert!(

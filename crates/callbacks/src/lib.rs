@@ -2,11 +2,40 @@
 //! adds them all.
 #![warn(missing_docs)]
 
+pub mod csv_logger;
 pub mod early_stopping;
+pub mod grad_norm;
+pub mod jsonl_logger;
+pub mod linalg;
+pub mod lr_monitor;
+pub mod plot;
+pub mod plots;
+pub mod predictions;
+pub mod spectral;
+pub mod stability;
 
-use rnnlab_core::Registry;
+use std::path::Path;
+
+use rnnlab_core::{Error, Registry, Result};
 
 /// Registers every callback of this crate.
 pub fn register(r: &mut Registry) {
     early_stopping::register(r);
+    grad_norm::register(r);
+    spectral::register(r);
+    predictions::register(r);
+    stability::register(r);
+    lr_monitor::register(r);
+    csv_logger::register(r);
+    jsonl_logger::register(r);
+    plots::register(r);
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so readers never see half a file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }

@@ -8,8 +8,13 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod config;
+pub mod data_cmd;
+pub mod diagnose;
 pub mod list;
+pub mod predict;
+pub mod report;
 pub mod train;
 
 use std::path::PathBuf;
@@ -56,9 +61,67 @@ pub enum Command {
         /// CPU threads (overrides train.threads).
         #[arg(long)]
         threads: Option<usize>,
+        /// Continue the run folder RUN from its last snapshot (weights, optimizer, scheduler,
+        /// callbacks and random state), appending to its metrics.
+        #[arg(long, value_name = "RUN", conflicts_with_all = ["pipeline", "out"])]
+        resume: Option<PathBuf>,
     },
     /// List every registered plugin with its parameters and defaults.
     List,
+    /// Predict the label and class probabilities of texts with a trained run (texts from the
+    /// arguments, or one per line from stdin).
+    Predict {
+        /// The run folder.
+        run: PathBuf,
+        /// The texts; none: read stdin.
+        texts: Vec<String>,
+        /// Which checkpoint: best or last.
+        #[arg(long, default_value = "best", value_parser = ["best", "last"])]
+        checkpoint: String,
+    },
+    /// Compare runs: a Markdown table (final and best accuracy, swings, gradient norms, spectral
+    /// radius, seconds per epoch) and, with --out, figures overlaying the runs.
+    Report {
+        /// Run folders (each with a metrics.jsonl).
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Write report.md and plots/ here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// K: the last epochs the swing and std look at.
+        #[arg(long, default_value_t = 10)]
+        window: usize,
+    },
+    /// Which causes of unstable training hold for a run, with evidence, and the fixes in order.
+    Diagnose {
+        /// The run folder.
+        run: PathBuf,
+        /// A threshold, `--set explode=20` (keys: warn, explode, explode_share, radius, window,
+        /// spikes, swing, drift, collapse). Repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// A TOML file whose `[diagnose]` table sets thresholds (before --set).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Look at a pipeline's data (`rnnlab data inspect PIPELINE.toml`).
+    Data {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: data_cmd::DataCommand,
+    },
+    /// Measurements (`rnnlab bench glove FILE`).
+    Bench {
+        /// What to measure.
+        #[command(subcommand)]
+        cmd: bench::BenchCommand,
+    },
+    /// Download a data set or vectors into the Hugging Face hub cache (feature `hub`).
+    #[cfg(feature = "hub")]
+    Fetch {
+        /// The catalogue name: glove-6b-50d, glove-6b-100d, glove-6b-300d, sst5.
+        name: String,
+    },
 }
 
 /// Parses `args` (program name first) and runs the command.
@@ -84,6 +147,7 @@ where
             sets,
             out,
             threads,
+            resume,
         } => {
             let opts = TrainOptions {
                 pipeline,
@@ -91,6 +155,7 @@ where
                 out,
                 threads,
                 progress: true,
+                resume,
             };
             let summary = train(registry, &opts)?;
             println!("{}", summary.line());
@@ -100,6 +165,24 @@ where
             print!("{}", list::render(registry));
             Ok(())
         }
+        Command::Report { runs, out, window } => {
+            print!("{}", report::run(&runs, out.as_deref(), window)?);
+            Ok(())
+        }
+        Command::Diagnose { run, sets, config } => {
+            let t = diagnose::Thresholds::load(config.as_deref(), &sets)?;
+            print!("{}", diagnose::diagnose(&run, &t)?.to_markdown());
+            Ok(())
+        }
+        Command::Predict {
+            run,
+            texts,
+            checkpoint,
+        } => predict::run(registry, &run, texts, &checkpoint),
+        Command::Data { cmd } => data_cmd::run(cmd),
+        Command::Bench { cmd } => bench::run(cmd),
+        #[cfg(feature = "hub")]
+        Command::Fetch { name } => data_cmd::fetch(&name),
     }
 }
 

@@ -7,8 +7,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device};
 use rnnlab_core::{
-    Chain, Confusion, Evaluation, Mode, ModelContext, ParamBuilder, Params, Registry, Trainer,
-    TrainerConfig,
+    checkpoint, read_metrics, Chain, Confusion, Evaluation, Mode, ModelContext, ParamBuilder,
+    Params, Registry, ResumePoint, StateDict, Trainer, TrainerConfig, SNAPSHOT,
 };
 
 use crate::config::{self, PipelineConfig, Source};
@@ -26,6 +26,9 @@ pub struct TrainOptions {
     pub threads: Option<usize>,
     /// Show progress bars (on a terminal only).
     pub progress: bool,
+    /// Continue this run folder from its last snapshot (its `config.resolved.toml` is the
+    /// pipeline; `sets` may still override, e.g. `train.epochs` to train longer).
+    pub resume: Option<PathBuf>,
 }
 
 /// The outcome of a run.
@@ -75,9 +78,14 @@ impl RunSummary {
 /// Trains the pipeline of `opts` with the plugins of `registry`.
 pub fn train(registry: &Registry, opts: &TrainOptions) -> Result<RunSummary> {
     let started = Instant::now();
-    let source = match &opts.pipeline {
-        Some(p) => Source::File(p),
-        None => Source::Demo,
+    let resumed_config = opts.resume.as_ref().map(|r| r.join("config.resolved.toml"));
+    if opts.resume.is_some() && opts.pipeline.is_some() {
+        bail!("--resume takes the pipeline from the run folder: give no pipeline file");
+    }
+    let source = match (&resumed_config, &opts.pipeline) {
+        (Some(c), _) => Source::File(c),
+        (None, Some(p)) => Source::File(p),
+        (None, None) => Source::Demo,
     };
     let cfg = config::load(source, &opts.sets)?;
     let threads = opts.threads.unwrap_or(cfg.train.threads);
@@ -140,7 +148,10 @@ pub fn train(registry: &Registry, opts: &TrainOptions) -> Result<RunSummary> {
     );
 
     // Now the run folder: only after the whole pipeline was validated and the data read.
-    let run_dir = make_run_dir(opts.out.as_deref(), opts.pipeline.as_deref())?;
+    let run_dir = match &opts.resume {
+        Some(r) => r.clone(),
+        None => make_run_dir(opts.out.as_deref(), opts.pipeline.as_deref())?,
+    };
     let ckpt_dir = run_dir.join("checkpoints");
     std::fs::create_dir_all(&ckpt_dir)
         .with_context(|| format!("creating {}", ckpt_dir.display()))?;
@@ -179,8 +190,17 @@ pub fn train(registry: &Registry, opts: &TrainOptions) -> Result<RunSummary> {
         run_dir: Some(run_dir.clone()),
     };
     let mut trainer = Trainer::new(model, chain, scheduler, callbacks, trainer_cfg)?;
+    let resume_point = match &opts.resume {
+        Some(run) => {
+            let (point, saved_rng) = resume_point(&mut trainer, run)?;
+            rng = saved_rng;
+            tracing::info!("resuming {} after epoch {}", run.display(), point.epoch);
+            Some(point)
+        }
+        None => None,
+    };
     let mut source = prepared.source;
-    let fit = trainer.fit(&mut source, &mut rng)?;
+    let fit = trainer.fit_from(&mut source, &mut rng, resume_point)?;
     let confusion = serde_json::json!({
         "labels": prepared.labels,
         "rows": "true class",
@@ -204,6 +224,31 @@ pub fn train(registry: &Registry, opts: &TrainOptions) -> Result<RunSummary> {
         history: fit.history,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Loads the run's snapshot into `trainer` and the metrics of the epochs it covers.
+fn resume_point(trainer: &mut Trainer, run: &Path) -> Result<(ResumePoint, rnnlab_core::Rng)> {
+    let snap_path = run.join("checkpoints").join(SNAPSHOT);
+    let tensors = checkpoint::load(&snap_path)
+        .with_context(|| format!("{}: no snapshot to resume from", run.display()))?;
+    let (mut point, rng) = trainer
+        .restore(&StateDict { tensors })
+        .with_context(|| format!("restoring {}", snap_path.display()))?;
+    let metrics_path = run.join("metrics.jsonl");
+    let history: Vec<_> = read_metrics(&metrics_path)?
+        .into_iter()
+        .filter(|m| m.get("epoch").is_some_and(|e| e <= point.epoch as f64))
+        .collect();
+    if history.len() != point.epoch {
+        bail!(
+            "{}: the snapshot is after epoch {} but the file has {} of those epochs",
+            metrics_path.display(),
+            point.epoch,
+            history.len()
+        );
+    }
+    point.history = history;
+    Ok((point, rng))
 }
 
 fn confusion_json(e: &Evaluation) -> serde_json::Value {

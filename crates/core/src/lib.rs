@@ -32,7 +32,10 @@ pub use registry::{
 };
 pub use scheduler::{Interval, Scheduler};
 pub use state::StateDict;
-pub use trainer::{apply_updates, evaluate, Evaluation, FitResult, Mode, Trainer, TrainerConfig};
+pub use trainer::{
+    apply_updates, evaluate, Evaluation, FitResult, Mode, ResumePoint, Trainer, TrainerConfig,
+    SNAPSHOT,
+};
 pub use transform::{Chain, GradientTransform, Outcome, StepContext, StepReport};
 
 /// The run's random generator: every random number of a run comes from one of these, seeded once.

@@ -73,6 +73,20 @@ pub struct Evaluation {
     pub confusion: Confusion,
 }
 
+/// The file in the checkpoint folder that holds a whole resumable snapshot.
+pub const SNAPSHOT: &str = "last.state.safetensors";
+
+/// Where a resumed run starts: after `epoch`, with the metrics of the epochs done.
+#[derive(Clone, Debug, Default)]
+pub struct ResumePoint {
+    /// Epochs completed.
+    pub epoch: usize,
+    /// Their metrics (written back to `metrics.jsonl`).
+    pub history: Vec<EpochMetrics>,
+    /// The best monitored value so far.
+    pub best: Option<f64>,
+}
+
 /// What [`Trainer::fit`] returns.
 #[derive(Clone, Debug)]
 pub struct FitResult {
@@ -129,14 +143,31 @@ impl Trainer {
 
     /// Trains for the configured epochs, evaluating val and test after each.
     pub fn fit(&mut self, data: &mut dyn BatchSource, rng: &mut Rng) -> Result<FitResult> {
+        self.fit_from(data, rng, None)
+    }
+
+    /// Trains from a snapshot's epoch on (see [`Trainer::restore`]); with `None`, from scratch.
+    /// `metrics.jsonl` is rewritten with the resumed history before training goes on.
+    pub fn fit_from(
+        &mut self,
+        data: &mut dyn BatchSource,
+        rng: &mut Rng,
+        resume: Option<ResumePoint>,
+    ) -> Result<FitResult> {
         let num_classes = data.num_classes();
         let val_batches = data.eval_batches(EvalSplit::Val)?;
         let test_batches = data.eval_batches(EvalSplit::Test)?;
         let recurrent = self.model.recurrent_weights();
+        let resume = resume.unwrap_or_default();
         let mut writer = match &self.config.metrics_path {
             Some(p) => Some(MetricsWriter::create(p)?),
             None => None,
         };
+        if let Some(w) = writer.as_mut() {
+            for m in &resume.history {
+                w.append(m)?;
+            }
+        }
         let run_dir = self.config.run_dir.clone();
         let view = |params, epoch, step| TrainView {
             params,
@@ -151,13 +182,13 @@ impl Trainer {
             cb.on_train_start(&view(self.model.params(), 0, self.step))?;
         }
         let mut result = FitResult {
-            history: Vec::new(),
+            history: resume.history,
             val: None,
             test: None,
             stopped: None,
         };
-        let mut best: Option<f64> = None;
-        for epoch in 1..=self.config.epochs {
+        let mut best: Option<f64> = resume.best;
+        for epoch in resume.epoch + 1..=self.config.epochs {
             let batches = data.train_batches(epoch, rng)?;
             let started = Instant::now();
             let bar = progress_bar(
@@ -169,6 +200,8 @@ impl Trainer {
             let (mut loss_sum, mut right, mut seen, mut tokens) = (0.0, 0usize, 0usize, 0usize);
             let (mut norms, mut clipped, mut skipped) = (Vec::with_capacity(batches.len()), 0, 0);
             let mut lr = f64::NAN;
+            // Transforms' figures of each step (name, sum, count), logged as epoch means.
+            let mut figures: Vec<(String, f64, usize)> = Vec::new();
             for batch in &batches {
                 let logits = self.model.forward(batch, true, rng)?;
                 let loss = self.model.loss(&logits, &batch.labels)?;
@@ -201,16 +234,31 @@ impl Trainer {
                 let mut report = StepReport::default();
                 let outcome = self.chain.apply(&mut grads, params, &ctx, &mut report)?;
                 let was_skipped = matches!(outcome, Outcome::Skip(_));
-                if was_skipped {
-                    skipped += 1;
-                } else {
-                    apply_updates(params, &grads)?;
-                    self.chain.after_step(params, &ctx)?;
+                match outcome {
+                    Outcome::Update => {
+                        apply_updates(params, &grads)?;
+                        self.chain.after_step(params, &ctx)?;
+                        self.step += 1;
+                    }
+                    Outcome::Skip(_) => {
+                        skipped += 1;
+                        self.step += 1;
+                    }
+                    // A micro-batch taken into an accumulation: the optimizer step comes later.
+                    Outcome::Accumulate => {}
                 }
                 if report.clipped {
                     clipped += 1;
                 }
-                self.step += 1;
+                for (name, v) in report.figures {
+                    match figures.iter_mut().find(|(n, _, _)| *n == name) {
+                        Some(f) => {
+                            f.1 += v;
+                            f.2 += 1;
+                        }
+                        None => figures.push((name, v, 1)),
+                    }
+                }
                 let n = batch.size();
                 right += correct(&logits, &batch.labels)?;
                 seen += n;
@@ -269,6 +317,9 @@ impl Trainer {
             );
             m.set("clipped_frac", clipped as f64 / batches.len().max(1) as f64);
             m.set("skipped_steps", skipped as f64);
+            for (name, sum, count) in &figures {
+                m.set(name.clone(), sum / *count as f64);
+            }
             m.set("epoch_seconds", train_seconds);
             m.set("eval_seconds", eval_started.elapsed().as_secs_f64());
             m.set("tokens_per_second", tokens as f64 / train_seconds.max(1e-9));
@@ -299,10 +350,6 @@ impl Trainer {
             );
             if let Some(dir) = &self.config.checkpoint_dir {
                 checkpoint::save(&self.model.params().to_map(), &dir.join("last.safetensors"))?;
-                checkpoint::save(
-                    &self.training_state(epoch)?.tensors,
-                    &dir.join("last.state.safetensors"),
-                )?;
                 if let Some(v) = m.get(&self.config.monitor) {
                     if best.is_none_or(|b| self.config.mode.better(v, b)) {
                         best = Some(v);
@@ -310,6 +357,9 @@ impl Trainer {
                         checkpoint::save(&eval_weights, &dir.join("best.safetensors"))?;
                     }
                 }
+                // One file, written atomically, is the whole resumable state of this epoch end.
+                let snap = self.snapshot(epoch, best, rng)?;
+                checkpoint::save(&snap.tensors, &dir.join(SNAPSHOT))?;
             }
             result.history.push(m);
             if let Some(why) = stop {
@@ -340,6 +390,41 @@ impl Trainer {
             s.extend_prefixed(&format!("callbacks.{i}.{}", cb.name()), cb.state_dict()?);
         }
         Ok(s)
+    }
+
+    /// Everything needed to continue exactly after `epoch`: [`Trainer::training_state`], the
+    /// model's parameters (`model.*`), the best monitored value and the generator's state.
+    pub fn snapshot(&self, epoch: usize, best: Option<f64>, rng: &Rng) -> Result<StateDict> {
+        let mut s = self.training_state(epoch)?;
+        s.insert_scalar("trainer.best", best.unwrap_or(f64::NAN))?;
+        let rng_json = serde_json::to_vec(rng)
+            .map_err(|e| Error::Mismatch(format!("cannot save the generator: {e}")))?;
+        let n = rng_json.len();
+        s.insert(
+            "trainer.rng",
+            Tensor::from_vec(rng_json, n, &candle_core::Device::Cpu)?,
+        );
+        for (k, t) in self.model.params().to_map() {
+            s.insert(format!("model.{k}"), t);
+        }
+        Ok(s)
+    }
+
+    /// Loads a [`Trainer::snapshot`]: parameters, transform, scheduler and callback state;
+    /// returns where to resume and the generator to resume with.
+    pub fn restore(&mut self, s: &StateDict) -> Result<(ResumePoint, Rng)> {
+        self.model.params().load_map(&s.sub("model").tensors)?;
+        let epoch = self.load_training_state(s)?;
+        let best = s.scalar("trainer.best")?;
+        let bytes = s.tensor("trainer.rng")?.to_vec1::<u8>()?;
+        let rng: Rng = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Mismatch(format!("cannot restore the generator: {e}")))?;
+        let point = ResumePoint {
+            epoch,
+            history: Vec::new(),
+            best: (!best.is_nan()).then_some(best),
+        };
+        Ok((point, rng))
     }
 
     /// Restores [`Trainer::training_state`]'s output (the parameters are loaded separately).

@@ -22,8 +22,11 @@ pub struct StepContext {
 pub enum Outcome {
     /// Pass the (transformed) gradients on.
     Update,
-    /// Drop this step: no parameter changes; the reason is counted.
+    /// Drop this step: no parameter changes; the reason is counted as a skipped step.
     Skip(String),
+    /// The gradients were taken into an accumulation (a micro-batch): no parameter changes, no
+    /// optimizer step counted, and not a skip.
+    Accumulate,
 }
 
 /// Figures that transforms report about one step.
@@ -109,7 +112,7 @@ impl Chain {
         self.links.iter_mut().try_for_each(|l| l.init(params))
     }
 
-    /// Applies the links in order; stops at the first that skips.
+    /// Applies the links in order; stops at the first that skips or accumulates.
     pub fn apply(
         &mut self,
         grads: &mut Grads,
@@ -118,8 +121,9 @@ impl Chain {
         report: &mut StepReport,
     ) -> Result<Outcome> {
         for l in self.links.iter_mut() {
-            if let Outcome::Skip(why) = l.apply(grads, params, ctx, report)? {
-                return Ok(Outcome::Skip(why));
+            match l.apply(grads, params, ctx, report)? {
+                Outcome::Update => {}
+                other => return Ok(other),
             }
         }
         Ok(Outcome::Update)

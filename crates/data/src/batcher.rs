@@ -57,6 +57,7 @@ pub struct TextBatches {
     test: Vec<Example>,
     opts: BatchOptions,
     num_classes: usize,
+    last_padding: Option<f64>,
 }
 
 impl TextBatches {
@@ -103,6 +104,7 @@ impl TextBatches {
             test,
             opts,
             num_classes,
+            last_padding: None,
         })
     }
 
@@ -164,6 +166,12 @@ impl TextBatches {
             .collect()
     }
 
+    /// The padding ratio of the last epoch's training batches (from
+    /// [`BatchSource::train_batches`]); `None` before the first epoch.
+    pub fn padding_ratio(&self) -> Option<f64> {
+        self.last_padding
+    }
+
     /// The padding ratio of the training batches `rng` would give (cells of the padded
     /// `[B, T]` matrices over real tokens; 1.0 is no padding).
     pub fn train_padding_ratio(&self, rng: &mut rnnlab_core::Rng) -> f64 {
@@ -211,13 +219,26 @@ pub fn make_batch(examples: &[Example], indices: &[usize]) -> candle_core::Resul
     })
 }
 
+/// The `[B, T]` f32 mask of a padded batch: 1 where `t < lengths[b]`, 0 on padding.
+pub fn mask(lengths: &[usize], t: usize) -> candle_core::Result<Tensor> {
+    let mut m = vec![0f32; lengths.len() * t];
+    for (b, &l) in lengths.iter().enumerate() {
+        m[b * t..b * t + l.min(t)].fill(1.0);
+    }
+    Tensor::from_vec(m, (lengths.len(), t), &Device::Cpu)
+}
+
 impl BatchSource for TextBatches {
     fn train_batches(
         &mut self,
-        _epoch: usize,
+        epoch: usize,
         rng: &mut rnnlab_core::Rng,
     ) -> rnnlab_core::Result<Vec<Batch>> {
-        self.train_order(rng)
+        let order = self.train_order(rng);
+        let ratio = padding_ratio(&self.train, &order);
+        self.last_padding = Some(ratio);
+        tracing::info!("epoch {epoch}: training batches pad to {ratio:.3}× the real tokens");
+        order
             .iter()
             .map(|b| make_batch(&self.train, b))
             .collect::<candle_core::Result<_>>()
@@ -398,6 +419,33 @@ mod tests {
                 },
             );
             assert_eq!(order(&keep, 3, 1)[0].len(), 7);
+        }
+    }
+
+    #[test]
+    fn padding_ratio_of_the_last_epoch_and_mask() {
+        let mut s = source(200, opts(16));
+        assert_eq!(s.padding_ratio(), None);
+        let mut rng = rnnlab_core::seeded(2);
+        let expected = s.train_padding_ratio(&mut rng.clone());
+        let batches = s.train_batches(1, &mut rng).unwrap();
+        assert_eq!(s.padding_ratio(), Some(expected));
+        let cells: usize = batches
+            .iter()
+            .map(|b| b.ids.dims().iter().product::<usize>())
+            .sum();
+        let tokens: usize = batches.iter().flat_map(|b| b.lengths.clone()).sum();
+        assert!((expected - cells as f64 / tokens as f64).abs() < 1e-12);
+        let b = &batches[0];
+        let m = mask(&b.lengths, b.ids.dims()[1])
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        let ids = b.ids.to_vec2::<u32>().unwrap();
+        for (row, ids) in m.iter().zip(&ids) {
+            for (x, id) in row.iter().zip(ids) {
+                assert_eq!(*x == 1.0, *id != PAD_ID);
+            }
         }
     }
 

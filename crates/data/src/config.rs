@@ -1,36 +1,125 @@
 //! The `[data]` table of the pipeline TOML, with its defaults and validation.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use crate::DataError;
 
-/// Where the examples come from.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SourceKind {
-    /// A tab-separated file with a header (`path`, `text`, `label`).
-    #[default]
-    Tsv,
-    /// The synthetic binary sentiment corpus of [`crate::demo`]; needs no file.
-    Demo,
+/// A column of a delimited file (or a key of a JSON object): by header name, or by 0-based index.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Column {
+    /// 0-based position of the field on the line.
+    Index(usize),
+    /// Header name (or JSON key).
+    Name(String),
+}
+
+impl From<&str> for Column {
+    fn from(s: &str) -> Self {
+        Column::Name(s.to_string())
+    }
+}
+
+impl std::fmt::Display for Column {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Column::Index(i) => write!(f, "#{i}"),
+            Column::Name(n) => f.write_str(n),
+        }
+    }
+}
+
+/// A label as written in the config: an integer or a string (both compared as text).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum LabelName {
+    /// An integer label (`labels = [0, 1]`).
+    Int(i64),
+    /// A string label (`labels = ["neg", "pos"]`).
+    Str(String),
+}
+
+impl std::fmt::Display for LabelName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LabelName::Int(i) => write!(f, "{i}"),
+            LabelName::Str(s) => f.write_str(s),
+        }
+    }
+}
+
+/// One held-out part of `data.split`: a fraction of the rows, or a file of its own.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SplitPart {
+    /// This fraction of the (training file's) rows, drawn with the split's method.
+    Fraction(f64),
+    /// The rows of this file, read with the same reader.
+    File(PathBuf),
+}
+
+impl SplitPart {
+    /// The fraction, or 0 for a file.
+    pub fn fraction(&self) -> f64 {
+        match self {
+            SplitPart::Fraction(f) => *f,
+            SplitPart::File(_) => 0.0,
+        }
+    }
+
+    /// The file, if this part is one.
+    pub fn file(&self) -> Option<&std::path::Path> {
+        match self {
+            SplitPart::Fraction(_) => None,
+            SplitPart::File(p) => Some(p),
+        }
+    }
+}
+
+impl From<f64> for SplitPart {
+    fn from(f: f64) -> Self {
+        SplitPart::Fraction(f)
+    }
 }
 
 /// The `[data]` table.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
-    /// `"tsv"` (default) or `"demo"`.
+    /// The reader: a name of [`crate::readers::READERS`] (`tsv`, `csv`, `jsonl`, `sst-trees`,
+    /// `lines-per-class`, `demo`); default `tsv`.
     #[serde(rename = "type")]
-    pub kind: SourceKind,
-    /// The data file (tsv only).
+    pub kind: String,
+    /// The data file (the training file when `split.val`/`split.test` are files).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
-    /// Header name of the text column (default `"text"`).
-    pub text: String,
-    /// Header name of the label column (default `"label"`).
-    pub label: String,
+    /// The text column: header name or 0-based index (tsv/csv), JSON key (jsonl); default `"text"`.
+    pub text: Column,
+    /// The label column, as `text`; default `"label"`.
+    pub label: Column,
+    /// tsv/csv: the first line is a header (default true; without one, columns are indices).
+    pub header: bool,
+    /// tsv/csv: the field separator, one byte (default `"\t"` for tsv, `","` for csv).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delimiter: Option<String>,
+    /// tsv/csv: `"` quotes fields (default false for tsv, true for csv).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quoting: Option<bool>,
+    /// lines-per-class: label → file with one text per line (`{ neg = "a.neg", pos = "a.pos" }`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, PathBuf>,
+    /// sst-trees: one example per phrase (every node of every tree) instead of one per sentence
+    /// (the root); default false.
+    pub phrases: bool,
+    /// The label set, in class-index order; a row with another label is a bad row. Empty
+    /// (default): the labels found, integers sorted numerically, others as strings.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<LabelName>,
+    /// Skip malformed rows (counted in the data report) instead of failing (default false).
+    pub skip_bad_rows: bool,
     /// How rows are split into train / val / test.
     pub split: SplitConfig,
     /// Training batch size (default 64).
@@ -58,10 +147,17 @@ pub struct DataConfig {
 impl Default for DataConfig {
     fn default() -> Self {
         DataConfig {
-            kind: SourceKind::Tsv,
+            kind: "tsv".into(),
             path: None,
             text: "text".into(),
             label: "label".into(),
+            header: true,
+            delimiter: None,
+            quoting: None,
+            files: BTreeMap::new(),
+            phrases: false,
+            labels: Vec::new(),
+            skip_bad_rows: false,
             split: SplitConfig::default(),
             batch_size: 64,
             eval_batch_size: 256,
@@ -76,25 +172,42 @@ impl Default for DataConfig {
     }
 }
 
-/// `data.split`: fractions of the rows held out, optionally grouped by a column.
+/// `data.split`: which rows are held out for validation and test.
+///
+/// `val` and `test` are fractions of the rows (drawn at random, by group with `group_by`, or per
+/// label with `stratify`) or files of their own; with `folds = k` the test split is fold `fold`
+/// of k (`test` is then unused) and `val` is drawn from the other folds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SplitConfig {
-    /// Fraction of rows for validation (default 0.1).
-    pub val: f64,
-    /// Fraction of rows for test (default 0.1).
-    pub test: f64,
+    /// The training file, instead of `data.path`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train: Option<PathBuf>,
+    /// Validation: a fraction of the rows (default 0.1) or a file.
+    pub val: SplitPart,
+    /// Test: a fraction of the rows (default 0.1) or a file.
+    pub test: SplitPart,
     /// A column whose value groups rows: no group is in two splits (default none: random rows).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group_by: Option<String>,
+    /// Draw the held-out fractions per label, so every split has the label distribution.
+    pub stratify: bool,
+    /// k-fold cross-validation: the number of folds (0, default: off).
+    pub folds: usize,
+    /// With `folds`: the 0-based fold used as the test split.
+    pub fold: usize,
 }
 
 impl Default for SplitConfig {
     fn default() -> Self {
         SplitConfig {
-            val: 0.1,
-            test: 0.1,
+            train: None,
+            val: SplitPart::Fraction(0.1),
+            test: SplitPart::Fraction(0.1),
             group_by: None,
+            stratify: false,
+            folds: 0,
+            fold: 0,
         }
     }
 }
@@ -108,18 +221,28 @@ pub enum PreTokenizerKind {
     WhitespaceSplit,
     /// BERT's pre-tokenizer: whitespace and punctuation.
     Bert,
+    /// Split on the ASCII space only (U+00A0 and other Unicode spaces stay inside words, as in
+    /// the SST trees).
+    SpaceSplit,
 }
 
 /// `[data.tokenizer]`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TokenizerConfig {
+    /// An existing tokenizer.json to load instead of fitting one; the keys below are then unused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// Unicode NFKC normalization before anything else (default false).
+    pub nfkc: bool,
     /// Lowercase the text before splitting (default true).
     pub lowercase: bool,
-    /// `"whitespace_split"` (default) or `"bert"`.
+    /// `"whitespace_split"` (default), `"bert"` or `"space_split"` (ASCII space only).
     pub pre_tokenizer: PreTokenizerKind,
     /// Words seen fewer times than this in the training split become `<unk>` (default 1).
     pub min_freq: usize,
+    /// Keep at most this many words (the most frequent), specials not counted; 0: all (default).
+    pub max_size: usize,
     /// Keep at most this many tokens per text; 0 keeps all (default 0).
     pub max_len: usize,
 }
@@ -127,9 +250,12 @@ pub struct TokenizerConfig {
 impl Default for TokenizerConfig {
     fn default() -> Self {
         TokenizerConfig {
+            path: None,
+            nfkc: false,
             lowercase: true,
             pre_tokenizer: PreTokenizerKind::WhitespaceSplit,
             min_freq: 1,
+            max_size: 0,
             max_len: 0,
         }
     }
@@ -142,6 +268,8 @@ pub enum EmbeddingsKind {
     /// GloVe text format (`.txt` or `.txt.gz`): a word, then space-separated values.
     #[default]
     Glove,
+    /// word2vec text format: a `count dim` header line, then as GloVe.
+    Word2vec,
 }
 
 /// How rows of words missing from the embeddings file are initialised.
@@ -161,12 +289,12 @@ pub enum OovInit {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmbeddingsConfig {
-    /// `"glove"` (default).
+    /// `"glove"` (default) or `"word2vec"` (text); a `count dim` header line is detected in both.
     #[serde(rename = "type", default)]
     pub kind: EmbeddingsKind,
-    /// The vectors file (required).
+    /// The vectors file (required), plain or gzip.
     pub path: PathBuf,
-    /// Keep the embedding matrix fixed during training (default false).
+    /// Keep the embedding matrix fixed during training (default false: fine-tune).
     #[serde(default)]
     pub freeze: bool,
     /// Initialisation of rows missing from the file (default `"normal"`).
@@ -175,30 +303,87 @@ pub struct EmbeddingsConfig {
     /// The expected vector width; default: the width of the file's first row.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dim: Option<usize>,
+    /// A vocabulary word missing from the file takes the vector of its lowercase form
+    /// (default true).
+    #[serde(default = "yes")]
+    pub lowercase_fallback: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl DataConfig {
+    /// The label set of `labels`, as strings, in class-index order.
+    pub fn label_names(&self) -> Vec<String> {
+        self.labels.iter().map(ToString::to_string).collect()
+    }
+
+    /// The training file: `split.train`, else `path`.
+    pub fn train_path(&self) -> Option<&std::path::Path> {
+        self.split.train.as_deref().or(self.path.as_deref())
+    }
+
     /// Checks every value once; errors name the config key (`data.split.val`).
     pub fn validate(&self) -> Result<(), DataError> {
-        let frac = |key: &str, v: f64| {
-            if v.is_finite() && (0.0..1.0).contains(&v) {
-                Ok(())
-            } else {
-                Err(DataError::config(
-                    key,
-                    format!("{v} is not a fraction in [0, 1)"),
-                ))
+        let reader = crate::readers::find(&self.kind)?;
+        let s = &self.split;
+        for (key, part) in [("data.split.val", &s.val), ("data.split.test", &s.test)] {
+            if let SplitPart::Fraction(v) = part {
+                if !(v.is_finite() && (0.0..1.0).contains(v)) {
+                    return Err(DataError::config(
+                        key,
+                        format!("{v} is not a fraction in [0, 1)"),
+                    ));
+                }
             }
-        };
-        frac("data.split.val", self.split.val)?;
-        frac("data.split.test", self.split.test)?;
-        if self.split.val + self.split.test >= 1.0 {
+        }
+        if s.folds > 0 {
+            if s.folds < 2 {
+                return Err(DataError::config(
+                    "data.split.folds",
+                    "k-fold needs at least 2 folds",
+                ));
+            }
+            if s.fold >= s.folds {
+                return Err(DataError::config(
+                    "data.split.fold",
+                    format!(
+                        "fold {} of {} folds: folds are numbered 0..{}",
+                        s.fold,
+                        s.folds,
+                        s.folds - 1
+                    ),
+                ));
+            }
+            if s.test.file().is_some() {
+                return Err(DataError::config(
+                    "data.split.test",
+                    "with folds the test split is a fold; give no test file",
+                ));
+            }
+        } else if s.fold != 0 {
+            return Err(DataError::config(
+                "data.split.fold",
+                "needs data.split.folds",
+            ));
+        }
+        let held_out = s.val.fraction()
+            + if s.folds > 0 {
+                1.0 / s.folds as f64
+            } else {
+                s.test.fraction()
+            };
+        if held_out >= 1.0 {
             return Err(DataError::config(
                 "data.split",
-                format!(
-                    "val + test = {} leaves no training rows; the sum must be below 1",
-                    self.split.val + self.split.test
-                ),
+                format!("val + test = {held_out} leaves no training rows; the sum must be below 1"),
+            ));
+        }
+        if s.stratify && s.group_by.is_some() {
+            return Err(DataError::config(
+                "data.split.stratify",
+                "cannot stratify by label and keep groups whole at once; choose one",
             ));
         }
         if self.batch_size == 0 {
@@ -228,41 +413,27 @@ impl DataConfig {
                 "must be at least 1 (1 keeps every training word)",
             ));
         }
-        match self.kind {
-            SourceKind::Tsv => {
-                if self.path.is_none() {
-                    return Err(DataError::config(
-                        "data.path",
-                        "type = \"tsv\" needs a path",
-                    ));
-                }
-                for (key, v) in [("data.text", &self.text), ("data.label", &self.label)] {
-                    if v.is_empty() {
-                        return Err(DataError::config(key, "the column name is empty"));
-                    }
-                }
-                if self.text == self.label {
-                    return Err(DataError::config(
-                        "data.label",
-                        format!("same column as data.text (\"{}\")", self.text),
-                    ));
-                }
-            }
-            SourceKind::Demo => {
-                if self.size < 10 {
-                    return Err(DataError::config(
-                        "data.size",
-                        format!("{} synthetic examples; ask for at least 10", self.size),
-                    ));
-                }
-                if self.split.group_by.is_some() {
-                    return Err(DataError::config(
-                        "data.split.group_by",
-                        "the demo corpus has no columns to group by",
-                    ));
-                }
+        if let Some(d) = &self.delimiter {
+            if d.len() != 1 {
+                return Err(DataError::config(
+                    "data.delimiter",
+                    format!(
+                        "\"{}\" is not one byte (e.g. \",\", \"\\t\", \";\")",
+                        d.escape_default()
+                    ),
+                ));
             }
         }
+        let mut seen = std::collections::HashSet::new();
+        for l in self.label_names() {
+            if !seen.insert(l.clone()) {
+                return Err(DataError::config(
+                    "data.labels",
+                    format!("\"{l}\" is listed twice"),
+                ));
+            }
+        }
+        (reader.validate)(self)?;
         if let Some(e) = &self.embeddings {
             if e.dim == Some(0) {
                 return Err(DataError::config(
@@ -273,8 +444,45 @@ impl DataConfig {
         }
         Ok(())
     }
-}
 
+    /// For readers of one file: `path` (or `split.train`) must be set.
+    pub(crate) fn require_path(&self) -> Result<(), DataError> {
+        if self.train_path().is_none() {
+            return Err(DataError::config(
+                "data.path",
+                format!("type = \"{}\" needs a path", self.kind),
+            ));
+        }
+        Ok(())
+    }
+
+    /// For readers of columns: text and label are two different, non-empty columns.
+    pub(crate) fn require_columns(&self) -> Result<(), DataError> {
+        for (key, v) in [("data.text", &self.text), ("data.label", &self.label)] {
+            if matches!(v, Column::Name(n) if n.is_empty()) {
+                return Err(DataError::config(key, "the column name is empty"));
+            }
+        }
+        if self.text == self.label {
+            return Err(DataError::config(
+                "data.label",
+                format!("same column as data.text ({})", self.text),
+            ));
+        }
+        Ok(())
+    }
+
+    /// For readers without columns: no group_by.
+    pub(crate) fn forbid_group_by(&self) -> Result<(), DataError> {
+        if self.split.group_by.is_some() {
+            return Err(DataError::config(
+                "data.split.group_by",
+                format!("type = \"{}\" has no columns to group by", self.kind),
+            ));
+        }
+        Ok(())
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,17 +507,60 @@ mod tests {
         )
         .unwrap();
         cfg.validate().unwrap();
-        assert_eq!(cfg.split.test, 0.2);
+        assert_eq!(cfg.split.test, SplitPart::Fraction(0.2));
         assert_eq!(cfg.split.group_by.as_deref(), Some("SentenceId"));
         assert_eq!(cfg.batch_size, 64);
+        assert_eq!(cfg.text, Column::Name("Phrase".into()));
         assert!(cfg.tokenizer.lowercase);
         assert_eq!(cfg.tokenizer.pre_tokenizer, PreTokenizerKind::Bert);
         let e = cfg.embeddings.as_ref().unwrap();
         assert_eq!(e.oov_init, OovInit::Uniform);
         assert!(!e.freeze);
+        assert!(e.lowercase_fallback);
         // serialises back to a table that parses to the same config
         let back: DataConfig = toml::from_str(&toml::to_string(&cfg).unwrap()).unwrap();
         assert_eq!(back, cfg);
+    }
+
+    #[test]
+    fn new_keys_parse_and_round_trip() {
+        let cfg: DataConfig = toml::from_str(
+            r#"
+            type = "csv"
+            path = "a.csv"
+            text = 1
+            label = "stars"
+            labels = [1, 2, "five"]
+            skip_bad_rows = true
+            delimiter = ";"
+            split = { train = "t.csv", val = "v.csv", test = 0.1, stratify = true }
+            [tokenizer]
+            nfkc = true
+            max_size = 100
+            [embeddings]
+            type = "word2vec"
+            path = "w.txt"
+            lowercase_fallback = false
+            "#,
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.text, Column::Index(1));
+        assert_eq!(cfg.label_names(), ["1", "2", "five"]);
+        assert_eq!(cfg.split.val, SplitPart::File("v.csv".into()));
+        assert_eq!(cfg.train_path(), Some(std::path::Path::new("t.csv")));
+        let back: DataConfig = toml::from_str(&toml::to_string(&cfg).unwrap()).unwrap();
+        assert_eq!(back, cfg);
+        let cfg: DataConfig = toml::from_str(
+            r#"
+            type = "lines-per-class"
+            files = { neg = "x.neg", pos = "x.pos" }
+            split = { folds = 10, fold = 3, stratify = true }
+            "#,
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.split.folds, 10);
     }
 
     #[test]
@@ -327,56 +578,82 @@ mod tests {
             ..DataConfig::default()
         };
         base.validate().unwrap();
+        let split = |f: &dyn Fn(&mut SplitConfig)| {
+            let mut c = base.clone();
+            f(&mut c.split);
+            c
+        };
+        let with = |f: &dyn Fn(&mut DataConfig)| {
+            let mut c = base.clone();
+            f(&mut c);
+            c
+        };
         let cases: Vec<(DataConfig, &str)> = vec![
+            (split(&|s| s.val = 1.2.into()), "data.split.val"),
             (
-                DataConfig {
-                    split: SplitConfig {
-                        val: 1.2,
-                        ..SplitConfig::default()
-                    },
-                    ..base.clone()
-                },
-                "data.split.val",
-            ),
-            (
-                DataConfig {
-                    split: SplitConfig {
-                        val: 0.5,
-                        test: 0.5,
-                        group_by: None,
-                    },
-                    ..base.clone()
-                },
+                split(&|s| {
+                    s.val = 0.5.into();
+                    s.test = 0.5.into();
+                }),
                 "data.split",
             ),
+            (split(&|s| s.folds = 1), "data.split.folds"),
             (
-                DataConfig {
-                    batch_size: 0,
-                    ..base.clone()
-                },
-                "data.batch_size",
+                split(&|s| {
+                    s.folds = 5;
+                    s.fold = 5;
+                }),
+                "data.split.fold",
             ),
+            (split(&|s| s.fold = 2), "data.split.fold"),
             (
-                DataConfig {
-                    path: None,
-                    ..base.clone()
-                },
-                "data.path",
+                split(&|s| {
+                    s.stratify = true;
+                    s.group_by = Some("g".into());
+                }),
+                "data.split.stratify",
             ),
+            (with(&|c| c.batch_size = 0), "data.batch_size"),
+            (with(&|c| c.path = None), "data.path"),
             (
-                DataConfig {
-                    shuffle: false,
-                    buckets: true,
-                    ..base.clone()
-                },
+                with(&|c| {
+                    c.shuffle = false;
+                    c.buckets = true;
+                }),
                 "data.buckets",
             ),
+            (with(&|c| c.sort_by_length = true), "data.sort_by_length"),
+            (with(&|c| c.kind = "tvs".into()), "data.type"),
+            (with(&|c| c.delimiter = Some("::".into())), "data.delimiter"),
             (
-                DataConfig {
-                    sort_by_length: true,
-                    ..base.clone()
-                },
-                "data.sort_by_length",
+                with(&|c| c.labels = vec![LabelName::Int(1), LabelName::Str("1".into())]),
+                "data.labels",
+            ),
+            (
+                with(&|c| {
+                    c.header = false;
+                }),
+                "data.text",
+            ),
+            (
+                with(&|c| {
+                    c.kind = "lines-per-class".into();
+                }),
+                "data.files",
+            ),
+            (
+                with(&|c| {
+                    c.kind = "sst-trees".into();
+                    c.split.group_by = Some("SentenceId".into());
+                }),
+                "data.split.group_by",
+            ),
+            (
+                with(&|c| {
+                    c.kind = "demo".into();
+                    c.size = 3;
+                }),
+                "data.size",
             ),
         ];
         for (cfg, key) in cases {

@@ -12,7 +12,30 @@
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::Rng as _;
 
-use crate::tsv::Row;
+use crate::readers::{Reader, Row};
+use crate::DataError;
+
+/// `type = "demo"`: the synthetic corpus (`size` examples), no file.
+pub const READER: Reader = Reader {
+    name: "demo",
+    about: "synthetic sentiment corpus with negation and contrast (size), no file",
+    validate: |cfg| {
+        if cfg.size < 10 {
+            return Err(DataError::config(
+                "data.size",
+                format!("{} synthetic examples; ask for at least 10", cfg.size),
+            ));
+        }
+        if cfg.split.val.file().is_some() || cfg.split.test.file().is_some() {
+            return Err(DataError::config(
+                "data.split",
+                "the demo corpus takes fractions or folds, not split files",
+            ));
+        }
+        cfg.forbid_group_by()
+    },
+    read: |cfg, _, _, rng| Ok(generate(cfg.size, rng)),
+};
 
 /// Label name of class 0.
 pub const NEGATIVE: &str = "negative";

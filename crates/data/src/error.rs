@@ -29,13 +29,15 @@ pub enum DataError {
 
     /// A line with another number of fields than the header.
     #[error(
-        "{path}:{line}: expected {expected} tab-separated fields (as the header), found {found}"
+        "{path}:{line}: expected {expected} {separated} fields (as the header), found {found}"
     )]
     FieldCount {
         /// The file.
         path: PathBuf,
         /// 1-based line number.
         line: u64,
+        /// How fields are separated ("tab-separated", "comma-separated").
+        separated: String,
         /// Fields in the header.
         expected: usize,
         /// Fields on this line.

@@ -1,7 +1,8 @@
 //! rnnlab data: text readers, labels, tokenizer, GloVe, splits and batching.
 //!
-//! [`prepare`] turns the `[data]` table of a pipeline into everything training needs: read →
-//! split → tokenizer (fit on the training split) → encode → embeddings → batcher. Nothing is
+//! [`prepare`] turns the `[data]` table of a pipeline into everything training needs: read (a
+//! reader of [`READERS`], picked by `data.type`) → split → tokenizer (fit on the training split,
+//! or loaded) → encode → leakage → embeddings → batcher. Nothing is
 //! written to disk here; the CLI saves the tokenizer, labels and report in the run folder.
 #![warn(missing_docs)]
 
@@ -10,28 +11,37 @@ pub mod config;
 pub mod demo;
 mod error;
 pub mod glove;
+pub mod hub;
+pub mod jsonl;
 pub mod labels;
+pub mod lines;
+pub mod readers;
 pub mod split;
+pub mod sst;
 pub mod tokenizer;
 pub mod tsv;
+
+use std::path::Path;
 
 use serde::Serialize;
 
 pub use batcher::{BatchOptions, Example, TextBatches};
 pub use config::{
-    DataConfig, EmbeddingsConfig, OovInit, PreTokenizerKind, SourceKind, SplitConfig,
-    TokenizerConfig,
+    Column, DataConfig, EmbeddingsConfig, EmbeddingsKind, LabelName, OovInit, PreTokenizerKind,
+    SplitConfig, SplitPart, TokenizerConfig,
 };
 pub use error::DataError;
 pub use glove::Coverage;
 pub use labels::LabelMap;
+pub use readers::{Reader, Row, RowLog, Skipped, READERS};
+pub use split::{Leakage, Strategy};
 pub use tokenizer::{PAD_ID, PAD_TOKEN, UNK_ID, UNK_TOKEN};
 
 /// Everything [`prepare`] produces.
 pub struct Prepared {
     /// The batches for the trainer.
     pub source: TextBatches,
-    /// The fitted tokenizer (the CLI saves it with `tokenizer.save(path, true)`).
+    /// The fitted (or loaded) tokenizer (the CLI saves it with `tokenizer.save(path, true)`).
     pub tokenizer: tokenizers::Tokenizer,
     /// Class names in index order (the CLI saves them as labels.json).
     pub labels: Vec<String>,
@@ -61,20 +71,31 @@ pub struct PerSplit<T> {
 /// Figures about the prepared data (serialised into the run's report).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DataReport {
-    /// The file read, or `"demo"`.
+    /// The reader (`data.type`).
+    pub reader: String,
+    /// The file(s) read, or `"demo"`.
     pub source: String,
+    /// How the split was made (`random`, `grouped by X`, `stratified`, `files`, `fold i of k`).
+    pub split: String,
     /// Rows per split.
     pub rows: PerSplit<usize>,
+    /// Malformed rows skipped (`skip_bad_rows = true`), in the data files.
+    pub skipped: Skipped,
     /// Class names in index order.
     pub labels: Vec<String>,
     /// Rows per class (in `labels` order) per split.
     pub label_counts: PerSplit<Vec<usize>>,
     /// Vocabulary size, `<pad>` and `<unk>` included.
     pub vocab_size: usize,
+    /// Whether the tokenizer was loaded from `data.tokenizer.path` rather than fitted.
+    pub tokenizer_loaded: bool,
     /// Words (occurrences) in the training split.
     pub training_tokens: u64,
-    /// Training words dropped by `min_freq` (distinct words).
+    /// Training words dropped by `min_freq` (distinct words; with a loaded tokenizer: training
+    /// words not in its vocabulary).
     pub rare_types_dropped: usize,
+    /// Training words dropped by `max_size` (distinct words).
+    pub capped_types_dropped: usize,
     /// Texts with no token, encoded as `[<unk>]`.
     pub empty_texts: PerSplit<usize>,
     /// Texts cut to `max_len`.
@@ -85,68 +106,223 @@ pub struct DataReport {
     pub mean_length: PerSplit<f64>,
     /// Longest example, in tokens.
     pub max_length: usize,
-    /// Training batches' padded cells over real tokens for one epoch's order (1.0 = no padding).
+    /// Training batches' padded cells over real tokens for one epoch's order, as configured
+    /// (1.0 = no padding).
     pub padding_ratio: f64,
-    /// GloVe coverage, when embeddings are loaded.
+    /// The same for shuffled batches without buckets.
+    pub padding_ratio_shuffled: f64,
+    /// The same with length buckets.
+    pub padding_ratio_bucketed: f64,
+    /// Held-out texts that occur in the training split (after normalization).
+    pub leakage: Leakage,
+    /// Embedding coverage, when embeddings are loaded.
     pub coverage: Option<Coverage>,
+}
+
+fn read_file(
+    reader: &Reader,
+    cfg: &DataConfig,
+    path: Option<&Path>,
+    log: &mut RowLog,
+    labels: Option<&LabelMap>,
+    rng: &mut rnnlab_core::Rng,
+) -> Result<Vec<Row>, DataError> {
+    let rows = (reader.read)(cfg, path, log, rng)?;
+    let (Some(map), Some(path)) = (labels, path) else {
+        return Ok(rows);
+    };
+    let field = match reader.name {
+        "sst-trees" => "label".to_string(),
+        _ => cfg.label.to_string(),
+    };
+    let mut kept = Vec::with_capacity(rows.len());
+    for r in rows {
+        if map.id(&r.label).is_some() {
+            kept.push(r);
+        } else {
+            log.bad(
+                "label",
+                DataError::Field {
+                    path: path.into(),
+                    line: r.line,
+                    field: field.clone(),
+                    message: format!(
+                        "label \"{}\" is not one of data.labels ({})",
+                        r.label,
+                        map.names().join(", ")
+                    ),
+                },
+            )?;
+        }
+    }
+    if kept.is_empty() {
+        return Err(DataError::Empty {
+            path: path.into(),
+            message: "no rows left after skipping bad rows".into(),
+        });
+    }
+    Ok(kept)
+}
+
+/// Rows of every split, read and split as `cfg` says, with what was skipped.
+pub struct SplitRows {
+    /// Training rows.
+    pub train: Vec<Row>,
+    /// Validation rows.
+    pub val: Vec<Row>,
+    /// Test rows.
+    pub test: Vec<Row>,
+    /// The label map (from `data.labels`, else from every row read).
+    pub labels: LabelMap,
+    /// Malformed rows skipped.
+    pub skipped: Skipped,
+    /// The file(s) read.
+    pub source: String,
+    /// How the split was made.
+    pub method: String,
+}
+
+/// Reads the data of `cfg` with its reader and splits it (the first half of [`prepare`]).
+pub fn read_and_split(
+    cfg: &DataConfig,
+    rng: &mut rnnlab_core::Rng,
+) -> Result<SplitRows, DataError> {
+    cfg.validate()?;
+    let reader = readers::find(&cfg.kind)?;
+    let mut log = RowLog::new(cfg.skip_bad_rows);
+    let given = (!cfg.labels.is_empty()).then(|| LabelMap::from_names(cfg.label_names()));
+    let train_path = cfg.train_path();
+    let rows = read_file(reader, cfg, train_path, &mut log, given.as_ref(), rng)?;
+    let mut extra = |part: &SplitPart| -> Result<Vec<Row>, DataError> {
+        match part.file() {
+            Some(p) => read_file(reader, cfg, Some(p), &mut log, given.as_ref(), rng),
+            None => Ok(Vec::new()),
+        }
+    };
+    let val_file = extra(&cfg.split.val)?;
+    let test_file = extra(&cfg.split.test)?;
+    let source = match reader.name {
+        "demo" => "demo".to_string(),
+        "lines-per-class" => cfg
+            .files
+            .iter()
+            .map(|(l, p)| format!("{l}={}", p.display()))
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => [train_path, cfg.split.val.file(), cfg.split.test.file()]
+            .iter()
+            .flatten()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    let labels = given.unwrap_or_else(|| {
+        LabelMap::from_labels(
+            rows.iter()
+                .chain(&val_file)
+                .chain(&test_file)
+                .map(|r| r.label.as_str()),
+        )
+    });
+
+    let idx: Vec<usize> = (0..rows.len()).collect();
+    let groups: Vec<&str>;
+    let ids: Vec<u32>;
+    let strategy = if cfg.split.group_by.is_some() {
+        groups = rows
+            .iter()
+            .map(|r| r.group.as_deref().unwrap_or_default())
+            .collect();
+        Strategy::Grouped(&groups)
+    } else if cfg.split.stratify {
+        ids = rows
+            .iter()
+            .map(|r| labels.id(&r.label).unwrap_or(0))
+            .collect();
+        Strategy::Stratified(&ids)
+    } else {
+        Strategy::Random
+    };
+    let s = &cfg.split;
+    let parts = if s.folds > 0 {
+        split::kfold(&idx, strategy, s.folds, s.fold, s.val.fraction(), rng)
+    } else {
+        split::holdout(&idx, strategy, s.val.fraction(), s.test.fraction(), rng)
+    };
+    let how = match strategy {
+        Strategy::Random => "random rows".to_string(),
+        Strategy::Grouped(_) => format!("grouped by {}", s.group_by.as_deref().unwrap_or_default()),
+        Strategy::Stratified(_) => "stratified by label".to_string(),
+    };
+    let method = if s.folds > 0 {
+        format!("fold {} of {} ({how})", s.fold, s.folds)
+    } else {
+        let part = |name: &str, p: &SplitPart| match p {
+            SplitPart::File(_) => format!("{name} from its file"),
+            SplitPart::Fraction(f) => format!("{name} {f} ({how})"),
+        };
+        format!("{}, {}", part("val", &s.val), part("test", &s.test))
+    };
+    let take = |ix: &[usize]| ix.iter().map(|&i| rows[i].clone()).collect::<Vec<_>>();
+    let mut val = take(&parts.val);
+    val.extend(val_file);
+    let mut test = take(&parts.test);
+    test.extend(test_file);
+    let train = take(&parts.train);
+    if train.is_empty() {
+        return Err(DataError::Invalid(format!(
+            "{source}: the training split is empty ({} rows, split: {method})",
+            rows.len()
+        )));
+    }
+    if log.skipped.rows > 0 {
+        tracing::warn!(
+            "{source}: skipped {} malformed row(s): {:?}; first: {}",
+            log.skipped.rows,
+            log.skipped.by_reason,
+            log.skipped.examples.first().cloned().unwrap_or_default()
+        );
+    }
+    Ok(SplitRows {
+        train,
+        val,
+        test,
+        labels,
+        skipped: log.skipped,
+        source,
+        method,
+    })
 }
 
 /// Reads, splits, tokenizes and batches the data of `cfg`, drawing every random number from
 /// `rng` (in this order: demo corpus, split, OOV embedding rows). The config is validated first.
 pub fn prepare(cfg: &DataConfig, rng: &mut rnnlab_core::Rng) -> Result<Prepared, DataError> {
-    cfg.validate()?;
-    let (rows, source) = match cfg.kind {
-        SourceKind::Tsv => {
-            let path = cfg
-                .path
-                .as_deref()
-                .ok_or_else(|| DataError::config("data.path", "type = \"tsv\" needs a path"))?;
-            let cols = tsv::Columns {
-                text: &cfg.text,
-                label: &cfg.label,
-                group: cfg.split.group_by.as_deref(),
-            };
-            (tsv::read_tsv(path, &cols)?, path.display().to_string())
-        }
-        SourceKind::Demo => (demo::generate(cfg.size, rng), "demo".to_string()),
+    let SplitRows {
+        train: train_rows,
+        val: val_rows,
+        test: test_rows,
+        labels: label_map,
+        skipped,
+        source,
+        method,
+    } = read_and_split(cfg, rng)?;
+
+    let train_texts = train_rows.iter().map(|r| r.text.as_str());
+    let (tok, vocab) = match &cfg.tokenizer.path {
+        Some(p) => tokenizer::load_tokenizer(p, train_texts)?,
+        None => tokenizer::fit_tokenizer(&cfg.tokenizer, train_texts)?,
     };
-    let label_map = LabelMap::from_labels(rows.iter().map(|r| r.label.as_str()));
 
-    let parts = match &cfg.split.group_by {
-        Some(_) => {
-            let groups: Vec<&str> = rows
-                .iter()
-                .map(|r| r.group.as_deref().unwrap_or_default())
-                .collect();
-            split::grouped_split(&groups, cfg.split.val, cfg.split.test, rng)
-        }
-        None => split::random_split(rows.len(), cfg.split.val, cfg.split.test, rng),
-    };
-    if parts.train.is_empty() {
-        return Err(DataError::Invalid(format!(
-            "{source}: the training split is empty ({} rows, val = {}, test = {})",
-            rows.len(),
-            cfg.split.val,
-            cfg.split.test
-        )));
-    }
-
-    let (tok, vocab) = tokenizer::fit_tokenizer(
-        &cfg.tokenizer,
-        parts.train.iter().map(|&i| rows[i].text.as_str()),
-    )?;
-
-    let encode = |idx: &[usize]| -> Result<(Vec<Example>, tokenizer::Encoded), DataError> {
-        let enc = tokenizer::encode_texts(&tok, idx.iter().map(|&i| rows[i].text.as_str()))?;
-        let examples = idx
+    let encode = |rows: &[Row]| -> Result<(Vec<Example>, tokenizer::Encoded), DataError> {
+        let enc = tokenizer::encode_texts(&tok, rows.iter().map(|r| r.text.as_str()))?;
+        let examples = rows
             .iter()
             .zip(&enc.ids)
-            .map(|(&i, ids)| {
-                let r = &rows[i];
+            .map(|(r, ids)| {
                 let label = label_map.id(&r.label).ok_or_else(|| DataError::Field {
                     path: source.clone().into(),
                     line: r.line,
-                    field: cfg.label.clone(),
+                    field: cfg.label.to_string(),
                     message: format!(
                         "label \"{}\" is not one of {}",
                         r.label,
@@ -161,12 +337,31 @@ pub fn prepare(cfg: &DataConfig, rng: &mut rnnlab_core::Rng) -> Result<Prepared,
             .collect::<Result<Vec<_>, DataError>>()?;
         Ok((examples, enc))
     };
-    let (train, enc_train) = encode(&parts.train)?;
-    let (val, enc_val) = encode(&parts.val)?;
-    let (test, enc_test) = encode(&parts.test)?;
+    let (train, enc_train) = encode(&train_rows)?;
+    let (val, enc_val) = encode(&val_rows)?;
+    let (test, enc_test) = encode(&test_rows)?;
+
+    let words = |rows: &[Row]| -> Result<Vec<Vec<String>>, DataError> {
+        rows.iter()
+            .map(|r| tokenizer::words(&tok, &r.text))
+            .collect()
+    };
+    let leakage = split::leakage(
+        &words(&train_rows)?,
+        &words(&val_rows)?,
+        &words(&test_rows)?,
+    );
 
     let embeddings = match &cfg.embeddings {
-        Some(e) => Some(glove::load_glove(&e.path, &vocab, e.dim, e.oov_init, rng)?),
+        Some(e) => {
+            let opts = glove::LoadOptions {
+                dim: e.dim,
+                oov_init: e.oov_init,
+                lowercase_fallback: e.lowercase_fallback,
+                skip_bad_rows: cfg.skip_bad_rows,
+            };
+            Some(glove::load_embeddings(&e.path, &vocab, &opts, rng)?)
+        }
         None => None,
     };
 
@@ -224,33 +419,56 @@ pub fn prepare(cfg: &DataConfig, rng: &mut rnnlab_core::Rng) -> Result<Prepared,
         buckets: cfg.buckets,
         drop_last: cfg.drop_last,
     };
-    let batches = TextBatches::new(train, val, test, opts, label_map.len())?;
-    // measured on a copy, so the run's generator is not advanced
+    let batches = TextBatches::new(train, val, test, opts.clone(), label_map.len())?;
+    // measured on copies, so the run's generator is not advanced
     let padding_ratio = batches.train_padding_ratio(&mut rng.clone());
+    let with = |buckets: bool| -> Result<f64, DataError> {
+        let o = BatchOptions {
+            shuffle: true,
+            sort_by_length: false,
+            buckets,
+            ..opts.clone()
+        };
+        let b = TextBatches::new(batches.train().to_vec(), vec![], vec![], o, label_map.len())?;
+        Ok(b.train_padding_ratio(&mut rng.clone()))
+    };
 
     let report = DataReport {
+        reader: cfg.kind.clone(),
         source,
+        split: method,
         rows: rows_per,
+        skipped,
         labels: label_map.names().to_vec(),
         label_counts,
         vocab_size: vocab.len(),
+        tokenizer_loaded: cfg.tokenizer.path.is_some(),
         training_tokens: vocab.training_tokens,
         rare_types_dropped: vocab.dropped_types,
+        capped_types_dropped: vocab.capped_types,
         empty_texts,
         truncated_texts,
         unk_rate,
         mean_length,
         max_length,
         padding_ratio,
+        padding_ratio_shuffled: with(false)?,
+        padding_ratio_bucketed: with(true)?,
+        leakage,
         coverage: embeddings.as_ref().map(|e| e.coverage.clone()),
     };
     tracing::info!(
-        "data: {} / {} / {} rows (train / val / test), vocabulary {}, {} classes",
+        "data: {} / {} / {} rows (train / val / test), vocabulary {}, {} classes; \
+         held-out texts found in train: val {} verbatim / {} contained, test {} / {}",
         report.rows.train,
         report.rows.val,
         report.rows.test,
         report.vocab_size,
-        report.labels.len()
+        report.labels.len(),
+        report.leakage.val_verbatim,
+        report.leakage.val_contained,
+        report.leakage.test_verbatim,
+        report.leakage.test_contained,
     );
     Ok(Prepared {
         source: batches,

@@ -4,9 +4,13 @@
 use std::collections::HashMap;
 
 use tokenizers::models::wordlevel::WordLevel;
-use tokenizers::normalizers::utils::Lowercase;
+use tokenizers::normalizers::unicode::NFKC;
+use tokenizers::normalizers::utils::{Lowercase, Sequence};
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+use tokenizers::pre_tokenizers::split::Split;
 use tokenizers::pre_tokenizers::whitespace::WhitespaceSplit;
+use tokenizers::NormalizerWrapper;
+use tokenizers::SplitDelimiterBehavior;
 use tokenizers::{
     AddedToken, NormalizedString, Normalizer, OffsetReferential, OffsetType, PreTokenizedString,
     PreTokenizer, PreTokenizerWrapper, Tokenizer, TruncationDirection, TruncationParams,
@@ -36,6 +40,8 @@ pub struct Vocab {
     pub training_tokens: u64,
     /// Distinct words dropped because they occur fewer than `min_freq` times.
     pub dropped_types: usize,
+    /// Distinct words (frequent enough) dropped because of `max_size`.
+    pub capped_types: usize,
 }
 
 impl Vocab {
@@ -67,6 +73,9 @@ fn pre_tokenizer(kind: PreTokenizerKind) -> PreTokenizerWrapper {
     match kind {
         PreTokenizerKind::WhitespaceSplit => WhitespaceSplit.into(),
         PreTokenizerKind::Bert => BertPreTokenizer.into(),
+        PreTokenizerKind::SpaceSplit => Split::new(" ", SplitDelimiterBehavior::Removed, false)
+            .map(Into::into)
+            .unwrap_or_else(|_| WhitespaceSplit.into()),
     }
 }
 
@@ -94,7 +103,8 @@ pub fn words(tokenizer: &Tokenizer, text: &str) -> Result<Vec<String>, DataError
 /// encoding agree. Ids: `<pad>` = 0, `<unk>` = 1, then words by descending count, ties in
 /// alphabetical order; words seen fewer than `min_freq` times are left out (they encode as
 /// `<unk>`). With `max_len > 0` the tokenizer truncates to that many tokens, also after
-/// `save`/`from_file`.
+/// `save`/`from_file`. With `max_size > 0` only the `max_size` first words in that order are
+/// kept. `nfkc` applies Unicode NFKC before lowercasing.
 pub fn fit_tokenizer<'a>(
     cfg: &TokenizerConfig,
     train_texts: impl IntoIterator<Item = &'a str>,
@@ -105,19 +115,25 @@ pub fn fit_tokenizer<'a>(
         .build()
         .map_err(DataError::tokenizer)?;
     let mut tok = Tokenizer::new(placeholder);
+    let mut norms: Vec<NormalizerWrapper> = Vec::new();
+    if cfg.nfkc {
+        norms.push(NFKC.into());
+    }
     if cfg.lowercase {
-        tok.with_normalizer(Some(Lowercase));
+        norms.push(Lowercase.into());
+    }
+    match norms.len() {
+        0 => {}
+        1 => {
+            tok.with_normalizer(norms.pop());
+        }
+        _ => {
+            tok.with_normalizer(Some(Sequence::new(norms)));
+        }
     }
     tok.with_pre_tokenizer(Some(pre_tokenizer(cfg.pre_tokenizer)));
 
-    let mut counts: HashMap<String, u64> = HashMap::new();
-    let mut training_tokens = 0u64;
-    for text in train_texts {
-        for w in words(&tok, text)? {
-            training_tokens += 1;
-            *counts.entry(w).or_insert(0) += 1;
-        }
-    }
+    let (counts, training_tokens) = count_words(&tok, train_texts)?;
     let min = cfg.min_freq.max(1) as u64;
     let mut kept: Vec<(&String, u64)> = counts
         .iter()
@@ -131,6 +147,11 @@ pub fn fit_tokenizer<'a>(
             .filter(|s| counts.get(**s).is_some_and(|&c| c >= min))
             .count();
     kept.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    let mut capped_types = 0;
+    if cfg.max_size > 0 && kept.len() > cfg.max_size {
+        capped_types = kept.len() - cfg.max_size;
+        kept.truncate(cfg.max_size);
+    }
     let mut tokens = vec![PAD_TOKEN.to_string(), UNK_TOKEN.to_string()];
     tokens.extend(kept.into_iter().map(|(w, _)| w.clone()));
 
@@ -166,6 +187,77 @@ pub fn fit_tokenizer<'a>(
             counts,
             training_tokens,
             dropped_types,
+            capped_types,
+        },
+    ))
+}
+
+/// Counts `train_texts` with `tok`'s normalizer and pre-tokenizer.
+fn count_words<'a>(
+    tok: &Tokenizer,
+    train_texts: impl IntoIterator<Item = &'a str>,
+) -> Result<(HashMap<String, u64>, u64), DataError> {
+    let mut counts: HashMap<String, u64> = HashMap::new();
+    let mut training_tokens = 0u64;
+    for text in train_texts {
+        for w in words(tok, text)? {
+            training_tokens += 1;
+            *counts.entry(w).or_insert(0) += 1;
+        }
+    }
+    Ok((counts, training_tokens))
+}
+
+/// Loads an existing tokenizer.json (`data.tokenizer.path`) instead of fitting one; the training
+/// texts are only counted (for the report and the embedding coverage). The file's vocabulary must
+/// hold `<pad>` at id 0 and `<unk>` at id 1, as rnnlab writes it, with ids 0..V.
+pub fn load_tokenizer<'a>(
+    path: &std::path::Path,
+    train_texts: impl IntoIterator<Item = &'a str>,
+) -> Result<(Tokenizer, Vocab), DataError> {
+    if !path.is_file() {
+        return Err(DataError::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such tokenizer file"),
+        ));
+    }
+    let tok = Tokenizer::from_file(path)
+        .map_err(|e| DataError::Tokenizer(format!("{}: {e}", path.display())))?;
+    let mut vocab: Vec<(String, u32)> = tok.get_vocab(true).into_iter().collect();
+    vocab.sort_by_key(|(_, id)| *id);
+    for (i, (_, id)) in vocab.iter().enumerate() {
+        if *id as usize != i {
+            return Err(DataError::Tokenizer(format!(
+                "{}: the vocabulary's ids are not 0..{} (id {i} missing)",
+                path.display(),
+                vocab.len()
+            )));
+        }
+    }
+    for (token, id) in [(PAD_TOKEN, PAD_ID), (UNK_TOKEN, UNK_ID)] {
+        if tok.token_to_id(token) != Some(id) {
+            return Err(DataError::Tokenizer(format!(
+                "{}: expected {token} at id {id}, found {:?}",
+                path.display(),
+                tok.token_to_id(token)
+            )));
+        }
+    }
+    let (counts, training_tokens) = count_words(&tok, train_texts)?;
+    let tokens: Vec<String> = vocab.into_iter().map(|(t, _)| t).collect();
+    let known: std::collections::HashSet<&str> = tokens.iter().map(String::as_str).collect();
+    let dropped_types = counts
+        .keys()
+        .filter(|w| !known.contains(w.as_str()))
+        .count();
+    Ok((
+        tok,
+        Vocab {
+            tokens,
+            counts,
+            training_tokens,
+            dropped_types,
+            capped_types: 0,
         },
     ))
 }
@@ -263,6 +355,28 @@ mod tests {
     }
 
     #[test]
+    fn space_split_keeps_no_break_spaces_inside_words() {
+        let texts = ["2\u{a0}1/2 stars  for it", " "];
+        let (tok, vocab) = fit(&TokenizerConfig::default());
+        assert_eq!(
+            words(&tok, texts[0]).unwrap(),
+            ["2", "1/2", "stars", "for", "it"]
+        );
+        drop(vocab);
+        let cfg = TokenizerConfig {
+            pre_tokenizer: PreTokenizerKind::SpaceSplit,
+            ..TokenizerConfig::default()
+        };
+        let (tok, vocab) = fit_tokenizer(&cfg, texts).unwrap();
+        assert_eq!(
+            words(&tok, texts[0]).unwrap(),
+            ["2\u{a0}1/2", "stars", "for", "it"]
+        );
+        assert!(words(&tok, " ").unwrap().is_empty());
+        assert_eq!(vocab.training_tokens, 4);
+    }
+
+    #[test]
     fn max_len_truncates() {
         let cfg = TokenizerConfig {
             max_len: 2,
@@ -298,5 +412,66 @@ mod tests {
         assert_eq!(a.truncated, 2);
         assert_eq!(b.truncated, 2);
         assert_eq!(tok.get_vocab(true), back.get_vocab(true));
+    }
+
+    #[test]
+    fn max_size_keeps_the_most_frequent_words() {
+        let cfg = TokenizerConfig {
+            max_size: 3,
+            ..TokenizerConfig::default()
+        };
+        let (_, vocab) = fit(&cfg);
+        assert_eq!(vocab.tokens, ["<pad>", "<unk>", "film", "the", "is"]);
+        assert_eq!(vocab.capped_types, 7);
+        assert_eq!(vocab.dropped_types, 0);
+    }
+
+    #[test]
+    fn nfkc_folds_compatibility_forms() {
+        let texts = ["ﬁlm ＧＯＯＤ café", "film good cafe\u{301}"];
+        let plain = fit_tokenizer(&TokenizerConfig::default(), texts).unwrap().1;
+        assert_eq!(plain.tokens.len(), 2 + 6);
+        let cfg = TokenizerConfig {
+            nfkc: true,
+            ..TokenizerConfig::default()
+        };
+        let (tok, vocab) = fit_tokenizer(&cfg, texts).unwrap();
+        assert_eq!(vocab.tokens, ["<pad>", "<unk>", "café", "film", "good"]);
+        assert_eq!(words(&tok, "ＦＩＬＭ").unwrap(), ["film"]);
+        // the saved tokenizer keeps both normalizers
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokenizer.json");
+        tok.save(&path, true).unwrap();
+        let (back, v2) = load_tokenizer(&path, texts).unwrap();
+        assert_eq!(words(&back, "ＦＩＬＭ").unwrap(), ["film"]);
+        assert_eq!(v2.tokens, vocab.tokens);
+    }
+
+    #[test]
+    fn an_existing_tokenizer_is_loaded_not_fitted() {
+        let (tok, _) = fit(&TokenizerConfig {
+            max_len: 3,
+            ..TokenizerConfig::default()
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokenizer.json");
+        tok.save(&path, true).unwrap();
+        // other training texts: the vocabulary stays the file's, new words are <unk>
+        let (back, vocab) = load_tokenizer(&path, ["zebra film zebra", "the"]).unwrap();
+        assert_eq!(vocab.tokens.len(), 12);
+        assert_eq!(vocab.training_tokens, 4);
+        assert_eq!(vocab.dropped_types, 1);
+        assert_eq!(vocab.counts["zebra"], 2);
+        let enc = encode_texts(&back, ["zebra film is great ok"]).unwrap();
+        assert_eq!(enc.ids[0], [UNK_ID, 2, 4]);
+        assert_eq!(enc.truncated, 1);
+        let msg = load_tokenizer(&dir.path().join("nope.json"), ["a"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(msg.contains("nope.json"), "{msg}");
+        std::fs::write(&path, "{not json").unwrap();
+        let msg = load_tokenizer(&path, ["a"]).err().unwrap().to_string();
+        assert!(msg.contains("tokenizer.json"), "{msg}");
     }
 }

@@ -1,76 +1,186 @@
-//! Tab-separated files with a header: columns are found by name, quoting is off.
+//! Delimited files (`tsv`, `csv`): columns by header name or 0-based index, optional quoting.
+//!
+//! `tsv`: tab-separated, no quoting (every tab separates fields, quotes are ordinary characters).
+//! `csv`: comma-separated, RFC 4180 quoting (a quoted field may hold the separator, `""` and
+//! newlines). Both take `delimiter`, `quoting` and `header` from the config.
 
 use std::path::Path;
 
-use crate::DataError;
+use crate::config::Column;
+pub use crate::readers::Row;
+use crate::readers::{non_empty, Reader, RowLog};
+use crate::{DataConfig, DataError};
 
-/// One example as read from a file.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Row {
-    /// The text, exactly as in the file (a single space stays a single space).
-    pub text: String,
-    /// The label, as a string (see [`crate::LabelMap`]).
-    pub label: String,
-    /// The value of the grouping column, when one was asked for.
-    pub group: Option<String>,
-    /// 1-based line number in the file (0 for generated rows).
-    pub line: u64,
+/// `type = "tsv"`.
+pub const TSV: Reader = Reader {
+    name: "tsv",
+    about: "tab-separated columns (path, text, label; header, delimiter, quoting = false)",
+    validate,
+    read: |cfg, path, log, _| read_cfg(cfg, path, log, b'\t', false),
+};
+
+/// `type = "csv"`.
+pub const CSV: Reader = Reader {
+    name: "csv",
+    about: "comma-separated columns with quoting (path, text, label; header, delimiter, quoting)",
+    validate,
+    read: |cfg, path, log, _| read_cfg(cfg, path, log, b',', true),
+};
+
+fn validate(cfg: &DataConfig) -> Result<(), DataError> {
+    cfg.require_path()?;
+    cfg.require_columns()?;
+    if !cfg.header {
+        for (key, c) in [("data.text", &cfg.text), ("data.label", &cfg.label)] {
+            if let Column::Name(n) = c {
+                return Err(DataError::config(
+                    key,
+                    format!("column \"{n}\" by name, but header = false: give a 0-based index"),
+                ));
+            }
+        }
+        if cfg.split.group_by.is_some() {
+            return Err(DataError::config(
+                "data.split.group_by",
+                "a column by name, but header = false",
+            ));
+        }
+    }
+    Ok(())
 }
 
-/// The columns to read, by header name, with the config keys that named them.
+fn read_cfg(
+    cfg: &DataConfig,
+    path: Option<&Path>,
+    log: &mut RowLog,
+    default_sep: u8,
+    default_quoting: bool,
+) -> Result<Vec<Row>, DataError> {
+    let path = path.ok_or_else(|| DataError::config("data.path", "no file given"))?;
+    let format = Format {
+        delimiter: cfg
+            .delimiter
+            .as_ref()
+            .and_then(|d| d.bytes().next())
+            .unwrap_or(default_sep),
+        quoting: cfg.quoting.unwrap_or(default_quoting),
+        header: cfg.header,
+    };
+    let group = cfg.split.group_by.as_ref().map(|g| Column::Name(g.clone()));
+    let cols = Columns {
+        text: &cfg.text,
+        label: &cfg.label,
+        group: group.as_ref(),
+    };
+    read_delimited(path, &cols, &format, log)
+}
+
+/// The columns to read, with the config keys that named them.
 #[derive(Clone, Debug)]
 pub struct Columns<'a> {
     /// The text column (`data.text`).
-    pub text: &'a str,
+    pub text: &'a Column,
     /// The label column (`data.label`).
-    pub label: &'a str,
+    pub label: &'a Column,
     /// The grouping column (`data.split.group_by`), if any.
-    pub group: Option<&'a str>,
+    pub group: Option<&'a Column>,
 }
 
-/// Reads `path` as a tab-separated file whose first line is a header, keeping the text, label
-/// and optional group columns of every row.
-///
-/// Every tab separates fields and quotes are ordinary characters. Errors name the file and line:
-/// a missing column lists the header; a row with another field count than the header, or a field
-/// that is not UTF-8, is an error rather than a silently dropped row.
-pub fn read_tsv(path: &Path, cols: &Columns<'_>) -> Result<Vec<Row>, DataError> {
-    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
-    let mut rdr = csv::ReaderBuilder::new()
-        .delimiter(b'\t')
-        .quoting(false)
-        .has_headers(true)
-        .flexible(true)
-        .from_reader(std::io::BufReader::with_capacity(1 << 20, file));
-    let csv_err = |e: csv::Error| match e.into_kind() {
-        csv::ErrorKind::Io(io) => DataError::io(path, io),
-        other => DataError::Invalid(format!("{}: {other:?}", path.display())),
-    };
-    let header = rdr.byte_headers().map_err(csv_err)?.clone();
-    if header.is_empty() {
-        return Err(DataError::Empty {
-            path: path.into(),
-            message: "no header line".into(),
-        });
+/// How a delimited file is written.
+#[derive(Clone, Debug)]
+pub struct Format {
+    /// Field separator.
+    pub delimiter: u8,
+    /// `"` quotes fields.
+    pub quoting: bool,
+    /// The first line is a header.
+    pub header: bool,
+}
+
+impl Format {
+    /// Tab-separated with a header and no quoting.
+    pub fn tsv() -> Self {
+        Format {
+            delimiter: b'\t',
+            quoting: false,
+            header: true,
+        }
     }
-    let names: Vec<String> = header
-        .iter()
-        .map(|f| String::from_utf8_lossy(f).into_owned())
-        .collect();
-    let find = |name: &str, key: &str| {
-        names
-            .iter()
-            .position(|n| n == name)
-            .ok_or_else(|| DataError::MissingColumn {
+
+    fn separated(&self) -> String {
+        match self.delimiter {
+            b'\t' => "tab-separated".into(),
+            b',' => "comma-separated".into(),
+            d => format!("'{}'-separated", (d as char).escape_default()),
+        }
+    }
+}
+
+/// Reads `path` as a tab-separated file whose first line is a header (see [`read_delimited`]).
+pub fn read_tsv(path: &Path, cols: &Columns<'_>) -> Result<Vec<Row>, DataError> {
+    read_delimited(path, cols, &Format::tsv(), &mut RowLog::new(false))
+}
+
+/// Reads the text, label and optional group columns of every row of `path`.
+///
+/// Errors name the file and line: a missing column lists the header; a row with another field
+/// count than the header (or, without one, the first row), or a field that is not UTF-8, is an
+/// error, or with `log.skip` a skipped row counted in `log`.
+pub fn read_delimited(
+    path: &Path,
+    cols: &Columns<'_>,
+    format: &Format,
+    log: &mut RowLog,
+) -> Result<Vec<Row>, DataError> {
+    let file = crate::readers::open(path)?;
+    let mut rdr = csv::ReaderBuilder::new()
+        .delimiter(format.delimiter)
+        .quoting(format.quoting)
+        .has_headers(format.header)
+        .flexible(true)
+        .from_reader(file);
+    let csv_err = |e: csv::Error| {
+        let line = e.position().map(|p| p.line()).unwrap_or(0);
+        match e.into_kind() {
+            csv::ErrorKind::Io(io) => DataError::io(path, io),
+            other => DataError::Invalid(format!("{}:{line}: {other:?}", path.display())),
+        }
+    };
+    let names: Vec<String> = if format.header {
+        let header = rdr.byte_headers().map_err(csv_err)?.clone();
+        if header.is_empty() || header.iter().all(|f| f.is_empty()) && header.len() == 1 {
+            return Err(DataError::Empty {
                 path: path.into(),
-                column: name.into(),
-                key: key.into(),
-                header: names
+                message: "no header line".into(),
+            });
+        }
+        header
+            .iter()
+            .map(|f| String::from_utf8_lossy(f).into_owned())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let find = |c: &Column, key: &str| -> Result<usize, DataError> {
+        let missing = || DataError::MissingColumn {
+            path: path.into(),
+            column: c.to_string(),
+            key: key.into(),
+            header: if names.is_empty() {
+                "(no header)".into()
+            } else {
+                names
                     .iter()
                     .map(|n| format!("\"{n}\""))
                     .collect::<Vec<_>>()
-                    .join(", "),
-            })
+                    .join(", ")
+            },
+        };
+        match c {
+            Column::Name(n) => names.iter().position(|h| h == n).ok_or_else(missing),
+            Column::Index(i) if names.is_empty() || *i < names.len() => Ok(*i),
+            Column::Index(_) => Err(missing()),
+        }
     };
     let text_i = find(cols.text, "data.text")?;
     let label_i = find(cols.label, "data.label")?;
@@ -78,44 +188,45 @@ pub fn read_tsv(path: &Path, cols: &Columns<'_>) -> Result<Vec<Row>, DataError> 
         .group
         .map(|g| find(g, "data.split.group_by"))
         .transpose()?;
+    let field_name = |i: usize| names.get(i).cloned().unwrap_or_else(|| format!("#{i}"));
 
+    let mut expected = (!names.is_empty()).then_some(names.len());
     let mut rows = Vec::new();
     let mut rec = csv::ByteRecord::new();
     while rdr.read_byte_record(&mut rec).map_err(csv_err)? {
         let line = rec.position().map(|p| p.line()).unwrap_or(0);
-        if rec.len() != header.len() {
-            return Err(DataError::FieldCount {
-                path: path.into(),
-                line,
-                expected: header.len(),
-                found: rec.len(),
-            });
-        }
-        let field = |i: usize| -> Result<String, DataError> {
-            let bytes = rec.get(i).unwrap_or_default();
-            std::str::from_utf8(bytes)
-                .map(str::to_owned)
-                .map_err(|e| DataError::Utf8 {
+        let want = *expected.get_or_insert(rec.len());
+        let needed = text_i.max(label_i).max(group_i.unwrap_or(0)) + 1;
+        if rec.len() != want || rec.len() < needed {
+            log.bad(
+                "field_count",
+                DataError::FieldCount {
                     path: path.into(),
                     line,
-                    field: names[i].clone(),
-                    detail: e.to_string(),
-                })
+                    separated: format.separated(),
+                    expected: want.max(needed),
+                    found: rec.len(),
+                },
+            )?;
+            continue;
+        }
+        let field = |i: usize| {
+            crate::readers::utf8(rec.get(i).unwrap_or_default(), path, line, &field_name(i))
         };
-        rows.push(Row {
-            text: field(text_i)?,
-            label: field(label_i)?,
-            group: group_i.map(field).transpose()?,
-            line,
-        });
+        let row = (|| {
+            Ok(Row {
+                text: field(text_i)?,
+                label: field(label_i)?,
+                group: group_i.map(field).transpose()?,
+                line,
+            })
+        })();
+        match row {
+            Ok(r) => rows.push(r),
+            Err(e) => log.bad("utf8", e)?,
+        }
     }
-    if rows.is_empty() {
-        return Err(DataError::Empty {
-            path: path.into(),
-            message: "the header is followed by no rows".into(),
-        });
-    }
-    Ok(rows)
+    non_empty(rows, path, "the file holds no data rows")
 }
 
 #[cfg(test)]
@@ -129,21 +240,35 @@ mod tests {
         f
     }
 
-    const COLS: Columns<'static> = Columns {
-        text: "Phrase",
-        label: "Sentiment",
-        group: Some("SentenceId"),
-    };
+    fn name(s: &str) -> Column {
+        Column::Name(s.into())
+    }
+
+    fn cols<'a>(t: &'a Column, l: &'a Column, g: Option<&'a Column>) -> Columns<'a> {
+        Columns {
+            text: t,
+            label: l,
+            group: g,
+        }
+    }
+
+    const HEADER: &[u8] = b"PhraseId\tSentenceId\tPhrase\tSentiment\n";
+
+    fn kaggle(f: &tempfile::NamedTempFile) -> Result<Vec<Row>, DataError> {
+        let (t, l, g) = (name("Phrase"), name("Sentiment"), name("SentenceId"));
+        read_tsv(f.path(), &cols(&t, &l, Some(&g)))
+    }
 
     #[test]
     fn reads_columns_by_header_name_and_keeps_a_single_space() {
         let f = fixture(
-            b"PhraseId\tSentenceId\tPhrase\tSentiment\n\
-              1\t1\tA series of \"escapades\"\t1\n\
-              2\t1\t \t2\n\
-              3\t2\tis n't bad\t3\n",
+            &[
+                HEADER,
+                b"1\t1\tA series of \"escapades\"\t1\n2\t1\t \t2\n3\t2\tis n't bad\t3\n",
+            ]
+            .concat(),
         );
-        let rows = read_tsv(f.path(), &COLS).unwrap();
+        let rows = kaggle(&f).unwrap();
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[0].text, "A series of \"escapades\"");
         assert_eq!(rows[0].label, "1");
@@ -154,36 +279,83 @@ mod tests {
         assert_eq!(rows[2].group.as_deref(), Some("2"));
         // column order does not matter, and the group is optional
         let f = fixture(b"label\tsentence\n4\tgood fun\n");
-        let rows = read_tsv(
-            f.path(),
-            &Columns {
-                text: "sentence",
-                label: "label",
-                group: None,
-            },
-        )
-        .unwrap();
+        let (t, l) = (name("sentence"), name("label"));
+        let rows = read_tsv(f.path(), &cols(&t, &l, None)).unwrap();
         assert_eq!(rows[0].text, "good fun");
         assert_eq!(rows[0].group, None);
     }
 
     #[test]
-    fn wrong_field_count_names_the_line() {
-        let f = fixture(b"PhraseId\tSentenceId\tPhrase\tSentiment\n1\t1\ta\t1\n2\t1\tb\n");
-        let msg = read_tsv(f.path(), &COLS).unwrap_err().to_string();
+    fn csv_quoting_indices_and_no_header() {
+        let f = fixture(
+            b"id,review,stars\n1,\"good, really \"\"good\"\"\",5\n2,\"two\nlines\",1\n3,plain,3\n",
+        );
+        let csv = Format {
+            delimiter: b',',
+            quoting: true,
+            header: true,
+        };
+        let (t, l) = (name("review"), Column::Index(2));
+        let rows =
+            read_delimited(f.path(), &cols(&t, &l, None), &csv, &mut RowLog::new(false)).unwrap();
+        let with_header = f;
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0].text, "good, really \"good\"");
+        assert_eq!(rows[0].label, "5");
+        assert_eq!(rows[1].text, "two\nlines");
+        assert_eq!(rows[1].line, 3);
+        assert_eq!(rows[2].line, 5);
+        // no header: indices only, the first row sets the field count
+        let f = fixture(b"pos;fine film\nneg;dull\n");
+        let fmt = Format {
+            delimiter: b';',
+            quoting: false,
+            header: false,
+        };
+        let (t, l) = (Column::Index(1), Column::Index(0));
+        let rows =
+            read_delimited(f.path(), &cols(&t, &l, None), &fmt, &mut RowLog::new(false)).unwrap();
+        assert_eq!(
+            (rows[0].text.as_str(), rows[0].label.as_str()),
+            ("fine film", "pos")
+        );
+        assert_eq!(rows[1].line, 2);
+        // an index past the header is a missing column
+        let l = Column::Index(7);
+        let msg = read_delimited(
+            with_header.path(),
+            &cols(&t, &l, None),
+            &csv,
+            &mut RowLog::new(false),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(msg.contains("no column \"#7\""), "{msg}");
+    }
+
+    #[test]
+    fn wrong_field_count_names_the_line_or_is_skipped() {
+        let f = fixture(&[HEADER, b"1\t1\ta\t1\n2\t1\tb\n3\t2\tc\t0\n"].concat());
+        let msg = kaggle(&f).unwrap_err().to_string();
         assert!(msg.contains(":3: expected 4 tab-separated fields"), "{msg}");
         assert!(msg.contains("found 3"), "{msg}");
         assert!(msg.contains(&f.path().display().to_string()), "{msg}");
+        let (t, l) = (name("Phrase"), name("Sentiment"));
+        let mut log = RowLog::new(true);
+        let rows = read_delimited(f.path(), &cols(&t, &l, None), &Format::tsv(), &mut log).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(log.skipped.rows, 1);
+        assert_eq!(log.skipped.by_reason["field_count"], 1);
+        assert!(log.skipped.examples[0].contains(":3:"));
     }
 
     #[test]
     fn unknown_column_lists_the_header() {
-        let f = fixture(b"PhraseId\tSentenceId\tPhrase\tSentiment\n1\t1\ta\t1\n");
-        let cols = Columns {
-            text: "Text",
-            ..COLS
-        };
-        let msg = read_tsv(f.path(), &cols).unwrap_err().to_string();
+        let f = fixture(&[HEADER, b"1\t1\ta\t1\n"].concat());
+        let (t, l) = (name("Text"), name("Sentiment"));
+        let msg = read_tsv(f.path(), &cols(&t, &l, None))
+            .unwrap_err()
+            .to_string();
         assert!(
             msg.contains("no column \"Text\" (config key `data.text`)"),
             "{msg}"
@@ -195,21 +367,28 @@ mod tests {
     }
 
     #[test]
-    fn invalid_utf8_names_line_and_field() {
-        let f =
-            fixture(b"PhraseId\tSentenceId\tPhrase\tSentiment\n1\t1\tok\t1\n2\t1\tbad \xff\t1\n");
-        let msg = read_tsv(f.path(), &COLS).unwrap_err().to_string();
+    fn invalid_utf8_names_line_and_field_or_is_skipped() {
+        let f = fixture(&[HEADER, b"1\t1\tok\t1\n2\t1\tbad \xff\t1\n"].concat());
+        let msg = kaggle(&f).unwrap_err().to_string();
         assert!(msg.contains(":3: field \"Phrase\": invalid UTF-8"), "{msg}");
+        let (t, l) = (name("Phrase"), name("Sentiment"));
+        let mut log = RowLog::new(true);
+        let rows = read_delimited(f.path(), &cols(&t, &l, None), &Format::tsv(), &mut log).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(log.skipped.by_reason["utf8"], 1);
     }
 
     #[test]
     fn missing_file_and_empty_file_are_errors() {
-        let msg = read_tsv(Path::new("/nonexistent/x.tsv"), &COLS)
+        let (t, l) = (name("Phrase"), name("Sentiment"));
+        let msg = read_tsv(Path::new("/nonexistent/x.tsv"), &cols(&t, &l, None))
             .unwrap_err()
             .to_string();
         assert!(msg.starts_with("/nonexistent/x.tsv: "), "{msg}");
-        let f = fixture(b"PhraseId\tSentenceId\tPhrase\tSentiment\n");
-        let msg = read_tsv(f.path(), &COLS).unwrap_err().to_string();
+        let f = fixture(HEADER);
+        let msg = read_tsv(f.path(), &cols(&t, &l, None))
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("no rows"), "{msg}");
     }
 }

@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use rnnlab_core::{BatchSource, EvalSplit};
-use rnnlab_data::{prepare, DataConfig, EmbeddingsConfig, OovInit, SourceKind, SplitConfig};
+use rnnlab_data::{prepare, DataConfig, EmbeddingsConfig, OovInit, SplitConfig};
 
 /// 60 sentences (groups) of 1..=4 phrases each; labels 0..=4; one phrase a single space.
 fn write_tsv(dir: &std::path::Path) -> std::path::PathBuf {
@@ -51,9 +51,10 @@ fn config(dir: &std::path::Path) -> DataConfig {
         text: "Phrase".into(),
         label: "Sentiment".into(),
         split: SplitConfig {
-            val: 0.2,
-            test: 0.2,
+            val: 0.2.into(),
+            test: 0.2.into(),
             group_by: Some("SentenceId".into()),
+            ..SplitConfig::default()
         },
         batch_size: 8,
         eval_batch_size: 16,
@@ -63,6 +64,7 @@ fn config(dir: &std::path::Path) -> DataConfig {
             freeze: true,
             oov_init: OovInit::Normal,
             dim: None,
+            lowercase_fallback: true,
         }),
         ..DataConfig::default()
     }
@@ -139,7 +141,7 @@ fn prepare_reports_config_and_file_errors() {
         .to_string();
     assert!(msg.contains("no column \"Label\""), "{msg}");
     let mut cfg = config(dir.path());
-    cfg.split.test = -0.1;
+    cfg.split.test = (-0.1).into();
     let msg = prepare(&cfg, &mut rnnlab_core::seeded(1))
         .err()
         .unwrap()
@@ -156,7 +158,7 @@ fn prepare_reports_config_and_file_errors() {
 #[test]
 fn demo_pipeline_is_balanced_and_deterministic() {
     let cfg = DataConfig {
-        kind: SourceKind::Demo,
+        kind: "demo".into(),
         size: 2000,
         batch_size: 32,
         buckets: true,

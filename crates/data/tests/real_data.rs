@@ -29,9 +29,10 @@ fn kaggle_phrases_with_glove() {
         text: "Phrase".into(),
         label: "Sentiment".into(),
         split: SplitConfig {
-            val: 0.1,
-            test: 0.1,
+            val: 0.1.into(),
+            test: 0.1.into(),
             group_by: None,
+            ..SplitConfig::default()
         },
         embeddings: Some(EmbeddingsConfig {
             kind: Default::default(),
@@ -39,6 +40,7 @@ fn kaggle_phrases_with_glove() {
             freeze: false,
             oov_init: OovInit::Normal,
             dim: Some(50),
+            lowercase_fallback: true,
         }),
         ..DataConfig::default()
     };

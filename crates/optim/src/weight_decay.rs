@@ -1,5 +1,7 @@
 //! `weight_decay`: L2 added to the gradient (coupled, as torch Adam's `weight_decay`) or, placed
-//! after the optimizer, a decoupled decay of the parameters (AdamW).
+//! after the optimizer, a decoupled decay of the parameters (AdamW). `exclude` lists name patterns
+//! (`*` is any run of characters) of parameters that are not decayed, e.g.
+//! `exclude = ["*bias*", "embedding.*"]`.
 
 use std::sync::Arc;
 
@@ -8,6 +10,8 @@ use rnnlab_core::{
     Result, StepContext, StepReport,
 };
 
+use crate::util::{glob_match, param, patterns};
+
 /// Adds `value · p` to each gradient (coupled), or `-lr · value · p` to each update (decoupled).
 #[derive(Clone, Debug)]
 pub struct WeightDecay {
@@ -15,11 +19,30 @@ pub struct WeightDecay {
     pub value: f64,
     /// Decoupled (AdamW) rather than coupled (L2).
     pub decoupled: bool,
+    /// Name patterns of parameters left undecayed (see [`crate::util::glob_match`]).
+    pub exclude: Vec<String>,
 }
 
-/// A `weight_decay` transform.
+/// A `weight_decay` transform that decays every trainable parameter.
 pub fn weight_decay(value: f64, decoupled: bool) -> WeightDecay {
-    WeightDecay { value, decoupled }
+    WeightDecay {
+        value,
+        decoupled,
+        exclude: Vec::new(),
+    }
+}
+
+impl WeightDecay {
+    /// Leaves the parameters whose names match any of `patterns` undecayed.
+    pub fn with_exclude(mut self, patterns: Vec<String>) -> Self {
+        self.exclude = patterns;
+        self
+    }
+
+    /// Whether the parameter called `name` is decayed.
+    pub fn decays(&self, name: &str) -> bool {
+        !self.exclude.iter().any(|p| glob_match(p, name))
+    }
 }
 
 impl GradientTransform for WeightDecay {
@@ -39,8 +62,13 @@ impl GradientTransform for WeightDecay {
         } else {
             self.value
         };
-        for (p, (_, g)) in params.trainable().zip(grads.iter_mut()) {
-            let decay = p.var.as_tensor().affine(scale, 0.0)?.to_dtype(g.dtype())?;
+        for (name, g) in grads.iter_mut() {
+            if !self.decays(name) {
+                continue;
+            }
+            let decay = param(params, name)?
+                .affine(scale, 0.0)?
+                .to_dtype(g.dtype())?;
             *g = g.add(&decay)?;
         }
         Ok(Outcome::Update)
@@ -56,12 +84,15 @@ pub fn register(r: &mut Registry) {
             params: vec![
                 ParamSpec::new("value", "1e-5", "decay coefficient (>= 0)"),
                 ParamSpec::new("decoupled", "false", "decay the weights by lr*value (AdamW); put it after the optimizer"),
+                ParamSpec::new("exclude", "[]", "name patterns (* = any characters) of parameters not decayed, e.g. [\"*bias*\", \"embedding.*\"]"),
             ],
         },
         Arc::new(|p: &PluginParams| {
             let value = p.f64("value")?;
             p.check("value", value >= 0.0 && value.is_finite(), "must be >= 0")?;
-            Ok(Box::new(weight_decay(value, p.bool("decoupled")?)) as Box<dyn GradientTransform>)
+            let exclude = patterns(p, "exclude")?;
+            Ok(Box::new(weight_decay(value, p.bool("decoupled")?).with_exclude(exclude))
+                as Box<dyn GradientTransform>)
         }),
     );
 }
@@ -140,6 +171,56 @@ mod tests {
                 [1.7581575362478943, 0.055149151929708],
             ],
         );
+        Ok(())
+    }
+
+    #[test]
+    fn excluded_names_are_not_decayed() -> Result<()> {
+        let d = Device::Cpu;
+        let mut params = Params::new();
+        for name in [
+            "embedding.weight",
+            "rnn.weight_hh_l0",
+            "rnn.bias_hh_l0",
+            "fc.bias",
+        ] {
+            params.insert(name, Var::from_tensor(&Tensor::new(&[2.0f64], &d)?)?, true)?;
+        }
+        let mut r = Registry::empty();
+        register(&mut r);
+        let t: toml::Table = toml::from_str(
+            "type = \"weight_decay\"\nvalue = 0.5\nexclude = [\"*bias*\", \"embedding.*\"]",
+        )
+        .unwrap();
+        let (mut wd, _) = r.transform(&t, "optim.transforms[0]")?;
+        let mut g = Grads::from_pairs(
+            params
+                .iter()
+                .map(|p| Ok((p.name.clone(), Tensor::new(&[1.0f64], &d)?)))
+                .collect::<Result<Vec<_>>>()?,
+        );
+        let ctx = StepContext {
+            step: 0,
+            epoch: 1,
+            lr: 0.1,
+        };
+        wd.apply(&mut g, &params, &ctx, &mut StepReport::default())?;
+        let got: Vec<(String, f64)> = g
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.to_vec1::<f64>().unwrap()[0]))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("embedding.weight".to_string(), 1.0),
+                ("rnn.weight_hh_l0".to_string(), 2.0),
+                ("rnn.bias_hh_l0".to_string(), 1.0),
+                ("fc.bias".to_string(), 1.0),
+            ]
+        );
+        let bad: toml::Table = toml::from_str("type = \"weight_decay\"\nexclude = [1]").unwrap();
+        let e = r.transform(&bad, "optim.transforms[0]").err().unwrap();
+        assert!(e.to_string().contains("optim.transforms[0].exclude"), "{e}");
         Ok(())
     }
 }

@@ -23,6 +23,7 @@ fn demo_with(
         out: Some(out.to_path_buf()),
         threads: Some(2),
         progress: false,
+        resume: None,
     };
     rnnlab_cli::train(registry, &opts)
 }

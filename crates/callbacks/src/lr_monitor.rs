@@ -1,0 +1,91 @@
+//! `lr_monitor`: the learning rate actually used by the steps of each epoch.
+
+use std::sync::Arc;
+
+use rnnlab_core::{
+    BatchStats, Callback, Control, EpochMetrics, PluginParams, PluginSpec, Registry, Result,
+    TrainView,
+};
+
+/// Logs `lr_monitor.first`, `lr_monitor.last`, `lr_monitor.min`, `lr_monitor.max` and
+/// `lr_monitor.mean` over the epoch's steps (step schedules change it within an epoch).
+#[derive(Clone, Debug, Default)]
+pub struct LrMonitor {
+    lrs: Vec<f64>,
+}
+
+impl LrMonitor {
+    /// Records one step's learning rate.
+    pub fn record(&mut self, lr: f64) {
+        self.lrs.push(lr);
+    }
+
+    /// Writes the epoch's figures into `m` and starts a new epoch.
+    pub fn flush(&mut self, m: &mut EpochMetrics) {
+        if let (Some(first), Some(last)) = (self.lrs.first(), self.lrs.last()) {
+            m.set("lr_monitor.first", *first);
+            m.set("lr_monitor.last", *last);
+            m.set(
+                "lr_monitor.min",
+                self.lrs.iter().copied().fold(f64::INFINITY, f64::min),
+            );
+            m.set(
+                "lr_monitor.max",
+                self.lrs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            );
+            m.set(
+                "lr_monitor.mean",
+                self.lrs.iter().sum::<f64>() / self.lrs.len() as f64,
+            );
+        }
+        self.lrs.clear();
+    }
+}
+
+impl Callback for LrMonitor {
+    fn name(&self) -> &str {
+        "lr_monitor"
+    }
+
+    fn on_batch_end(&mut self, stats: &BatchStats, _view: &TrainView) -> Result<()> {
+        self.record(stats.lr);
+        Ok(())
+    }
+
+    fn on_epoch_end(&mut self, metrics: &mut EpochMetrics, _view: &TrainView) -> Result<Control> {
+        self.flush(metrics);
+        Ok(Control::Continue)
+    }
+}
+
+/// Registers `lr_monitor`.
+pub fn register(r: &mut Registry) {
+    r.callbacks.add(
+        PluginSpec {
+            name: "lr_monitor",
+            doc: "first, last, min, max and mean learning rate of each epoch's steps",
+            params: vec![],
+        },
+        Arc::new(|_p: &PluginParams| Ok(Box::new(LrMonitor::default()) as Box<dyn Callback>)),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_of_a_warmup() {
+        let mut l = LrMonitor::default();
+        for lr in [0.1, 0.2, 0.3, 0.2] {
+            l.record(lr);
+        }
+        let mut m = EpochMetrics::new();
+        l.flush(&mut m);
+        assert_eq!(m.get("lr_monitor.first"), Some(0.1));
+        assert_eq!(m.get("lr_monitor.last"), Some(0.2));
+        assert_eq!(m.get("lr_monitor.max"), Some(0.3));
+        assert_eq!(m.get("lr_monitor.min"), Some(0.1));
+        assert!((m.get("lr_monitor.mean").unwrap() - 0.2).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,169 @@
+//! `spectral`: per epoch, the spectral radius and the largest singular value of every recurrent
+//! matrix, per gate block (rows `g·H..(g+1)·H` of `weight_hh [G·H, H]`).
+
+use std::sync::Arc;
+
+use candle_core::DType;
+use rnnlab_core::{
+    Callback, Control, EpochMetrics, ParamSpec, PluginParams, PluginSpec, Registry, Result,
+    TrainView,
+};
+
+use crate::linalg::{sigma_max, spectral_radius, Square};
+
+/// Radius and σ_max of one gate block.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GateSpectrum {
+    /// The gate's name (`i`, `f`, `g`, `o`; `r`, `z`, `n`; `h` for a vanilla RNN).
+    pub gate: String,
+    /// Largest |eigenvalue| (for a diagonal recurrence: max |u|).
+    pub radius: f64,
+    /// Largest singular value.
+    pub sigma_max: f64,
+}
+
+/// The spectra of the gate blocks of a recurrent weight with `shape` (`[G·H, H]` or `[H]` for a
+/// diagonal recurrence) and row-major `values`; `gates` names the `G` blocks. Blocks larger than
+/// `max_dim` get NaN.
+pub fn gate_spectra(
+    values: &[f64],
+    shape: &[usize],
+    gates: &[String],
+    max_dim: usize,
+) -> Vec<GateSpectrum> {
+    match shape {
+        [h] => {
+            // Diagonal recurrence (IndRNN): u ⊙ h, eigenvalues and singular values are |u|.
+            let r = values.iter().map(|v| v.abs()).fold(0.0, f64::max);
+            let r = if values.iter().any(|v| !v.is_finite()) {
+                f64::NAN
+            } else {
+                r
+            };
+            let _ = h;
+            gates
+                .iter()
+                .map(|g| GateSpectrum {
+                    gate: g.clone(),
+                    radius: r,
+                    sigma_max: r,
+                })
+                .collect()
+        }
+        [rows, h] => {
+            let h = *h;
+            let g_count = gates.len().max(1);
+            if rows % g_count != 0 || rows / g_count != h {
+                tracing::warn!(
+                    "spectral: a {rows}x{h} recurrent weight does not split into {g_count} square gate blocks"
+                );
+                return Vec::new();
+            }
+            gates
+                .iter()
+                .enumerate()
+                .map(|(gi, g)| {
+                    let block = &values[gi * h * h..(gi + 1) * h * h];
+                    let (radius, sigma) = if h > max_dim {
+                        (f64::NAN, f64::NAN)
+                    } else {
+                        (
+                            spectral_radius(&Square::new(h, block.to_vec())),
+                            sigma_max(block, h, h),
+                        )
+                    };
+                    GateSpectrum {
+                        gate: g.clone(),
+                        radius,
+                        sigma_max: sigma,
+                    }
+                })
+                .collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Logs `spectral.<param>.<gate>.radius` and `spectral.<param>.<gate>.sigma_max` per epoch.
+#[derive(Clone, Debug)]
+pub struct Spectral {
+    /// Gate blocks larger than this are skipped (logged as NaN).
+    pub max_dim: usize,
+    /// Measure every this many epochs (and at epoch 1).
+    pub every: usize,
+}
+
+impl Spectral {
+    /// Adds the figures of every recurrent matrix in `view` to `m`.
+    pub fn measure(&self, m: &mut EpochMetrics, view: &TrainView) -> Result<()> {
+        for rw in view.recurrent {
+            let t = view.params.tensor(&rw.name)?.to_dtype(DType::F64)?;
+            let shape = t.dims().to_vec();
+            let values = t.flatten_all()?.to_vec1::<f64>()?;
+            for s in gate_spectra(&values, &shape, &rw.gates, self.max_dim) {
+                m.set(format!("spectral.{}.{}.radius", rw.name, s.gate), s.radius);
+                m.set(
+                    format!("spectral.{}.{}.sigma_max", rw.name, s.gate),
+                    s.sigma_max,
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Callback for Spectral {
+    fn name(&self) -> &str {
+        "spectral"
+    }
+
+    fn on_epoch_end(&mut self, metrics: &mut EpochMetrics, view: &TrainView) -> Result<Control> {
+        if view.epoch.is_multiple_of(self.every.max(1)) || view.epoch == 1 {
+            self.measure(metrics, view)?;
+        }
+        Ok(Control::Continue)
+    }
+}
+
+/// Registers `spectral`.
+pub fn register(r: &mut Registry) {
+    r.callbacks.add(
+        PluginSpec {
+            name: "spectral",
+            doc: "per epoch, the spectral radius and largest singular value of every recurrent matrix, per gate block",
+            params: vec![
+                ParamSpec::new("every", "1", "measure every this many epochs, and at epoch 1 (>= 1)"),
+                ParamSpec::new("max_dim", "512", "gate blocks with more rows are skipped (1..=4096)"),
+            ],
+        },
+        Arc::new(|p: &PluginParams| {
+            let every = p.usize("every")?;
+            p.check("every", every >= 1, "must be at least 1")?;
+            let max_dim = p.usize("max_dim")?;
+            p.check("max_dim", (1..=4096).contains(&max_dim), "must be in 1..=4096")?;
+            Ok(Box::new(Spectral { max_dim, every }) as Box<dyn Callback>)
+        }),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gate_blocks_are_row_blocks() {
+        // Two 2×2 gates stacked as [4, 2]: a rotation scaled by 0.5 and diag(3, -2).
+        let (c, s) = (0.5 * 0.3f64.cos(), 0.5 * 0.3f64.sin());
+        let v = [c, -s, s, c, 3.0, 0.0, 0.0, -2.0];
+        let gates = vec!["r".to_string(), "z".to_string()];
+        let out = gate_spectra(&v, &[4, 2], &gates, 512);
+        assert_eq!(out.len(), 2);
+        assert!((out[0].radius - 0.5).abs() < 1e-12 && (out[0].sigma_max - 0.5).abs() < 1e-9);
+        assert!((out[1].radius - 3.0).abs() < 1e-12 && (out[1].sigma_max - 3.0).abs() < 1e-9);
+        // A diagonal recurrence: max |u|.
+        let d = gate_spectra(&[0.5, -1.25, 1.0], &[3], &["h".to_string()], 512);
+        assert_eq!(d[0].radius, 1.25);
+        // Too large: NaN, not a silent number.
+        assert!(gate_spectra(&v, &[4, 2], &gates, 1)[0].radius.is_nan());
+    }
+}

@@ -1,0 +1,166 @@
+//! `ema`: an exponential moving average of the weights, as `torch.optim.swa_utils`'
+//! `AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay))`: after each step that updated
+//! the weights, `avg ← decay·avg + (1 - decay)·p`, the average starting as a copy of the weights
+//! after the first step. The trainer evaluates (and picks the best checkpoint) with the average and
+//! logs the raw weights' figures as `raw_*`. The average is in the state dict.
+//!
+//! Its place in the chain does not matter: it only acts in `after_step`, and passes gradients on
+//! unchanged.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use candle_core::Tensor;
+use rnnlab_core::{
+    GradientTransform, Grads, Outcome, ParamSpec, Params, PluginParams, PluginSpec, Registry,
+    Result, StateDict, StepContext, StepReport,
+};
+
+use crate::util::{load_map, save_map};
+
+/// Exponential moving average of the trainable weights.
+#[derive(Clone, Debug)]
+pub struct Ema {
+    /// Weight of the old average.
+    pub decay: f64,
+    updates: u64,
+    avg: BTreeMap<String, Tensor>,
+}
+
+/// An `ema` transform.
+pub fn ema(decay: f64) -> Ema {
+    Ema {
+        decay,
+        updates: 0,
+        avg: BTreeMap::new(),
+    }
+}
+
+impl Ema {
+    /// Steps averaged so far.
+    pub fn updates(&self) -> u64 {
+        self.updates
+    }
+}
+
+impl GradientTransform for Ema {
+    fn name(&self) -> &str {
+        "ema"
+    }
+
+    fn init(&mut self, _params: &Params) -> Result<()> {
+        self.updates = 0;
+        self.avg.clear();
+        Ok(())
+    }
+
+    fn apply(
+        &mut self,
+        _grads: &mut Grads,
+        _params: &Params,
+        _ctx: &StepContext,
+        _report: &mut StepReport,
+    ) -> Result<Outcome> {
+        Ok(Outcome::Update)
+    }
+
+    fn after_step(&mut self, params: &Params, _ctx: &StepContext) -> Result<()> {
+        for p in params.trainable() {
+            let w = p.var.as_tensor();
+            let next = match self.avg.get(&p.name) {
+                // torch: ema.lerp_(p, 1 - decay)
+                Some(a) if self.updates > 0 => (a + ((w - a)? * (1.0 - self.decay))?)?,
+                _ => w.copy()?,
+            };
+            self.avg.insert(p.name.clone(), next);
+        }
+        self.updates += 1;
+        Ok(())
+    }
+
+    fn averaged_params(&self) -> Result<Option<BTreeMap<String, Tensor>>> {
+        Ok((self.updates > 0).then(|| self.avg.clone()))
+    }
+
+    fn state_dict(&self) -> Result<StateDict> {
+        let mut s = StateDict::new();
+        s.insert_scalar("updates", self.updates as f64)?;
+        save_map(&mut s, "avg", &self.avg);
+        Ok(s)
+    }
+
+    fn load_state_dict(&mut self, state: &StateDict) -> Result<()> {
+        self.updates = state.scalar("updates")? as u64;
+        self.avg = load_map(state, "avg");
+        Ok(())
+    }
+}
+
+/// Registers `ema`.
+pub fn register(r: &mut Registry) {
+    r.transforms.add(
+        PluginSpec {
+            name: "ema",
+            doc: "exponential moving average of the weights after each step (torch swa_utils EMA); evaluation uses the average, raw_* logs the raw weights",
+            params: vec![ParamSpec::new("decay", "0.999", "weight of the old average, in (0, 1)")],
+        },
+        Arc::new(|p: &PluginParams| {
+            let decay = p.f64("decay")?;
+            p.check("decay", decay > 0.0 && decay < 1.0, "must be in (0, 1)")?;
+            Ok(Box::new(ema(decay)) as Box<dyn GradientTransform>)
+        }),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adam::tests::FIXED;
+    use candle_core::{Device, Var};
+    use rnnlab_core::apply_updates;
+
+    #[test]
+    fn matches_torch_swa_utils_ema() -> Result<()> {
+        // w = torch.tensor([[0.5, -1.0], [2.0, 0.25]], dtype=torch.float64, requires_grad=True)
+        // m = torch.nn.ParameterList([w])
+        // avg = AveragedModel(m, multi_avg_fn=get_ema_multi_avg_fn(0.9))
+        // opt = torch.optim.SGD([w], lr=0.1)
+        // for g in fixed: w.grad = torch.tensor(g, dtype=torch.float64); opt.step()
+        //                 avg.update_parameters(m)
+        // avg.module[0].tolist()
+        let d = Device::Cpu;
+        let mut params = Params::new();
+        let w = Var::from_tensor(&Tensor::new(&[[0.5f64, -1.0], [2.0, 0.25]], &d)?)?;
+        params.insert("w", w, true)?;
+        let mut e = ema(0.9);
+        e.init(&params)?;
+        assert!(e.averaged_params()?.is_none());
+        for (i, g) in FIXED.iter().enumerate() {
+            let ctx = StepContext {
+                step: i,
+                epoch: 1,
+                lr: 0.1,
+            };
+            let mut grads = Grads::from_pairs([("w".to_string(), (Tensor::new(g, &d)? * -0.1)?)]);
+            e.apply(&mut grads, &params, &ctx, &mut StepReport::default())?;
+            apply_updates(&params, &grads)?;
+            e.after_step(&params, &ctx)?;
+        }
+        let avg = e.averaged_params()?.unwrap()["w"].to_vec2::<f64>()?;
+        let want = TORCH_EMA;
+        for r in 0..2 {
+            for c in 0..2 {
+                assert!(
+                    (avg[r][c] - want[r][c]).abs() < 1e-12,
+                    "{avg:?} vs {want:?}"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    const TORCH_EMA: [[f64; 2]; 2] = [
+        [0.393661, -0.8424780000000001],
+        [1.894617, -0.019556000000000018],
+    ];
+}

@@ -1,0 +1,422 @@
+//! `reduce_on_plateau`: `torch.optim.lr_scheduler.ReduceLROnPlateau`, driven by any metric the
+//! trainer logs (`monitor`, default `val_acc`, mode `max`). After each epoch's evaluation the
+//! metric is compared with the best so far (`threshold`, `threshold_mode`); after more than
+//! `patience` epochs without improvement the rate is multiplied by `factor` (not below `min_lr`,
+//! and only when it changes by more than `eps`), then `cooldown` epochs pass before counting again.
+//! A metric missing from the epoch's record is an error that names it.
+
+use std::sync::Arc;
+
+use rnnlab_core::{
+    EpochMetrics, Error, Interval, ParamSpec, PluginParams, PluginSpec, Registry, Result,
+    Scheduler, StateDict,
+};
+
+use crate::util::{interval, non_negative};
+
+/// Which way the monitored metric improves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlateauMode {
+    /// Smaller is better (losses).
+    Min,
+    /// Larger is better (accuracies).
+    Max,
+}
+
+/// How `threshold` measures a significant improvement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThresholdMode {
+    /// Relative: better than `best · (1 ∓ threshold)`.
+    Rel,
+    /// Absolute: better than `best ∓ threshold`.
+    Abs,
+}
+
+/// ReduceLROnPlateau's settings and state.
+#[derive(Clone, Debug)]
+pub struct ReduceOnPlateau {
+    /// The metric watched.
+    pub monitor: String,
+    /// Which way it improves.
+    pub mode: PlateauMode,
+    /// Factor of each reduction, in (0, 1).
+    pub factor: f64,
+    /// Epochs without improvement tolerated before a reduction.
+    pub patience: usize,
+    /// Smallest significant improvement.
+    pub threshold: f64,
+    /// Relative or absolute threshold.
+    pub threshold_mode: ThresholdMode,
+    /// Epochs after a reduction during which bad epochs are not counted.
+    pub cooldown: usize,
+    /// The rate never goes below this.
+    pub min_lr: f64,
+    /// Reductions smaller than this are ignored.
+    pub eps: f64,
+    /// Steps or epochs (no effect: the rate changes at epoch ends).
+    pub interval: Interval,
+    /// The config path of `monitor`, for the missing-metric error.
+    pub monitor_at: String,
+    lr: f64,
+    best: f64,
+    num_bad_epochs: usize,
+    cooldown_counter: usize,
+    last_epoch: usize,
+}
+
+impl ReduceOnPlateau {
+    /// A scheduler at `base_lr` with no epoch seen.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        base_lr: f64,
+        monitor: impl Into<String>,
+        mode: PlateauMode,
+        factor: f64,
+        patience: usize,
+        threshold: f64,
+        threshold_mode: ThresholdMode,
+        cooldown: usize,
+        min_lr: f64,
+        eps: f64,
+    ) -> Self {
+        let monitor = monitor.into();
+        ReduceOnPlateau {
+            monitor_at: "monitor".into(),
+            monitor,
+            mode,
+            factor,
+            patience,
+            threshold,
+            threshold_mode,
+            cooldown,
+            min_lr,
+            eps,
+            interval: Interval::Epoch,
+            lr: base_lr,
+            best: worst(mode),
+            num_bad_epochs: 0,
+            cooldown_counter: 0,
+            last_epoch: 0,
+        }
+    }
+
+    /// Whether `a` improves significantly on `best` (torch's `is_better`).
+    pub fn is_better(&self, a: f64, best: f64) -> bool {
+        match (self.mode, self.threshold_mode) {
+            (PlateauMode::Min, ThresholdMode::Rel) => a < best * (1.0 - self.threshold),
+            (PlateauMode::Min, ThresholdMode::Abs) => a < best - self.threshold,
+            (PlateauMode::Max, ThresholdMode::Rel) => a > best * (self.threshold + 1.0),
+            (PlateauMode::Max, ThresholdMode::Abs) => a > best + self.threshold,
+        }
+    }
+
+    /// Feeds one epoch's value of the metric (torch's `step(metrics)`).
+    pub fn observe(&mut self, current: f64) {
+        self.last_epoch += 1;
+        if self.is_better(current, self.best) {
+            self.best = current;
+            self.num_bad_epochs = 0;
+        } else {
+            self.num_bad_epochs += 1;
+        }
+        if self.cooldown_counter > 0 {
+            self.cooldown_counter -= 1;
+            self.num_bad_epochs = 0;
+        }
+        if self.num_bad_epochs > self.patience {
+            let new_lr = (self.lr * self.factor).max(self.min_lr);
+            if self.lr - new_lr > self.eps {
+                tracing::info!(
+                    "reduce_on_plateau: {} has not improved for {} epochs; lr {} -> {new_lr}",
+                    self.monitor,
+                    self.num_bad_epochs,
+                    self.lr
+                );
+                self.lr = new_lr;
+            }
+            self.cooldown_counter = self.cooldown;
+            self.num_bad_epochs = 0;
+        }
+    }
+
+    /// The best value of the metric so far.
+    pub fn best(&self) -> f64 {
+        self.best
+    }
+}
+
+fn worst(mode: PlateauMode) -> f64 {
+    match mode {
+        PlateauMode::Min => f64::INFINITY,
+        PlateauMode::Max => f64::NEG_INFINITY,
+    }
+}
+
+impl Scheduler for ReduceOnPlateau {
+    fn name(&self) -> &str {
+        "reduce_on_plateau"
+    }
+
+    fn interval(&self) -> Interval {
+        self.interval
+    }
+
+    fn lr(&self, _t: usize) -> f64 {
+        self.lr
+    }
+
+    fn on_epoch_end(&mut self, metrics: &EpochMetrics) -> Result<()> {
+        match metrics.get(&self.monitor) {
+            Some(v) => {
+                self.observe(v);
+                Ok(())
+            }
+            None => {
+                let logged: Vec<&str> = metrics.iter().map(|(k, _)| k).collect();
+                Err(Error::invalid(
+                    self.monitor_at.clone(),
+                    format!(
+                        "reduce_on_plateau watches `{}`, which is not in this epoch's metrics \
+                         (is there a validation split?); logged: {}",
+                        self.monitor,
+                        logged.join(", ")
+                    ),
+                ))
+            }
+        }
+    }
+
+    fn state_dict(&self) -> Result<StateDict> {
+        let mut s = StateDict::new();
+        s.insert_scalar("lr", self.lr)?;
+        s.insert_scalar("best", self.best)?;
+        s.insert_scalar("num_bad_epochs", self.num_bad_epochs as f64)?;
+        s.insert_scalar("cooldown_counter", self.cooldown_counter as f64)?;
+        s.insert_scalar("last_epoch", self.last_epoch as f64)?;
+        Ok(s)
+    }
+
+    fn load_state_dict(&mut self, s: &StateDict) -> Result<()> {
+        self.lr = s.scalar("lr")?;
+        self.best = s.scalar("best")?;
+        self.num_bad_epochs = s.scalar("num_bad_epochs")? as usize;
+        self.cooldown_counter = s.scalar("cooldown_counter")? as usize;
+        self.last_epoch = s.scalar("last_epoch")? as usize;
+        Ok(())
+    }
+}
+
+/// Registers `reduce_on_plateau`.
+pub fn register(r: &mut Registry) {
+    r.schedulers.add(
+        PluginSpec {
+            name: "reduce_on_plateau",
+            doc: "ReduceLROnPlateau: multiply the rate by factor when `monitor` stops improving for more than `patience` epochs",
+            params: vec![
+                ParamSpec::new("monitor", "\"val_acc\"", "the logged metric watched (val_acc, val_loss, val_macro_f1, ...)"),
+                ParamSpec::new("mode", "\"max\"", "max (accuracies) or min (losses)"),
+                ParamSpec::new("factor", "0.1", "factor of each reduction, in (0, 1)"),
+                ParamSpec::new("patience", "10", "epochs without improvement tolerated"),
+                ParamSpec::new("threshold", "1e-4", "smallest significant improvement (>= 0)"),
+                ParamSpec::new("threshold_mode", "\"rel\"", "rel (a fraction of the best) or abs"),
+                ParamSpec::new("cooldown", "0", "epochs after a reduction before bad epochs count again"),
+                ParamSpec::new("min_lr", "0.0", "the rate never goes below this (>= 0)"),
+                ParamSpec::new("eps", "1e-8", "reductions smaller than this are skipped (>= 0)"),
+                ParamSpec::new("interval", "\"epoch\"", "step or epoch (no effect: the rate changes after each epoch's evaluation)"),
+            ],
+        },
+        Arc::new(
+            |p: &PluginParams, base_lr: f64, _: &Registry| -> Result<Box<dyn Scheduler>> {
+                let monitor = p.str("monitor")?.to_string();
+                p.check("monitor", !monitor.is_empty(), "must name a logged metric")?;
+                let mode = match p.choice("mode", &["min", "max"])?.as_str() {
+                    "min" => PlateauMode::Min,
+                    _ => PlateauMode::Max,
+                };
+                if (mode == PlateauMode::Max) == monitor.contains("loss") {
+                    tracing::warn!(
+                        "{}: mode {:?} with monitor `{monitor}`: is that the direction it improves?",
+                        p.path(),
+                        mode
+                    );
+                }
+                let factor = p.f64("factor")?;
+                p.check("factor", factor > 0.0 && factor < 1.0, "must be in (0, 1)")?;
+                let threshold_mode = match p.choice("threshold_mode", &["rel", "abs"])?.as_str() {
+                    "abs" => ThresholdMode::Abs,
+                    _ => ThresholdMode::Rel,
+                };
+                let mut s = ReduceOnPlateau::new(
+                    base_lr,
+                    monitor,
+                    mode,
+                    factor,
+                    p.usize("patience")?,
+                    non_negative(p, "threshold")?,
+                    threshold_mode,
+                    p.usize("cooldown")?,
+                    non_negative(p, "min_lr")?,
+                    non_negative(p, "eps")?,
+                );
+                s.interval = interval(p)?;
+                s.monitor_at = p.at("monitor");
+                Ok(Box::new(s))
+            },
+        ),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::util::sched_test::{build, build_err};
+    use rnnlab_core::{EpochMetrics, Result, Scheduler};
+
+    // def plateau(kw, metrics, base=1.0):      # torch 2.15
+    //     w = torch.zeros(1, requires_grad=True); opt = torch.optim.SGD([w], lr=base)
+    //     s = ReduceLROnPlateau(opt, **kw); out = []
+    //     for m in metrics:
+    //         s.step(m); out.append(opt.param_groups[0]["lr"])
+    //     return out
+    const M_MIN: [f64; 18] = [
+        1.0, 0.95, 0.94, 0.93, 0.92, 0.80, 0.79, 0.79, 0.78, 0.78, 0.70, 0.70, 0.70, 0.70, 0.70,
+        0.70, 0.70, 0.70,
+    ];
+    const M_MAX: [f64; 18] = [
+        50.0, 51.0, 51.5, 51.9, 52.5, 52.6, 52.7, 53.8, 53.8, 53.8, 53.8, 54.0, 54.1, 54.2, 54.3,
+        54.4, 54.5, 54.6,
+    ];
+
+    fn run(s: &mut dyn Scheduler, key: &str, values: &[f64]) -> Result<Vec<f64>> {
+        values
+            .iter()
+            .map(|&v| {
+                let mut m = EpochMetrics::new();
+                m.set("epoch", 1.0);
+                m.set(key, v);
+                s.on_epoch_end(&m)?;
+                Ok(s.lr(0))
+            })
+            .collect()
+    }
+
+    fn assert_close(got: &[f64], want: &[f64]) {
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(want) {
+            assert!(
+                (g - w).abs() <= 1e-12 * w.abs(),
+                "{got:?}\nvs torch {want:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn min_mode_rel_threshold_cooldown_and_min_lr_match_torch() -> Result<()> {
+        // plateau(dict(mode="min", factor=0.5, patience=1, threshold=0.05, threshold_mode="rel",
+        //              cooldown=1, min_lr=0.2), M_MIN)
+        let mut s = build(
+            "type = \"reduce_on_plateau\"\nmonitor = \"val_loss\"\nmode = \"min\"\nfactor = 0.5\npatience = 1\nthreshold = 0.05\ncooldown = 1\nmin_lr = 0.2",
+            1.0,
+        )?;
+        let got = run(s.as_mut(), "val_loss", &M_MIN)?;
+        assert_close(
+            &got,
+            &[
+                1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25, 0.25, 0.25, 0.2, 0.2, 0.2,
+                0.2, 0.2, 0.2,
+            ],
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn max_mode_abs_threshold_matches_torch() -> Result<()> {
+        // plateau(dict(mode="max", factor=0.1, patience=2, threshold=0.5, threshold_mode="abs",
+        //              cooldown=0, min_lr=1e-3, eps=1e-8), M_MAX)
+        let mut s = build(
+            "type = \"reduce_on_plateau\"\nfactor = 0.1\npatience = 2\nthreshold = 0.5\nthreshold_mode = \"abs\"\nmin_lr = 1e-3",
+            1.0,
+        )?;
+        let got = run(s.as_mut(), "val_acc", &M_MAX)?;
+        let mut want = vec![1.0; 10];
+        want.extend([0.1; 3]);
+        want.extend([0.010000000000000002; 5]);
+        assert_close(&got, &want);
+        Ok(())
+    }
+
+    #[test]
+    fn eps_stops_tiny_reductions_as_torch() -> Result<()> {
+        // plateau(dict(mode="min", patience=0), M_MIN)
+        let mut s = build(
+            "type = \"reduce_on_plateau\"\nmonitor = \"train_loss\"\nmode = \"min\"\npatience = 0",
+            1.0,
+        )?;
+        let got = run(s.as_mut(), "train_loss", &M_MIN)?;
+        assert_close(
+            &got,
+            &[
+                1.0,
+                1.0,
+                1.0,
+                1.0,
+                1.0,
+                1.0,
+                1.0,
+                0.1,
+                0.1,
+                0.010000000000000002,
+                0.010000000000000002,
+                0.0010000000000000002,
+                0.00010000000000000003,
+                1.0000000000000004e-05,
+                1.0000000000000004e-06,
+                1.0000000000000005e-07,
+                1.0000000000000005e-08,
+                1.0000000000000005e-08,
+            ],
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn state_round_trip_resumes_the_counters() -> Result<()> {
+        let cfg = "type = \"reduce_on_plateau\"\nmode = \"min\"\nmonitor = \"val_loss\"\nfactor = 0.5\npatience = 1\nthreshold = 0.05\ncooldown = 1\nmin_lr = 0.2";
+        let mut whole = build(cfg, 1.0)?;
+        let want = run(whole.as_mut(), "val_loss", &M_MIN)?;
+        let mut first = build(cfg, 1.0)?;
+        let mut got = run(first.as_mut(), "val_loss", &M_MIN[..8])?;
+        let mut second = build(cfg, 1.0)?;
+        second.load_state_dict(&first.state_dict()?)?;
+        got.extend(run(second.as_mut(), "val_loss", &M_MIN[8..])?);
+        assert_eq!(got, want);
+        Ok(())
+    }
+
+    #[test]
+    fn a_missing_metric_is_named() -> Result<()> {
+        let mut s = build("type = \"reduce_on_plateau\"", 1.0)?;
+        let mut m = EpochMetrics::new();
+        m.set("train_loss", 0.5);
+        let e = s.on_epoch_end(&m).unwrap_err().to_string();
+        assert!(
+            e.contains("optim.scheduler.monitor")
+                && e.contains("`val_acc`")
+                && e.contains("train_loss"),
+            "{e}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn factor_outside_the_unit_interval_is_rejected() {
+        for f in ["1.0", "0.0", "2.5", "-0.5"] {
+            let e = build_err(&format!("type = \"reduce_on_plateau\"\nfactor = {f}"));
+            assert!(
+                e.contains("optim.scheduler.factor") && e.contains("(0, 1)"),
+                "{e}"
+            );
+        }
+        let e = build_err("type = \"reduce_on_plateau\"\nmode = \"maximum\"");
+        assert!(e.contains("optim.scheduler.mode"), "{e}");
+    }
+}

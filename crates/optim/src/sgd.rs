@@ -1,0 +1,220 @@
+//! `sgd`: stochastic gradient descent with `torch.optim.SGD`'s update rule: coupled weight decay,
+//! momentum with dampening, and Nesterov momentum. The momentum buffers live here.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use candle_core::Tensor;
+use rnnlab_core::{
+    GradientTransform, Grads, Outcome, ParamSpec, Params, PluginParams, PluginSpec, Registry,
+    Result, StateDict, StepContext, StepReport,
+};
+
+use crate::util::{load_map, non_negative, param, positive, save_map};
+
+/// SGD's settings and momentum buffers.
+#[derive(Clone, Debug)]
+pub struct Sgd {
+    /// Base learning rate.
+    pub lr: f64,
+    /// Momentum factor (0 for plain SGD).
+    pub momentum: f64,
+    /// Dampening of the gradient added to the momentum buffer (not applied on the first step).
+    pub dampening: f64,
+    /// Nesterov momentum (needs `momentum > 0` and `dampening == 0`).
+    pub nesterov: bool,
+    /// L2 term added to the gradient.
+    pub weight_decay: f64,
+    steps: u64,
+    buf: BTreeMap<String, Tensor>,
+}
+
+/// An SGD transform.
+pub fn sgd(lr: f64, momentum: f64, dampening: f64, nesterov: bool, weight_decay: f64) -> Sgd {
+    Sgd {
+        lr,
+        momentum,
+        dampening,
+        nesterov,
+        weight_decay,
+        steps: 0,
+        buf: BTreeMap::new(),
+    }
+}
+
+impl GradientTransform for Sgd {
+    fn name(&self) -> &str {
+        "sgd"
+    }
+
+    fn base_lr(&self) -> Option<f64> {
+        Some(self.lr)
+    }
+
+    fn init(&mut self, _params: &Params) -> Result<()> {
+        self.steps = 0;
+        self.buf.clear();
+        Ok(())
+    }
+
+    fn apply(
+        &mut self,
+        grads: &mut Grads,
+        params: &Params,
+        ctx: &StepContext,
+        _report: &mut StepReport,
+    ) -> Result<Outcome> {
+        for (name, g) in grads.iter_mut() {
+            let mut d = g.clone();
+            if self.weight_decay != 0.0 {
+                d = (d + (param(params, name)?.to_dtype(g.dtype())? * self.weight_decay)?)?;
+            }
+            if self.momentum != 0.0 {
+                // torch: buf = g on the first step, else buf = momentum*buf + (1-dampening)*g;
+                //        d = g + momentum*buf (nesterov) or d = buf
+                let buf = match self.buf.get(name) {
+                    None => d.clone(),
+                    Some(b) => ((b * self.momentum)? + (&d * (1.0 - self.dampening))?)?,
+                };
+                self.buf.insert(name.to_string(), buf.clone());
+                d = if self.nesterov {
+                    (d + (buf * self.momentum)?)?
+                } else {
+                    buf
+                };
+            }
+            *g = (d * -ctx.lr)?;
+        }
+        self.steps += 1;
+        Ok(Outcome::Update)
+    }
+
+    fn state_dict(&self) -> Result<StateDict> {
+        let mut s = StateDict::new();
+        s.insert_scalar("steps", self.steps as f64)?;
+        save_map(&mut s, "momentum_buffer", &self.buf);
+        Ok(s)
+    }
+
+    fn load_state_dict(&mut self, state: &StateDict) -> Result<()> {
+        self.steps = state.scalar("steps")? as u64;
+        self.buf = load_map(state, "momentum_buffer");
+        Ok(())
+    }
+}
+
+/// Registers `sgd`.
+pub fn register(r: &mut Registry) {
+    r.transforms.add(
+        PluginSpec {
+            name: "sgd",
+            doc: "SGD with torch.optim.SGD's update rule (momentum, dampening, nesterov, weight_decay)",
+            params: vec![
+                ParamSpec::new("lr", "1e-2", "base learning rate (> 0)"),
+                ParamSpec::new("momentum", "0.0", "momentum factor, in [0, 1]"),
+                ParamSpec::new(
+                    "dampening",
+                    "0.0",
+                    "dampening of the gradient in the momentum buffer, in [0, 1]",
+                ),
+                ParamSpec::new(
+                    "nesterov",
+                    "false",
+                    "Nesterov momentum (needs momentum > 0 and dampening = 0)",
+                ),
+                ParamSpec::new("weight_decay", "0.0", "L2 term added to the gradient, >= 0"),
+            ],
+        },
+        Arc::new(|p: &PluginParams| {
+            let lr = positive(p, "lr")?;
+            let momentum = p.f64("momentum")?;
+            p.check("momentum", (0.0..=1.0).contains(&momentum), "must be in [0, 1]")?;
+            let dampening = p.f64("dampening")?;
+            p.check("dampening", (0.0..=1.0).contains(&dampening), "must be in [0, 1]")?;
+            let nesterov = p.bool("nesterov")?;
+            p.check(
+                "nesterov",
+                !nesterov || (momentum > 0.0 && dampening == 0.0),
+                "Nesterov momentum needs momentum > 0 and dampening = 0 (as torch)",
+            )?;
+            let wd = non_negative(p, "weight_decay")?;
+            Ok(Box::new(sgd(lr, momentum, dampening, nesterov, wd)) as Box<dyn GradientTransform>)
+        }),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adam::tests::{assert_torch, five_steps};
+
+    // Golden values from the script in adam.rs's tests (torch 2.15, float64).
+
+    #[test]
+    fn plain_sgd_matches_torch() -> Result<()> {
+        // run(lambda p: torch.optim.SGD(p, lr=0.1))
+        let got = five_steps(Box::new(sgd(0.1, 0.0, 0.0, false, 0.0)), 0.1)?;
+        assert_torch(
+            &got,
+            [
+                [0.18999999999999997, -0.9600000000000001],
+                [1.71, 0.009999999999999981],
+            ],
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn momentum_matches_torch() -> Result<()> {
+        // run(lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9))
+        let got = five_steps(Box::new(sgd(0.1, 0.9, 0.0, false, 0.0)), 0.1)?;
+        assert_torch(
+            &got,
+            [
+                [0.02710000000000004, -0.60576],
+                [1.241415, -0.6740900000000001],
+            ],
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn momentum_with_dampening_matches_torch() -> Result<()> {
+        // run(lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, dampening=0.5))
+        let got = five_steps(Box::new(sgd(0.1, 0.9, 0.5, false, 0.0)), 0.1)?;
+        assert_torch(
+            &got,
+            [
+                [0.058794999999999924, -0.39337000000000005],
+                [1.51833, -0.8263100000000002],
+            ],
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn nesterov_with_weight_decay_matches_torch() -> Result<()> {
+        // run(lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.1))
+        let got = five_steps(Box::new(sgd(0.1, 0.9, 0.0, true, 0.1)), 0.1)?;
+        assert_torch(
+            &got,
+            [
+                [-0.29118990432373953, -0.49440055726852083],
+                [0.7370913700755066, -0.7742302461008448],
+            ],
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn nesterov_without_momentum_is_rejected() {
+        let mut r = Registry::empty();
+        register(&mut r);
+        let t: toml::Table = toml::from_str("type = \"sgd\"\nnesterov = true").unwrap();
+        let e = r.transform(&t, "optim.transforms[1]").err().unwrap();
+        assert!(
+            e.to_string().contains("optim.transforms[1].nesterov"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,135 @@
+//! `skip_nonfinite`: drops the step when any gradient entry is NaN or infinite, counts the steps it
+//! dropped, and reports the count. Place it first, so no other link's state sees the bad gradient.
+
+use std::sync::Arc;
+
+use candle_core::DType;
+use rnnlab_core::{
+    GradientTransform, Grads, Outcome, Params, PluginParams, PluginSpec, Registry, Result,
+    StateDict, StepContext, StepReport,
+};
+
+/// The skip reason's prefix (the parameter name follows).
+pub const REASON: &str = "nonfinite gradient";
+
+/// Skips steps whose gradients are not all finite.
+#[derive(Clone, Debug, Default)]
+pub struct SkipNonfinite {
+    skipped: u64,
+}
+
+/// A `skip_nonfinite` transform.
+pub fn skip_nonfinite() -> SkipNonfinite {
+    SkipNonfinite::default()
+}
+
+impl SkipNonfinite {
+    /// Steps dropped so far.
+    pub fn skipped(&self) -> u64 {
+        self.skipped
+    }
+}
+
+impl GradientTransform for SkipNonfinite {
+    fn name(&self) -> &str {
+        "skip_nonfinite"
+    }
+
+    fn apply(
+        &mut self,
+        grads: &mut Grads,
+        _params: &Params,
+        _ctx: &StepContext,
+        report: &mut StepReport,
+    ) -> Result<Outcome> {
+        let mut bad = None;
+        for (name, g) in grads.iter() {
+            // A sum in f64 is finite exactly when every (f32 or f16) entry is.
+            let s = g.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
+            if !s.is_finite() {
+                bad = Some(name.to_string());
+                break;
+            }
+        }
+        if let Some(name) = &bad {
+            self.skipped += 1;
+            tracing::warn!(
+                "skip_nonfinite: {REASON} in `{name}`, step dropped ({} so far)",
+                self.skipped
+            );
+        }
+        report
+            .figures
+            .push(("skip_nonfinite.skipped".into(), self.skipped as f64));
+        Ok(match bad {
+            Some(name) => Outcome::Skip(format!("{REASON} in `{name}`")),
+            None => Outcome::Update,
+        })
+    }
+
+    fn state_dict(&self) -> Result<StateDict> {
+        let mut s = StateDict::new();
+        s.insert_scalar("skipped", self.skipped as f64)?;
+        Ok(s)
+    }
+
+    fn load_state_dict(&mut self, state: &StateDict) -> Result<()> {
+        self.skipped = state.scalar("skipped")? as u64;
+        Ok(())
+    }
+}
+
+/// Registers `skip_nonfinite`.
+pub fn register(r: &mut Registry) {
+    r.transforms.add(
+        PluginSpec {
+            name: "skip_nonfinite",
+            doc: "drop the step when any gradient is NaN or infinite (counted, reported as skip_nonfinite.skipped); put it first",
+            params: vec![],
+        },
+        Arc::new(|_: &PluginParams| Ok(Box::new(skip_nonfinite()) as Box<dyn GradientTransform>)),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Tensor};
+
+    #[test]
+    fn nan_and_inf_skip_and_are_counted() -> Result<()> {
+        let d = Device::Cpu;
+        let ctx = StepContext {
+            step: 0,
+            epoch: 1,
+            lr: 0.1,
+        };
+        let mut t = skip_nonfinite();
+        for (vals, skip) in [
+            ([1.0f32, 2.0], false),
+            ([f32::NAN, 2.0], true),
+            ([1.0, f32::INFINITY], true),
+            ([f32::MAX, f32::MAX], false),
+        ] {
+            let mut g = Grads::from_pairs([
+                ("ok".to_string(), Tensor::new(&[0.5f32], &d)?),
+                ("w".to_string(), Tensor::new(&vals, &d)?),
+            ]);
+            let mut report = StepReport::default();
+            let out = t.apply(&mut g, &Params::new(), &ctx, &mut report)?;
+            assert_eq!(
+                out,
+                if skip {
+                    Outcome::Skip("nonfinite gradient in `w`".into())
+                } else {
+                    Outcome::Update
+                }
+            );
+        }
+        assert_eq!(t.skipped(), 2);
+        let mut fresh = skip_nonfinite();
+        fresh.load_state_dict(&t.state_dict()?)?;
+        assert_eq!(fresh.skipped(), 2);
+        Ok(())
+    }
+}

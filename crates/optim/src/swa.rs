@@ -1,0 +1,179 @@
+//! `swa`: stochastic weight averaging (Izmailov et al. 2018) as an equal-weight running mean of
+//! the weights after every step from epoch `start_epoch` on (torch `AveragedModel`'s default
+//! average, `avg ← avg + (p - avg) / (n + 1)`, updated after each step rather than once per epoch:
+//! the chain does not see epoch ends). Before `start_epoch` nothing is averaged and the trainer
+//! evaluates the raw weights; from then on it evaluates the average and logs the raw weights'
+//! figures as `raw_*`. The average and its count are in the state dict.
+//!
+//! With a constant or cyclic rate (e.g. `constant`, `cosine_warm_restarts`) this is SWA's usual
+//! setting. Its place in the chain does not matter.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use candle_core::Tensor;
+use rnnlab_core::{
+    GradientTransform, Grads, Outcome, ParamSpec, Params, PluginParams, PluginSpec, Registry,
+    Result, StateDict, StepContext, StepReport,
+};
+
+use crate::util::{load_map, save_map};
+
+/// Equal-weight running mean of the weights from `start_epoch` on.
+#[derive(Clone, Debug)]
+pub struct Swa {
+    /// The first (1-based) epoch whose steps are averaged.
+    pub start_epoch: usize,
+    n: u64,
+    avg: BTreeMap<String, Tensor>,
+}
+
+/// An `swa` transform.
+pub fn swa(start_epoch: usize) -> Swa {
+    Swa {
+        start_epoch,
+        n: 0,
+        avg: BTreeMap::new(),
+    }
+}
+
+impl Swa {
+    /// Weights averaged so far.
+    pub fn count(&self) -> u64 {
+        self.n
+    }
+}
+
+impl GradientTransform for Swa {
+    fn name(&self) -> &str {
+        "swa"
+    }
+
+    fn init(&mut self, _params: &Params) -> Result<()> {
+        self.n = 0;
+        self.avg.clear();
+        Ok(())
+    }
+
+    fn apply(
+        &mut self,
+        _grads: &mut Grads,
+        _params: &Params,
+        _ctx: &StepContext,
+        _report: &mut StepReport,
+    ) -> Result<Outcome> {
+        Ok(Outcome::Update)
+    }
+
+    fn after_step(&mut self, params: &Params, ctx: &StepContext) -> Result<()> {
+        if ctx.epoch < self.start_epoch {
+            return Ok(());
+        }
+        let k = 1.0 / (self.n + 1) as f64;
+        for p in params.trainable() {
+            let w = p.var.as_tensor();
+            let next = match self.avg.get(&p.name) {
+                Some(a) if self.n > 0 => (a + ((w - a)? * k)?)?,
+                _ => w.copy()?,
+            };
+            self.avg.insert(p.name.clone(), next);
+        }
+        self.n += 1;
+        Ok(())
+    }
+
+    fn averaged_params(&self) -> Result<Option<BTreeMap<String, Tensor>>> {
+        Ok((self.n > 0).then(|| self.avg.clone()))
+    }
+
+    fn state_dict(&self) -> Result<StateDict> {
+        let mut s = StateDict::new();
+        s.insert_scalar("n_averaged", self.n as f64)?;
+        save_map(&mut s, "avg", &self.avg);
+        Ok(s)
+    }
+
+    fn load_state_dict(&mut self, state: &StateDict) -> Result<()> {
+        self.n = state.scalar("n_averaged")? as u64;
+        self.avg = load_map(state, "avg");
+        Ok(())
+    }
+}
+
+/// Registers `swa`.
+pub fn register(r: &mut Registry) {
+    r.transforms.add(
+        PluginSpec {
+            name: "swa",
+            doc: "stochastic weight averaging: equal-weight mean of the weights after every step from start_epoch on; evaluation uses it",
+            params: vec![ParamSpec::new(
+                "start_epoch",
+                "1",
+                "first (1-based) epoch whose steps are averaged (>= 1)",
+            )],
+        },
+        Arc::new(|p: &PluginParams| {
+            let start_epoch = p.usize("start_epoch")?;
+            p.check("start_epoch", start_epoch >= 1, "epochs count from 1")?;
+            Ok(Box::new(swa(start_epoch)) as Box<dyn GradientTransform>)
+        }),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adam::tests::FIXED;
+    use candle_core::{Device, Var};
+    use rnnlab_core::apply_updates;
+
+    #[test]
+    fn equal_weight_mean_from_start_epoch_matches_torch() -> Result<()> {
+        // w as in ema.rs; avg = AveragedModel(m); opt = torch.optim.SGD([w], lr=0.1)
+        // for g in fixed: w.grad = torch.tensor(g, dtype=torch.float64); opt.step()
+        //                 avg.update_parameters(m)
+        // avg.module[0].tolist() -> [[0.392, -0.894], [1.83, 0.018]]
+        // Here epoch 1 is two steps that are not averaged, then epoch 2 averages the five.
+        let d = Device::Cpu;
+        let mut params = Params::new();
+        let w = Var::from_tensor(&Tensor::new(&[[0.5f64, -1.0], [2.0, 0.25]], &d)?)?;
+        params.insert("w", w.clone(), true)?;
+        let mut s = swa(2);
+        s.init(&params)?;
+        let start = w.as_tensor().copy()?;
+        for i in 0..2 {
+            let ctx = StepContext {
+                step: i,
+                epoch: 1,
+                lr: 0.1,
+            };
+            let grads = Grads::from_pairs([(
+                "w".to_string(),
+                Tensor::new(&[[1.0f64, 1.0], [1.0, 1.0]], &d)?,
+            )]);
+            apply_updates(&params, &grads)?;
+            s.after_step(&params, &ctx)?;
+        }
+        assert!(s.averaged_params()?.is_none());
+        w.set(&start)?;
+        for (i, g) in FIXED.iter().enumerate() {
+            let ctx = StepContext {
+                step: i + 2,
+                epoch: 2,
+                lr: 0.1,
+            };
+            let grads = Grads::from_pairs([("w".to_string(), (Tensor::new(g, &d)? * -0.1)?)]);
+            apply_updates(&params, &grads)?;
+            s.after_step(&params, &ctx)?;
+        }
+        assert_eq!(s.count(), 5);
+        let avg = s.averaged_params()?.unwrap()["w"].to_vec2::<f64>()?;
+        let want = [[0.392, -0.894], [1.83, 0.018]];
+        for r in 0..2 {
+            for c in 0..2 {
+                assert!((avg[r][c] - want[r][c]).abs() < 1e-12, "{avg:?}");
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,179 @@
+//! Small helpers shared by the plugins: name globs, the `interval` key, state maps.
+
+use std::collections::BTreeMap;
+
+use candle_core::Tensor;
+use rnnlab_core::{Error, Interval, Params, PluginParams, Result, StateDict};
+
+/// Whether `name` matches `pattern`, where `*` stands for any run of characters (dots
+/// included) and every other character matches itself (`?` and `[` are not wildcards):
+/// `*bias*` matches `rnn.bias_ih_l0`, `embedding.*` matches `embedding.weight`.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    // Iterative matcher with backtracking to the last `*`.
+    let (mut pi, mut ni) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ni));
+            pi += 1;
+        } else if pi < p.len() && p[pi] == n[ni] {
+            pi += 1;
+            ni += 1;
+        } else if let Some((sp, sn)) = star {
+            pi = sp + 1;
+            ni = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+/// Reads a list of glob patterns (strings) at `key`.
+pub(crate) fn patterns(p: &PluginParams, key: &str) -> Result<Vec<String>> {
+    match p.value(key)? {
+        toml::Value::Array(a) => a
+            .iter()
+            .map(|v| match v {
+                toml::Value::String(s) if !s.is_empty() => Ok(s.clone()),
+                other => Err(Error::invalid(
+                    p.at(key),
+                    format!("expected non-empty name patterns (strings with `*`), got {other}"),
+                )),
+            })
+            .collect(),
+        toml::Value::String(s) => Ok(vec![s.clone()]),
+        other => Err(Error::invalid(
+            p.at(key),
+            format!("expected a list of name patterns, got {other}"),
+        )),
+    }
+}
+
+/// The `interval` key every scheduler takes.
+pub(crate) fn interval(p: &PluginParams) -> Result<Interval> {
+    Ok(match p.choice("interval", &["step", "epoch"])?.as_str() {
+        "epoch" => Interval::Epoch,
+        _ => Interval::Step,
+    })
+}
+
+/// Checks that `key` holds a positive, finite learning rate and returns it.
+pub(crate) fn positive(p: &PluginParams, key: &str) -> Result<f64> {
+    let v = p.f64(key)?;
+    p.check(key, v > 0.0 && v.is_finite(), "must be a positive number")?;
+    Ok(v)
+}
+
+/// Checks that `key` holds a finite number ≥ 0 and returns it.
+pub(crate) fn non_negative(p: &PluginParams, key: &str) -> Result<f64> {
+    let v = p.f64(key)?;
+    p.check(key, v >= 0.0 && v.is_finite(), "must be >= 0")?;
+    Ok(v)
+}
+
+/// Checks that `key` holds a number in `[0, 1)` and returns it.
+pub(crate) fn unit_interval(p: &PluginParams, key: &str) -> Result<f64> {
+    let v = p.f64(key)?;
+    p.check(key, (0.0..1.0).contains(&v), "must be in [0, 1)")?;
+    Ok(v)
+}
+
+/// The tensor of parameter `name` (gradients and parameters share names).
+pub(crate) fn param(params: &Params, name: &str) -> Result<Tensor> {
+    params.tensor(name)
+}
+
+/// Stores every tensor of `map` under `prefix.`.
+pub(crate) fn save_map(s: &mut StateDict, prefix: &str, map: &BTreeMap<String, Tensor>) {
+    for (k, t) in map {
+        s.insert(format!("{prefix}.{k}"), t.clone());
+    }
+}
+
+/// Loads every tensor stored under `prefix.` (see [`save_map`]).
+pub(crate) fn load_map(s: &StateDict, prefix: &str) -> BTreeMap<String, Tensor> {
+    s.sub(prefix).tensors
+}
+
+/// Loads the tensors under `prefix.` into the existing slots of `map` (one per parameter),
+/// keeping each slot's dtype; a missing entry is an error that names it.
+pub(crate) fn load_into(
+    s: &StateDict,
+    prefix: &str,
+    map: &mut BTreeMap<String, Tensor>,
+) -> Result<()> {
+    for (k, slot) in map.iter_mut() {
+        *slot = s.tensor(&format!("{prefix}.{k}"))?.to_dtype(slot.dtype())?;
+    }
+    Ok(())
+}
+
+/// The state slot of `name` in `map`, or an error naming the plugin and the parameter.
+pub(crate) fn slot<'a>(
+    map: &'a mut BTreeMap<String, Tensor>,
+    plugin: &str,
+    name: &str,
+) -> Result<&'a mut Tensor> {
+    map.get_mut(name).ok_or_else(|| {
+        Error::Mismatch(format!(
+            "{plugin}: no state for `{name}` (init not called?)"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn globs_match_as_documented() {
+        assert!(glob_match("*bias*", "rnn.bias_ih_l0"));
+        assert!(glob_match("*bias*", "fc.bias"));
+        assert!(!glob_match("*bias*", "fc.weight"));
+        assert!(glob_match("embedding.*", "embedding.weight"));
+        assert!(!glob_match("embedding.*", "my.embedding.weight"));
+        assert!(glob_match("fc.weight", "fc.weight"));
+        assert!(!glob_match("fc.weight", "fc.weights"));
+        assert!(glob_match("*", ""));
+        assert!(glob_match("rnn.*_l0*", "rnn.weight_hh_l0_reverse"));
+        assert!(glob_match("a*b*c", "aXbYbZc"));
+        assert!(!glob_match("a*b*c", "aXbYbZ"));
+    }
+}
+
+/// Helpers for the scheduler tests.
+#[cfg(test)]
+pub(crate) mod sched_test {
+    use rnnlab_core::{Registry, Result, Scheduler};
+
+    /// Builds the scheduler of `toml` (a scheduler table) with every plugin of this crate.
+    pub(crate) fn build(toml: &str, base_lr: f64) -> Result<Box<dyn Scheduler>> {
+        let mut r = Registry::empty();
+        crate::register(&mut r);
+        let t: toml::Table = toml::from_str(toml).expect("valid TOML");
+        Ok(r.scheduler(&t, "optim.scheduler", base_lr)?.0)
+    }
+
+    /// The error message of building `toml`.
+    pub(crate) fn build_err(toml: &str) -> String {
+        match build(toml, 0.1) {
+            Ok(_) => panic!("`{toml}` was accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// Asserts `lr(0..)` equals torch's sequence `want` to 1e-12.
+    pub(crate) fn assert_lrs(s: &dyn Scheduler, want: &[f64]) {
+        let got: Vec<f64> = (0..want.len()).map(|t| s.lr(t)).collect();
+        for (t, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (g - w).abs() <= 1e-12 * w.abs().max(1e-3),
+                "t = {t}: {g} vs torch {w}\n got {got:?}\nwant {want:?}"
+            );
+        }
+    }
+}
