@@ -59,10 +59,11 @@ impl Params {
         self.items.iter().find(|p| p.name == name)
     }
 
-    /// The tensor of the parameter called `name`, or an error naming it.
+    /// The value of the parameter called `name`, detached from autograd (so arithmetic on it
+    /// builds no graph), or an error naming it.
     pub fn tensor(&self, name: &str) -> Result<Tensor> {
         self.get(name)
-            .map(|p| p.var.as_tensor().clone())
+            .map(|p| p.var.as_tensor().detach())
             .ok_or_else(|| Error::Mismatch(format!("no parameter `{name}`")))
     }
 
@@ -133,8 +134,10 @@ impl Grads {
     ) -> Result<Self> {
         let mut g = Grads::default();
         for p in params.trainable() {
+            // Detached: a gradient that keeps its op history would chain every step's graph
+            // into the optimizer's state (moments, averages) and grow without bound.
             let t = match store.remove(p.var.as_tensor()) {
-                Some(t) => t,
+                Some(t) => t.detach(),
                 None => p.var.as_tensor().zeros_like()?,
             };
             g.names.push(p.name.clone());

@@ -125,6 +125,11 @@ impl Chain {
                 Outcome::Update => {}
                 other => return Ok(other),
             }
+            // A link that did arithmetic with a parameter (a tracked variable) hands on tensors
+            // with op history; cut it so no later link keeps a graph in its state.
+            for (_, g) in grads.iter_mut() {
+                *g = g.detach();
+            }
         }
         Ok(Outcome::Update)
     }

@@ -66,7 +66,7 @@ impl GradientTransform for Ema {
 
     fn after_step(&mut self, params: &Params, _ctx: &StepContext) -> Result<()> {
         for p in params.trainable() {
-            let w = p.var.as_tensor();
+            let w = p.var.as_tensor().detach();
             let next = match self.avg.get(&p.name) {
                 // torch: ema.lerp_(p, 1 - decay)
                 Some(a) if self.updates > 0 => (a + ((w - a)? * (1.0 - self.decay))?)?,

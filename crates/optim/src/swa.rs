@@ -71,7 +71,7 @@ impl GradientTransform for Swa {
         }
         let k = 1.0 / (self.n + 1) as f64;
         for p in params.trainable() {
-            let w = p.var.as_tensor();
+            let w = p.var.as_tensor().detach();
             let next = match self.avg.get(&p.name) {
                 Some(a) if self.n > 0 => (a + ((w - a)? * k)?)?,
                 _ => w.copy()?,
