@@ -16,7 +16,7 @@ use rnnlab_core::{
     Result, StateDict, StepContext, StepReport,
 };
 
-use crate::util::{load_map, save_map};
+use crate::util::{load_map, save_map, update_average};
 
 /// Exponential moving average of the trainable weights.
 #[derive(Clone, Debug)]
@@ -65,15 +65,8 @@ impl GradientTransform for Ema {
     }
 
     fn after_step(&mut self, params: &Params, _ctx: &StepContext) -> Result<()> {
-        for p in params.trainable() {
-            let w = p.var.as_tensor().detach();
-            let next = match self.avg.get(&p.name) {
-                // torch: ema.lerp_(p, 1 - decay)
-                Some(a) if self.updates > 0 => (a + ((w - a)? * (1.0 - self.decay))?)?,
-                _ => w.copy()?,
-            };
-            self.avg.insert(p.name.clone(), next);
-        }
+        // torch: ema.lerp_(p, 1 - decay)
+        update_average(&mut self.avg, params, self.updates == 0, 1.0 - self.decay)?;
         self.updates += 1;
         Ok(())
     }

@@ -17,7 +17,7 @@ use rnnlab_core::{
     Result, StateDict, StepContext, StepReport,
 };
 
-use crate::util::{load_map, save_map};
+use crate::util::{load_map, save_map, update_average};
 
 /// Equal-weight running mean of the weights from `start_epoch` on.
 #[derive(Clone, Debug)]
@@ -69,15 +69,12 @@ impl GradientTransform for Swa {
         if ctx.epoch < self.start_epoch {
             return Ok(());
         }
-        let k = 1.0 / (self.n + 1) as f64;
-        for p in params.trainable() {
-            let w = p.var.as_tensor().detach();
-            let next = match self.avg.get(&p.name) {
-                Some(a) if self.n > 0 => (a + ((w - a)? * k)?)?,
-                _ => w.copy()?,
-            };
-            self.avg.insert(p.name.clone(), next);
-        }
+        update_average(
+            &mut self.avg,
+            params,
+            self.n == 0,
+            1.0 / (self.n + 1) as f64,
+        )?;
         self.n += 1;
         Ok(())
     }

@@ -87,6 +87,26 @@ pub(crate) fn param(params: &Params, name: &str) -> Result<Tensor> {
     params.tensor(name)
 }
 
+/// Moves each trainable parameter's running average toward its current (detached) value:
+/// `avg ← avg + k·(w − avg)`; with `first`, or for a parameter not yet averaged, `avg ← w`.
+/// EMA uses `k = 1 − decay`, SWA `k = 1/(n+1)`.
+pub(crate) fn update_average(
+    avg: &mut BTreeMap<String, Tensor>,
+    params: &Params,
+    first: bool,
+    k: f64,
+) -> Result<()> {
+    for p in params.trainable() {
+        let w = p.var.as_tensor().detach();
+        let next = match avg.get(&p.name) {
+            Some(a) if !first => (a + ((w - a)? * k)?)?,
+            _ => w.copy()?,
+        };
+        avg.insert(p.name.clone(), next);
+    }
+    Ok(())
+}
+
 /// Stores every tensor of `map` under `prefix.`.
 pub(crate) fn save_map(s: &mut StateDict, prefix: &str, map: &BTreeMap<String, Tensor>) {
     for (k, t) in map {
