@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
+use candle_core::{Device, Tensor};
 use rnnlab_core::{
-    Callback, Control, EpochMetrics, ParamSpec, PluginParams, PluginSpec, Registry, Result,
-    TrainView,
+    Callback, EpochMetrics, Error, ParamSpec, PluginParams, PluginSpec, Registry, Result,
+    StateDict, TrainView,
 };
 
 /// The CSV text of `rows`: the header is the union of the keys in order of first appearance;
@@ -46,9 +47,10 @@ pub fn to_csv(rows: &[EpochMetrics]) -> String {
     out
 }
 
-/// Writes `metrics.csv` (or `file`) into the run folder after every epoch, and again from the
-/// complete history at the end. Callbacks listed after it add their metrics of the current
-/// epoch only in the end-of-run rewrite: list it last to see them every epoch.
+/// Writes `metrics.csv` (or `file`) into the run folder after every epoch, once every callback
+/// has added its figures of the epoch (so its place in the config does not matter), and again
+/// from the complete history at the end. Its rows are checkpointed, so a resumed run's file
+/// keeps the epochs before the resume.
 #[derive(Clone, Debug)]
 pub struct CsvLogger {
     /// File name inside the run folder.
@@ -78,14 +80,40 @@ impl Callback for CsvLogger {
         "csv_logger"
     }
 
-    fn on_epoch_end(&mut self, metrics: &mut EpochMetrics, view: &TrainView) -> Result<Control> {
+    fn on_epoch_logged(&mut self, metrics: &EpochMetrics, view: &TrainView) -> Result<()> {
         self.rows.push(metrics.clone());
-        self.write(view, &self.rows)?;
-        Ok(Control::Continue)
+        self.write(view, &self.rows)
     }
 
     fn on_train_end(&mut self, history: &[EpochMetrics], view: &TrainView) -> Result<()> {
         self.write(view, history)
+    }
+
+    fn state_dict(&self) -> Result<StateDict> {
+        let json = serde_json::Value::Array(self.rows.iter().map(EpochMetrics::to_json).collect());
+        let bytes = json.to_string().into_bytes();
+        let n = bytes.len();
+        let mut s = StateDict::new();
+        s.insert("rows", Tensor::from_vec(bytes, n, &Device::Cpu)?);
+        Ok(s)
+    }
+
+    fn load_state_dict(&mut self, state: &StateDict) -> Result<()> {
+        let Some(t) = state.tensors.get("rows") else {
+            self.rows.clear();
+            return Ok(());
+        };
+        let bytes = t.to_vec1::<u8>()?;
+        let bad = |why: String| Error::Mismatch(format!("csv_logger state `rows`: {why}"));
+        let json: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+        self.rows = json
+            .as_array()
+            .ok_or_else(|| bad("not a JSON array".into()))?
+            .iter()
+            .map(|v| EpochMetrics::from_json(v).ok_or_else(|| bad(format!("not an object: {v}"))))
+            .collect::<Result<_>>()?;
+        Ok(())
     }
 }
 
@@ -127,5 +155,71 @@ mod tests {
         b.set("lr", 0.001);
         b.set("val_acc", f64::NAN);
         assert_eq!(to_csv(&[a, b]), "epoch,val_acc,lr\n1,50.5,\n2,,0.001\n");
+    }
+
+    /// Listed before the `predictions` monitor, the logger still writes the monitor's figures of
+    /// the same epoch: the trainer calls every `on_epoch_end` (config order), then every
+    /// `on_epoch_logged` (see core's `on_epoch_logged_runs_after_every_on_epoch_end`). Its rows
+    /// survive a checkpoint, so a resumed run's file keeps the earlier epochs.
+    #[test]
+    fn a_logger_listed_before_a_monitor_writes_its_figures_and_resumes() {
+        use rnnlab_core::{Confusion, Evaluation, Params};
+        let dir = tempfile::tempdir().unwrap();
+        let params = Params::new();
+        // 10 val examples: 6 of class 0, 4 of class 1; predicted 7 as 0 and 3 as 1.
+        let val = Evaluation {
+            loss: 0.6,
+            confusion: Confusion {
+                counts: vec![vec![5, 1], vec![2, 2]],
+            },
+        };
+        let view = |epoch| TrainView {
+            params: &params,
+            recurrent: &[],
+            epoch,
+            step: 10 * epoch,
+            run_dir: Some(dir.path()),
+            val: Some(&val),
+            test: None,
+        };
+        let mut callbacks: Vec<Box<dyn Callback>> = vec![
+            Box::new(csv_logger("metrics.csv")),
+            Box::new(crate::predictions::Predictions::default()),
+        ];
+        let epoch = |callbacks: &mut Vec<Box<dyn Callback>>, e: usize| {
+            let mut m = EpochMetrics::new();
+            m.set("epoch", e as f64);
+            for cb in callbacks.iter_mut() {
+                cb.on_epoch_end(&mut m, &view(e)).unwrap();
+            }
+            for cb in callbacks.iter_mut() {
+                cb.on_epoch_logged(&m, &view(e)).unwrap();
+            }
+        };
+        epoch(&mut callbacks, 1);
+        let csv = std::fs::read_to_string(dir.path().join("metrics.csv")).unwrap();
+        assert_eq!(
+            csv,
+            "epoch,predictions.val.share.0,predictions.val.share.1,predictions.val.true_share.0,\
+             predictions.val.true_share.1,predictions.val.max_share\n1,70,30,60,40,70\n"
+        );
+
+        // Resume after epoch 1 into fresh callbacks: epoch 2 is appended to epoch 1's row.
+        let mut resumed: Vec<Box<dyn Callback>> = vec![
+            Box::new(csv_logger("metrics.csv")),
+            Box::new(crate::predictions::Predictions::default()),
+        ];
+        for (new, old) in resumed.iter_mut().zip(&callbacks) {
+            new.load_state_dict(&old.state_dict().unwrap()).unwrap();
+        }
+        drop(callbacks);
+        epoch(&mut resumed, 2);
+        // From epoch 2 the monitor adds the shift since epoch 1 (0 here): a new column.
+        let csv = std::fs::read_to_string(dir.path().join("metrics.csv")).unwrap();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines.len(), 3, "{csv}");
+        assert!(lines[0].ends_with(",predictions.val.max_shift"), "{csv}");
+        assert_eq!(lines[1], "1,70,30,60,40,70,");
+        assert_eq!(lines[2], "2,70,30,60,40,70,0");
     }
 }

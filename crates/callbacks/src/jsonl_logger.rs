@@ -1,16 +1,18 @@
 //! `jsonl_logger`: one JSON line per training step (loss, gradient norm, learning rate, skipped,
 //! clipped) in the run folder, for looking at what happens within an epoch.
 
-use std::io::Write;
+use std::io::{Seek, SeekFrom, Write};
 use std::sync::Arc;
 
 use rnnlab_core::{
-    BatchStats, Callback, Control, EpochMetrics, Error, ParamSpec, PluginParams, PluginSpec,
-    Registry, Result, TrainView,
+    BatchStats, Callback, EpochMetrics, Error, ParamSpec, PluginParams, PluginSpec, Registry,
+    Result, StateDict, TrainView,
 };
 
 /// Appends `{"epoch", "step", "loss", "grad_norm", "lr", "skipped", "clipped", "batch_size"}`
-/// every `every` steps to `file` (default `steps.jsonl`) in the run folder, flushed each epoch.
+/// every `every` steps to `file` (default `steps.jsonl`) in the run folder, flushed at the end of
+/// each epoch (after every callback's `on_epoch_end`). The bytes written are checkpointed: a
+/// resumed run cuts the file back to the snapshot's epoch and appends from there.
 #[derive(Debug)]
 pub struct JsonlLogger {
     /// File name inside the run folder.
@@ -19,6 +21,7 @@ pub struct JsonlLogger {
     pub every: usize,
     buf: String,
     started: bool,
+    written: u64,
 }
 
 /// One step's record.
@@ -51,14 +54,18 @@ impl JsonlLogger {
         let path = dir.join(&self.file);
         let mut f = std::fs::OpenOptions::new()
             .create(true)
-            .append(self.started)
             .write(true)
             .truncate(!self.started)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
+        // Lines after the last checkpointed byte belong to an epoch that is being redone.
+        f.set_len(self.written).map_err(|e| Error::io(&path, e))?;
+        f.seek(SeekFrom::Start(self.written))
+            .map_err(|e| Error::io(&path, e))?;
         f.write_all(self.buf.as_bytes())
             .map_err(|e| Error::io(&path, e))?;
         self.started = true;
+        self.written += self.buf.len() as u64;
         self.buf.clear();
         Ok(())
     }
@@ -78,9 +85,24 @@ impl Callback for JsonlLogger {
         Ok(())
     }
 
-    fn on_epoch_end(&mut self, _metrics: &mut EpochMetrics, view: &TrainView) -> Result<Control> {
-        self.flush(view)?;
-        Ok(Control::Continue)
+    fn on_epoch_logged(&mut self, _metrics: &EpochMetrics, view: &TrainView) -> Result<()> {
+        self.flush(view)
+    }
+
+    fn state_dict(&self) -> Result<StateDict> {
+        let mut s = StateDict::new();
+        s.insert_scalar("written", self.written as f64)?;
+        Ok(s)
+    }
+
+    fn load_state_dict(&mut self, state: &StateDict) -> Result<()> {
+        self.written = match state.tensors.get("written") {
+            Some(_) => state.scalar("written")? as u64,
+            None => 0,
+        };
+        self.started = self.written > 0;
+        self.buf.clear();
+        Ok(())
     }
 }
 
@@ -109,6 +131,7 @@ pub fn register(r: &mut Registry) {
                 every,
                 buf: String::new(),
                 started: false,
+                written: 0,
             }) as Box<dyn Callback>)
         }),
     );
@@ -132,5 +155,66 @@ mod tests {
             step_record(2, 17, &s).to_string(),
             r#"{"epoch":2,"step":17,"loss":0.5,"grad_norm":null,"lr":0.001,"skipped":false,"clipped":true,"batch_size":32}"#
         );
+    }
+
+    /// Steps are written when the epoch is logged; a logger restored from epoch 1's state cuts
+    /// the file back to epoch 1 before writing epoch 2 again (here the first process wrote
+    /// epoch 2 and died before its snapshot).
+    #[test]
+    fn a_resumed_logger_rewrites_the_epochs_after_its_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let params = rnnlab_core::Params::new();
+        let view = |epoch, step| TrainView {
+            params: &params,
+            recurrent: &[],
+            epoch,
+            step,
+            run_dir: Some(dir.path()),
+            val: None,
+            test: None,
+        };
+        let stats = |loss| BatchStats {
+            loss,
+            grad_norm: 1.0,
+            lr: 0.1,
+            skipped: false,
+            clipped: false,
+            batch_size: 4,
+        };
+        let new = || JsonlLogger {
+            file: "steps.jsonl".into(),
+            every: 1,
+            buf: String::new(),
+            started: false,
+            written: 0,
+        };
+        let m = EpochMetrics::new();
+        let epoch = |logger: &mut JsonlLogger, epoch: usize, steps: [usize; 2], loss: f64| {
+            for s in steps {
+                logger.on_batch_end(&stats(loss), &view(epoch, s)).unwrap();
+            }
+            logger.on_epoch_logged(&m, &view(epoch, steps[1])).unwrap();
+        };
+        let path = dir.path().join("steps.jsonl");
+        let read = || {
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .lines()
+                .map(|l| {
+                    let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap())
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut a = new();
+        epoch(&mut a, 1, [1, 2], 1.0);
+        let snapshot = a.state_dict().unwrap();
+        epoch(&mut a, 2, [3, 4], 2.0);
+        assert_eq!(read(), [(1, 1.0), (2, 1.0), (3, 2.0), (4, 2.0)]);
+
+        let mut b = new();
+        b.load_state_dict(&snapshot).unwrap();
+        epoch(&mut b, 2, [3, 4], 9.0);
+        assert_eq!(read(), [(1, 1.0), (2, 1.0), (3, 9.0), (4, 9.0)]);
     }
 }

@@ -11,7 +11,9 @@ use crate::plot;
 
 /// Writes accuracy, loss, gradient-norm (with the warn/explode lines), spectral-radius, learning
 /// rate, predicted-share and confusion-matrix figures into `run_dir/<dir>/` when training ends.
-/// A figure that fails is a warning, not a failed run.
+/// The confusion matrices are the last epoch's val and test evaluations, which the trainer hands
+/// to `on_train_end` (else the last ones seen in `on_epoch_end`). A figure that fails is a
+/// warning, not a failed run.
 #[derive(Clone, Debug)]
 pub struct Plots {
     /// Folder inside the run folder.
@@ -21,12 +23,9 @@ pub struct Plots {
     confusions: Vec<(String, Vec<Vec<u64>>)>,
 }
 
-impl Callback for Plots {
-    fn name(&self) -> &str {
-        "plots"
-    }
-
-    fn on_epoch_end(&mut self, _metrics: &mut EpochMetrics, view: &TrainView) -> Result<Control> {
+impl Plots {
+    /// Keeps the confusion matrices of the view's val and test evaluations.
+    fn remember(&mut self, view: &TrainView) {
         self.confusions.clear();
         for (name, ev) in [("val", view.val), ("test", view.test)] {
             if let Some(ev) = ev {
@@ -34,10 +33,23 @@ impl Callback for Plots {
                     .push((name.to_string(), ev.confusion.counts.clone()));
             }
         }
+    }
+}
+
+impl Callback for Plots {
+    fn name(&self) -> &str {
+        "plots"
+    }
+
+    fn on_epoch_end(&mut self, _metrics: &mut EpochMetrics, view: &TrainView) -> Result<Control> {
+        self.remember(view);
         Ok(Control::Continue)
     }
 
     fn on_train_end(&mut self, history: &[EpochMetrics], view: &TrainView) -> Result<()> {
+        if view.val.is_some() || view.test.is_some() {
+            self.remember(view);
+        }
         let Some(run_dir) = view.run_dir else {
             return Ok(());
         };
@@ -104,4 +116,78 @@ pub fn register(r: &mut Registry) {
             }) as Box<dyn Callback>)
         }),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rnnlab_core::{Confusion, Evaluation, Params};
+
+    fn eval(counts: Vec<Vec<u64>>) -> Evaluation {
+        Evaluation {
+            loss: 0.5,
+            confusion: Confusion { counts },
+        }
+    }
+
+    /// The confusion figures come from the evaluations the trainer hands to `on_train_end`, also
+    /// when no epoch ran in this process (a run resumed after its last epoch), and a later
+    /// `on_train_end` evaluation replaces the one seen at the last `on_epoch_end`.
+    #[test]
+    fn confusion_figures_come_from_the_final_evaluations() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("labels.json"), r#"["neg", "pos"]"#).unwrap();
+        let params = Params::new();
+        let (val, test) = (
+            eval(vec![vec![5, 1], vec![2, 7]]),
+            eval(vec![vec![9, 0], vec![1, 3]]),
+        );
+        let view = |val, test| TrainView {
+            params: &params,
+            recurrent: &[],
+            epoch: 3,
+            step: 30,
+            run_dir: Some(dir.path()),
+            val,
+            test,
+        };
+        let mut history = vec![EpochMetrics::new()];
+        history[0].set("epoch", 3.0);
+        history[0].set("val_acc", 75.0);
+        let mut p = Plots {
+            dir: "plots".into(),
+            formats: vec!["svg".into()],
+            confusions: Vec::new(),
+        };
+        p.on_train_end(&history, &view(Some(&val), Some(&test)))
+            .unwrap();
+        for f in ["confusion_val.svg", "confusion_test.svg"] {
+            let len = std::fs::metadata(dir.path().join("plots").join(f))
+                .map(|m| m.len())
+                .unwrap_or(0);
+            assert!(len > 500, "{f}: {len} bytes");
+        }
+        assert_eq!(
+            p.confusions,
+            [
+                ("val".to_string(), val.confusion.counts.clone()),
+                ("test".to_string(), test.confusion.counts.clone())
+            ]
+        );
+
+        // Seen at an epoch end, then the final evaluations at the end of training.
+        let mut q = Plots {
+            confusions: Vec::new(),
+            ..p.clone()
+        };
+        let mut m = EpochMetrics::new();
+        q.on_epoch_end(&mut m, &view(Some(&test), None)).unwrap();
+        assert_eq!(q.confusions.len(), 1);
+        q.on_train_end(&history, &view(Some(&val), Some(&test)))
+            .unwrap();
+        assert_eq!(q.confusions[0].1, val.confusion.counts);
+        // Without final evaluations, the last epoch's are kept.
+        q.on_train_end(&history, &view(None, None)).unwrap();
+        assert_eq!(q.confusions.len(), 2);
+    }
 }

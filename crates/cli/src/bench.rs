@@ -1,12 +1,36 @@
 //! `rnnlab bench ...`: measurements that do not belong in the test suite.
 //!
-//! `rnnlab bench glove FILE`: the project's loader against `gzip -dc FILE > /dev/null`.
+//! - `rnnlab bench glove FILE`: the project's loader against `gzip -dc FILE > /dev/null`.
+//! - `rnnlab bench step`: one training step at batch 64 × 32 steps per cell, fused and reference
+//!   kernels, GFLOP/s of the recurrent layer, tokens per second; with `--torch PYTHON` the same
+//!   from PyTorch and the ratios ([`step`]).
+//! - `rnnlab bench epoch`: epochs of the real task against `torch_reference.py`: time, accuracy,
+//!   peak memory ([`epoch`]).
+
+pub mod child;
+pub mod epoch;
+pub mod step;
+pub mod torch;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
+use rnnlab_core::Registry;
+
+fn split_list(s: &str) -> Result<Vec<String>, String> {
+    let v: Vec<String> = s
+        .split(',')
+        .map(|x| x.trim().to_string())
+        .filter(|x| !x.is_empty())
+        .collect();
+    if v.is_empty() {
+        Err("give at least one value".into())
+    } else {
+        Ok(v)
+    }
+}
 
 /// `rnnlab bench ...`.
 #[derive(Subcommand, Debug)]
@@ -21,16 +45,184 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         reps: usize,
     },
+    /// Time one full training step (embedding 16000×50 → cell 50→128 → linear 128→5 →
+    /// cross-entropy → backward → clip 5 → Adam) through rnnlab's trainer, per cell and kernel,
+    /// with the recurrent layer's GFLOP/s and tokens per second; with --torch, the same from
+    /// PyTorch and the ratios; then per-step times on the real data's padded random batches
+    /// beside torch_reference.py.
+    Step {
+        /// Cells, comma-separated.
+        #[arg(long, default_value = "rnn,lstm,gru", value_parser = split_list)]
+        cells: std::vec::Vec<String>,
+        /// rnnlab encoder kernels, comma-separated: fused, reference.
+        #[arg(long, default_value = "fused,reference", value_parser = split_list)]
+        kernels: std::vec::Vec<String>,
+        /// Batch size.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Time steps of every sequence.
+        #[arg(long, default_value_t = 32)]
+        steps: usize,
+        /// Timed iterations (the median is printed).
+        #[arg(long, default_value_t = 30)]
+        iters: usize,
+        /// Untimed iterations first.
+        #[arg(long, default_value_t = 5)]
+        warmup: usize,
+        /// CPU threads (rnnlab and PyTorch).
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Seed of the weights and batches.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// A Python with torch: time PyTorch in the same run (e.g. python3).
+        #[arg(long, value_name = "PYTHON")]
+        torch: Option<String>,
+        /// torch_reference.py (default: <RNNLAB_DATA>/../peers/torch_reference.py).
+        #[arg(long, value_name = "FILE")]
+        peer: Option<PathBuf>,
+        /// Steps of the real-batch comparison (rt-kaggle-phrases, padded random batches of 64);
+        /// 0 skips it.
+        #[arg(long, default_value_t = 100)]
+        real_steps: usize,
+    },
+    /// Train epochs of the real task (pipelines/rt-CELL.toml on the peer's random 80/20 split)
+    /// as a child process and, with --torch, torch_reference.py: seconds of epochs 2..E, test
+    /// accuracy after E (mean over seeds), peak resident memory, and the ratios.
+    Epoch {
+        /// Cells, comma-separated.
+        #[arg(long, default_value = "rnn,lstm,gru", value_parser = split_list)]
+        cells: std::vec::Vec<String>,
+        /// Epochs per run.
+        #[arg(long, default_value_t = 3)]
+        epochs: usize,
+        /// Seeds per cell (42, 43, ...).
+        #[arg(long, default_value_t = 1)]
+        seeds: usize,
+        /// The first seed.
+        #[arg(long, default_value_t = 42)]
+        first_seed: u64,
+        /// CPU threads of each run.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// rnnlab's encoder kernel (model.cell.kernel): fused or reference.
+        #[arg(long, default_value = "fused", value_parser = ["fused", "reference"])]
+        kernel: String,
+        /// An extra override for rnnlab's runs, `--set model.embedding_dropout=0.5`. Repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// A Python with torch: run torch_reference.py too (e.g. python3).
+        #[arg(long, value_name = "PYTHON")]
+        torch: Option<String>,
+        /// torch_reference.py (default: <RNNLAB_DATA>/../peers/torch_reference.py).
+        #[arg(long, value_name = "FILE")]
+        peer: Option<PathBuf>,
+        /// Keep the run folders and the children's logs here (default: a temporary folder).
+        #[arg(long, value_name = "DIR")]
+        keep: Option<PathBuf>,
+    },
 }
 
-/// Runs a `bench` subcommand, printing to stdout.
-pub fn run(cmd: BenchCommand) -> Result<()> {
+/// Runs a `bench` subcommand with the plugins of `registry`, printing to stdout.
+pub fn run(registry: &Registry, cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Glove { file, reps } => {
             let r = bench_glove(&file, reps)?;
             print!("{}", r.render());
             Ok(())
         }
+        BenchCommand::Step {
+            cells,
+            kernels,
+            batch,
+            steps,
+            iters,
+            warmup,
+            threads,
+            seed,
+            torch,
+            peer,
+            real_steps,
+        } => {
+            let o = step::StepOptions {
+                cells,
+                kernels,
+                batch,
+                steps,
+                iters,
+                warmup,
+                threads,
+                seed,
+                torch,
+                peer,
+                real_steps,
+            };
+            print!("{}", step::bench_step(registry, &o)?.render());
+            Ok(())
+        }
+        BenchCommand::Epoch {
+            cells,
+            epochs,
+            seeds,
+            first_seed,
+            threads,
+            kernel,
+            sets,
+            torch,
+            peer,
+            keep,
+        } => {
+            let o = epoch::EpochOptions {
+                cells,
+                epochs,
+                seeds,
+                first_seed,
+                threads,
+                kernel,
+                sets,
+                torch,
+                peer,
+                keep,
+            };
+            print!("{}", epoch::bench_epoch(&o)?.render());
+            Ok(())
+        }
+    }
+}
+
+/// `a / b`, when both are finite and `b` is positive.
+pub fn ratio(a: f64, b: f64) -> Option<f64> {
+    (a.is_finite() && b.is_finite() && b > 0.0).then(|| a / b)
+}
+
+/// The 1-minute load average against the cores (from `/proc/loadavg`), as a note: timings on a
+/// machine already busy with other work are not comparable. Read before the bench starts (its own
+/// threads count in the average afterwards). None where `/proc/loadavg` is unreadable.
+pub fn load_note(when: &str) -> Option<String> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let load = parse_loadavg(&text)?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let warn = if load > 0.5 * cores as f64 {
+        " (other work is running: the timings are not reliable)"
+    } else {
+        ""
+    };
+    Some(format!(
+        "load average {load:.2} on {cores} core(s) {when}{warn}."
+    ))
+}
+
+/// The 1-minute load average: the first field of `/proc/loadavg`.
+pub fn parse_loadavg(text: &str) -> Option<f64> {
+    text.split_whitespace().next()?.parse().ok()
+}
+
+/// Sets the CPU threads of candle and rayon, as `rnnlab train` does; takes effect only before
+/// their pools start.
+fn set_threads(threads: usize) {
+    if threads > 0 {
+        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+        std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
     }
 }
 
@@ -49,7 +241,11 @@ pub struct GloveBench {
     pub gzip: Vec<f64>,
 }
 
-fn median(v: &[f64]) -> f64 {
+/// The median (the upper one of an even count); NaN when empty.
+pub fn median(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
     s[s.len() / 2]
@@ -125,6 +321,18 @@ pub fn bench_glove(file: &Path, reps: usize) -> Result<GloveBench> {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn median_and_ratio() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 3.0);
+        assert!(median(&[]).is_nan());
+        assert_eq!(ratio(3.0, 4.0), Some(0.75));
+        assert_eq!(ratio(3.0, 0.0), None);
+        assert_eq!(ratio(f64::NAN, 1.0), None);
+        assert_eq!(parse_loadavg("4.53 4.10 3.97 3/412 19278\n"), Some(4.53));
+        assert_eq!(parse_loadavg(""), None);
+    }
 
     #[test]
     fn bench_runs_on_a_small_gzip_file() {

@@ -12,6 +12,7 @@ pub mod bench;
 pub mod config;
 pub mod data_cmd;
 pub mod diagnose;
+pub mod eval;
 pub mod list;
 pub mod predict;
 pub mod report;
@@ -79,6 +80,29 @@ pub enum Command {
         #[arg(long, default_value = "best", value_parser = ["best", "last"])]
         checkpoint: String,
     },
+    /// Evaluate a trained run on a data file, read with the run's own reader, tokenizer and
+    /// labels: accuracy, loss, per-class precision / recall / F1, predicted beside true class
+    /// shares, and the confusion matrix.
+    Eval {
+        /// The run folder.
+        run: PathBuf,
+        /// The data file (in the run's format unless --reader / --set say otherwise).
+        data: PathBuf,
+        /// Which checkpoint: best or last.
+        #[arg(long, default_value = "best", value_parser = ["best", "last"])]
+        checkpoint: String,
+        /// Read the file with this reader (tsv, csv, jsonl, sst-trees) instead of the run's.
+        #[arg(long, alias = "format", value_name = "READER")]
+        reader: Option<String>,
+        /// Change how the file is read: `--set text=Phrase`, `--set header=false`, `--set
+        /// label=1` (keys: type, text, label, header, delimiter, quoting, phrases,
+        /// skip_bad_rows, eval_batch_size). Repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Compare runs: a Markdown table (final and best accuracy, swings, gradient norms, spectral
     /// radius, seconds per epoch) and, with --out, figures overlaying the runs.
     Report {
@@ -97,7 +121,8 @@ pub enum Command {
         /// The run folder.
         run: PathBuf,
         /// A threshold, `--set explode=20` (keys: warn, explode, explode_share, radius, window,
-        /// spikes, swing, drift, collapse). Repeatable.
+        /// spikes, swing, drift, drift_tv, drift_acc_gap, drift_epochs, drift_se, collapse).
+        /// Repeatable.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
         /// A TOML file whose `[diagnose]` table sets thresholds (before --set).
@@ -110,7 +135,8 @@ pub enum Command {
         #[command(subcommand)]
         cmd: data_cmd::DataCommand,
     },
-    /// Measurements (`rnnlab bench glove FILE`).
+    /// Measurements: `rnnlab bench glove FILE`, `bench step`, `bench epoch` (with `--torch
+    /// PYTHON`: side by side with PyTorch).
     Bench {
         /// What to measure.
         #[command(subcommand)]
@@ -179,8 +205,23 @@ where
             texts,
             checkpoint,
         } => predict::run(registry, &run, texts, &checkpoint),
+        Command::Eval {
+            run,
+            data,
+            checkpoint,
+            reader,
+            sets,
+            json,
+        } => {
+            let opts = eval::EvalOptions {
+                checkpoint,
+                reader,
+                sets,
+            };
+            eval::run(registry, &run, &data, &opts, json)
+        }
         Command::Data { cmd } => data_cmd::run(cmd),
-        Command::Bench { cmd } => bench::run(cmd),
+        Command::Bench { cmd } => bench::run(registry, cmd),
         #[cfg(feature = "hub")]
         Command::Fetch { name } => data_cmd::fetch(&name),
     }

@@ -273,11 +273,16 @@ fn render_confusion(c: &Confusion) -> String {
         .join("\n")
 }
 
-/// Sets the CPU threads of candle and rayon; must run before their pools start.
-fn set_threads(threads: usize) {
+/// Sets the CPU threads of rayon (matrix products and the fused recurrent kernels); must run
+/// before the pools start. Candle's element-wise ops stay on one thread unless
+/// `CANDLE_NUM_THREADS` says otherwise: their pool spin-waits at a barrier after every op, which
+/// costs more than it gains on these small tensors and steals a core from the fused kernels.
+pub(crate) fn set_threads(threads: usize) {
     if threads > 0 {
         std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
-        std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
+    }
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
     }
 }
 

@@ -25,9 +25,10 @@ pub struct TrainView<'a> {
     pub step: usize,
     /// The run folder, when the run writes one.
     pub run_dir: Option<&'a Path>,
-    /// This epoch's validation evaluation (in `on_epoch_end`, when there is a validation split).
+    /// This epoch's validation evaluation, when there is a validation split: in `on_epoch_end`
+    /// and `on_epoch_logged`; in `on_train_end`, the last epoch's.
     pub val: Option<&'a Evaluation>,
-    /// This epoch's test evaluation (in `on_epoch_end`, when there is a test split).
+    /// This epoch's test evaluation, when there is a test split (in the same hooks as `val`).
     pub test: Option<&'a Evaluation>,
 }
 
@@ -73,6 +74,12 @@ pub trait Callback: Send {
         Ok(Control::Continue)
     }
 
+    /// After every callback's [`Callback::on_epoch_end`] of the epoch, whatever their order, with
+    /// the epoch's complete metrics (what `metrics.jsonl` gets): where loggers write.
+    fn on_epoch_logged(&mut self, _metrics: &EpochMetrics, _view: &TrainView) -> Result<()> {
+        Ok(())
+    }
+
     /// After the last epoch, with every epoch's metrics.
     fn on_train_end(&mut self, _history: &[EpochMetrics], _view: &TrainView) -> Result<()> {
         Ok(())
@@ -86,5 +93,193 @@ pub trait Callback: Send {
     /// Restores [`Callback::state_dict`]'s output.
     fn load_state_dict(&mut self, _state: &StateDict) -> Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use candle_core::{DType, Device, Tensor, Var};
+
+    use super::*;
+    use crate::{
+        Batch, BatchSource, Chain, EvalSplit, GradientTransform, Interval, Model, Outcome,
+        Scheduler, StepContext, StepReport, Trainer, TrainerConfig,
+    };
+
+    /// Logits `[B, 2]`: the row of `w` of each sequence's first token.
+    struct FirstToken {
+        params: Params,
+    }
+
+    impl Model for FirstToken {
+        fn forward(&self, batch: &Batch, _train: bool, _rng: &mut crate::Rng) -> Result<Tensor> {
+            let first = batch.ids.narrow(1, 0, 1)?.squeeze(1)?;
+            Ok(self.params.tensor("w")?.index_select(&first, 0)?)
+        }
+
+        fn params(&self) -> &Params {
+            &self.params
+        }
+    }
+
+    struct Sgd;
+
+    impl GradientTransform for Sgd {
+        fn name(&self) -> &str {
+            "sgd"
+        }
+
+        fn apply(
+            &mut self,
+            grads: &mut Grads,
+            _params: &Params,
+            ctx: &StepContext,
+            _report: &mut StepReport,
+        ) -> Result<Outcome> {
+            for (_, g) in grads.iter_mut() {
+                *g = g.affine(-ctx.lr, 0.0)?;
+            }
+            Ok(Outcome::Update)
+        }
+
+        fn base_lr(&self) -> Option<f64> {
+            Some(0.5)
+        }
+    }
+
+    struct Constant;
+
+    impl Scheduler for Constant {
+        fn name(&self) -> &str {
+            "constant"
+        }
+
+        fn interval(&self) -> Interval {
+            Interval::Step
+        }
+
+        fn lr(&self, _t: usize) -> f64 {
+            0.5
+        }
+    }
+
+    /// Token 0 is class 0, token 1 class 1; the same batch for every split.
+    struct Tokens;
+
+    impl Tokens {
+        fn batch() -> Result<Batch> {
+            Ok(Batch {
+                ids: Tensor::new(&[[0u32, 1], [1, 0], [1, 1]], &Device::Cpu)?,
+                lengths: vec![2, 2, 2],
+                labels: Tensor::new(&[0u32, 1, 1], &Device::Cpu)?,
+            })
+        }
+    }
+
+    impl BatchSource for Tokens {
+        fn train_batches(&mut self, _epoch: usize, _rng: &mut crate::Rng) -> Result<Vec<Batch>> {
+            Ok(vec![Self::batch()?])
+        }
+
+        fn eval_batches(&self, _split: EvalSplit) -> Result<Vec<Batch>> {
+            Ok(vec![Self::batch()?])
+        }
+
+        fn num_classes(&self) -> usize {
+            2
+        }
+    }
+
+    /// Adds `monitor.figure` = 10 × epoch in `on_epoch_end`.
+    struct Monitor;
+
+    impl Callback for Monitor {
+        fn name(&self) -> &str {
+            "monitor"
+        }
+
+        fn on_epoch_end(&mut self, m: &mut EpochMetrics, view: &TrainView) -> Result<Control> {
+            m.set("monitor.figure", 10.0 * view.epoch as f64);
+            Ok(Control::Continue)
+        }
+    }
+
+    /// What a hook saw: (hook, epoch, monitor.figure, val present).
+    type Seen = (&'static str, usize, Option<f64>, bool);
+
+    /// Records what each hook saw.
+    struct Logger(Arc<Mutex<Vec<Seen>>>);
+
+    impl Callback for Logger {
+        fn name(&self) -> &str {
+            "logger"
+        }
+
+        fn on_epoch_end(&mut self, m: &mut EpochMetrics, view: &TrainView) -> Result<Control> {
+            let seen = (
+                "end",
+                view.epoch,
+                m.get("monitor.figure"),
+                view.val.is_some(),
+            );
+            self.0.lock().unwrap().push(seen);
+            Ok(Control::Continue)
+        }
+
+        fn on_epoch_logged(&mut self, m: &EpochMetrics, view: &TrainView) -> Result<()> {
+            let seen = (
+                "logged",
+                view.epoch,
+                m.get("monitor.figure"),
+                view.val.is_some(),
+            );
+            self.0.lock().unwrap().push(seen);
+            Ok(())
+        }
+
+        fn on_train_end(&mut self, _h: &[EpochMetrics], view: &TrainView) -> Result<()> {
+            let seen = ("train_end", view.epoch, None, view.val.is_some());
+            self.0.lock().unwrap().push(seen);
+            Ok(())
+        }
+    }
+
+    /// A logger listed before a monitor sees the monitor's figure of the same epoch in
+    /// `on_epoch_logged` (in `on_epoch_end` it runs too early to), and `on_train_end` gets the
+    /// last evaluations.
+    #[test]
+    fn on_epoch_logged_runs_after_every_on_epoch_end() {
+        let mut params = Params::new();
+        let w =
+            Var::from_tensor(&Tensor::zeros((2, 2), DType::F32, &Device::Cpu).unwrap()).unwrap();
+        params.insert("w", w, true).unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let callbacks: Vec<Box<dyn Callback>> =
+            vec![Box::new(Logger(seen.clone())), Box::new(Monitor)];
+        let mut trainer = Trainer::new(
+            Box::new(FirstToken { params }),
+            Chain::new(vec![Box::new(Sgd)]),
+            Box::new(Constant),
+            callbacks,
+            TrainerConfig {
+                epochs: 2,
+                ..TrainerConfig::default()
+            },
+        )
+        .unwrap();
+        let fit = trainer.fit(&mut Tokens, &mut crate::seeded(0)).unwrap();
+        assert_eq!(fit.history[1].get("monitor.figure"), Some(20.0));
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                ("end", 1, None, true),
+                ("logged", 1, Some(10.0), true),
+                ("end", 2, None, true),
+                ("logged", 2, Some(20.0), true),
+                ("train_end", 2, None, true),
+            ]
+        );
     }
 }

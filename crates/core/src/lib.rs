@@ -24,7 +24,8 @@ pub use error::{suggest, Error, Result, UnknownName};
 pub use metrics::{quantile, read_metrics, Confusion, EpochMetrics, MetricsWriter};
 pub use model::{cross_entropy, Batch, BatchSource, EvalSplit, Model};
 pub use params::{
-    dropout, dropout_mask, normal_tensor, uniform_tensor, Grads, Param, ParamBuilder, Params,
+    dropout, dropout_mask, normal_tensor, squared_norm, uniform_tensor, Grads, Param, ParamBuilder,
+    Params,
 };
 pub use registry::{
     CallbackCtor, CellArgs, CellCtor, Entry, ModelContext, ModelCtor, ParamSpec, PluginParams,

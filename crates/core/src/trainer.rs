@@ -339,6 +339,9 @@ impl Trainer {
             if let Some(w) = writer.as_mut() {
                 w.append(&m)?;
             }
+            for cb in self.callbacks.iter_mut() {
+                cb.on_epoch_logged(&m, &epoch_view)?;
+            }
             tracing::info!(
                 "epoch {epoch}/{}: train_loss {:.4} train_acc {:.2} val_acc {} test_acc {} ({:.1}s)",
                 self.config.epochs,
@@ -369,11 +372,13 @@ impl Trainer {
             }
         }
         let epochs_run = result.history.len();
+        let end_view = TrainView {
+            val: result.val.as_ref(),
+            test: result.test.as_ref(),
+            ..view(self.model.params(), epochs_run, self.step)
+        };
         for cb in self.callbacks.iter_mut() {
-            cb.on_train_end(
-                &result.history,
-                &view(self.model.params(), epochs_run, self.step),
-            )?;
+            cb.on_train_end(&result.history, &end_view)?;
         }
         Ok(result)
     }

@@ -30,7 +30,8 @@ pub struct BatchOptions {
     pub shuffle: bool,
     /// Without shuffling: a fixed order sorted by length.
     pub sort_by_length: bool,
-    /// Length buckets (shuffle, sort chunks of [`BUCKET_BATCHES`] batches, shuffle batches).
+    /// Length buckets (shuffle, sort chunks of [`BUCKET_BATCHES`] batches, shuffle batches); only
+    /// with `shuffle`: unshuffled training keeps its fixed order.
     pub buckets: bool,
     /// Drop the last incomplete training batch.
     pub drop_last: bool,
@@ -43,7 +44,7 @@ impl Default for BatchOptions {
             eval_batch_size: 256,
             shuffle: true,
             sort_by_length: false,
-            buckets: false,
+            buckets: true,
             drop_last: false,
         }
     }
@@ -133,7 +134,7 @@ impl TextBatches {
         let n = self.train.len();
         let len = |i: &usize| self.train[*i].ids.len();
         let mut idx: Vec<usize> = (0..n).collect();
-        let mut batches: Vec<Vec<usize>> = if o.buckets {
+        let mut batches: Vec<Vec<usize>> = if o.buckets && o.shuffle {
             idx.shuffle(rng);
             for chunk in idx.chunks_mut(o.batch_size * BUCKET_BATCHES) {
                 chunk.sort_by_key(len);
@@ -377,7 +378,13 @@ mod tests {
 
     #[test]
     fn buckets_reduce_padding_and_still_shuffle() {
-        let random = source(3000, opts(16));
+        let random = source(
+            3000,
+            BatchOptions {
+                buckets: false,
+                ..opts(16)
+            },
+        );
         let bucketed = source(
             3000,
             BatchOptions {

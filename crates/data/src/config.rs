@@ -130,8 +130,9 @@ pub struct DataConfig {
     pub shuffle: bool,
     /// With `shuffle = false`: train in a fixed order sorted by length (default false).
     pub sort_by_length: bool,
-    /// Length buckets: shuffle, sort by length within chunks of 50 batches, shuffle the batches
-    /// (default false; needs `shuffle = true`).
+    /// Length buckets: shuffle, sort by length within chunks of 50 batches, shuffle the batches,
+    /// so that little padding is computed (default true; only with `shuffle = true`: unshuffled
+    /// training keeps its fixed order).
     pub buckets: bool,
     /// Drop the last, incomplete training batch (default false).
     pub drop_last: bool,
@@ -163,7 +164,7 @@ impl Default for DataConfig {
             eval_batch_size: 256,
             shuffle: true,
             sort_by_length: false,
-            buckets: false,
+            buckets: true,
             drop_last: false,
             size: 6000,
             tokenizer: TokenizerConfig::default(),

@@ -3,8 +3,8 @@
 
 use candle_core::Tensor;
 use rnnlab_core::{
-    dropout, dropout_mask, Cell, CellArgs, Error, ParamBuilder, ParamSpec, PluginParams,
-    RecurrentWeight, Registry, Result, Rng,
+    dropout, dropout_mask, reference_forward_seq, Cell, CellArgs, Error, ParamBuilder, ParamSpec,
+    PluginParams, RecurrentWeight, Registry, Result, Rng, SeqOutput,
 };
 
 /// The parameter prefix of the encoder's cells (`rnn.weight_ih_l0`, ...), as in PyTorch models.
@@ -21,11 +21,42 @@ pub fn shared_cell_params() -> Vec<ParamSpec> {
             "also read each sequence backwards and concatenate both directions",
         ),
         ParamSpec::new(
+            "kernel",
+            "\"fused\"",
+            "sequence pass: fused (the cell's own sequence kernel) or reference (step-by-step autograd)",
+        ),
+        ParamSpec::new(
             "recurrent_dropout",
             "0.0",
             "dropout on h before the recurrent product, one mask per sequence reused at every step, in [0, 1)",
         ),
     ]
+}
+
+/// How the encoder runs each cell over a sequence.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Kernel {
+    /// The cell's own [`Cell::forward_seq`] (for the built-in cells: one fused op forward and one
+    /// backward).
+    #[default]
+    Fused,
+    /// [`reference_forward_seq`]: one [`Cell::step`] per time step, differentiated by autograd.
+    Reference,
+}
+
+impl std::str::FromStr for Kernel {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "fused" => Ok(Kernel::Fused),
+            "reference" => Ok(Kernel::Reference),
+            other => Err(Error::invalid(
+                "kernel",
+                format!("`{other}` is not one of fused, reference"),
+            )),
+        }
+    }
 }
 
 /// Cells × layers × directions. The cells are in PyTorch's order: `l0`, `l0_reverse`, `l1`, ...
@@ -36,6 +67,7 @@ pub struct Encoder {
     layer_dropout: f64,
     recurrent_dropout: f64,
     prefix: String,
+    kernel: Kernel,
 }
 
 /// What [`Encoder::forward`] returns.
@@ -69,6 +101,7 @@ pub fn encoder(
     let bidirectional = p.bool("bidirectional")?;
     let recurrent_dropout = p.f64("recurrent_dropout")?;
     check_probability(&p, "recurrent_dropout", recurrent_dropout)?;
+    let kernel: Kernel = p.choice("kernel", &["fused", "reference"])?.parse()?;
     let dirs = if bidirectional { 2 } else { 1 };
     let mut cells: Vec<Box<dyn Cell>> = Vec::with_capacity(layers * dirs);
     let mut pb = pb.pp(PREFIX);
@@ -104,6 +137,7 @@ pub fn encoder(
         recurrent_dropout,
         PREFIX,
     )
+    .map(|e| e.with_kernel(kernel))
 }
 
 /// Errors unless `value` is in [0, 1).
@@ -159,7 +193,33 @@ impl Encoder {
             layer_dropout,
             recurrent_dropout,
             prefix: prefix.to_string(),
+            kernel: Kernel::Fused,
         })
+    }
+
+    /// Chooses how each cell runs over a sequence (fused by default).
+    pub fn with_kernel(mut self, kernel: Kernel) -> Self {
+        self.kernel = kernel;
+        self
+    }
+
+    /// How each cell runs over a sequence.
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
+    }
+
+    fn run_cell(
+        &self,
+        cell: &dyn Cell,
+        x: &Tensor,
+        lengths: &[usize],
+        reverse: bool,
+        mask: Option<&Tensor>,
+    ) -> Result<SeqOutput> {
+        match self.kernel {
+            Kernel::Fused => cell.forward_seq(x, lengths, reverse, mask),
+            Kernel::Reference => reference_forward_seq(cell, x, lengths, reverse, mask),
+        }
     }
 
     /// Input width.
@@ -244,7 +304,7 @@ impl Encoder {
                 } else {
                     None
                 };
-                let out = cell.forward_seq(&input, lengths, d == 1, mask.as_ref())?;
+                let out = self.run_cell(cell.as_ref(), &input, lengths, d == 1, mask.as_ref())?;
                 outs.push(out.outputs);
                 finals.push(out.last.h);
             }

@@ -1,8 +1,10 @@
 //! What the built-in cells share: PyTorch's four parameters per layer and direction, and the fused
-//! sequence pass (one input projection for all steps, then only the recurrent product per step).
+//! sequence pass (one input projection for all steps, then the fused recurrence).
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::Tensor;
 use rnnlab_core::{Cell, CellState, Error, ParamBuilder, Result, SeqOutput};
+
+use crate::fused::{self, FusedCell};
 
 /// `weight_ih [G·H, E]`, `weight_hh [G·H, H]`, `bias_ih [G·H]`, `bias_hh [G·H]` of one layer and
 /// direction, with `G` stacked gates.
@@ -81,6 +83,9 @@ pub(crate) trait Gated: Cell {
     /// The next state from the input projection `xp` and the recurrent projection `hp` (both
     /// `[B, G·H]`) and the previous state.
     fn combine(&self, xp: &Tensor, hp: &Tensor, state: &CellState) -> Result<CellState>;
+
+    /// The equations the fused sequence op runs for this cell.
+    fn fused_cell(&self) -> FusedCell;
 }
 
 /// One step of a [`Gated`] cell.
@@ -96,14 +101,10 @@ pub(crate) fn step<C: Gated + ?Sized>(
     cell.combine(&xp, &hp, state)
 }
 
-fn column(values: Vec<f32>, dtype: DType, device: &Device) -> Result<Tensor> {
-    let n = values.len();
-    Ok(Tensor::from_vec(values, (n, 1), device)?.to_dtype(dtype)?)
-}
-
 /// The fused sequence pass of a [`Gated`] cell: the same math as
 /// [`rnnlab_core::reference_forward_seq`], with the input projection of every step computed as
-/// one `[B·T, E] × [E, G·H]` product.
+/// one `[B·T, E] × [E, G·H]` product and the recurrence, forward and backward, as one fused op
+/// (see [`crate::fused`]). Falls back to the reference on devices and dtypes the op lacks.
 pub(crate) fn forward_seq<C: Gated + ?Sized>(
     cell: &C,
     x: &Tensor,
@@ -125,62 +126,22 @@ pub(crate) fn forward_seq<C: Gated + ?Sized>(
             w.input
         )));
     }
-    let (dtype, device) = (x.dtype(), x.device());
-    let h = w.hidden;
-    let mut state = cell.zero_state(b, dtype, device)?;
-    if t == 0 {
-        return Ok(SeqOutput {
-            outputs: Tensor::zeros((b, 0, h), dtype, device)?,
-            last: state,
-        });
+    if !fused::supported(x) {
+        return rnnlab_core::reference_forward_seq(cell, x, lengths, reverse, h_mask);
     }
     let g = w.w_ih.dim(0)?;
-    // [T, B, G] contiguous: each step reads one contiguous block.
-    let xp = w
-        .input_proj(&x.reshape((b * t, e))?)?
-        .reshape((b, t, g))?
-        .transpose(0, 1)?
-        .contiguous()?;
-    // candle's backward of `narrow` writes a zero tensor of the whole input's shape, so slicing
-    // each step straight out of [T, B, G] costs O(T²·B·G). Slicing in two levels (blocks of about
-    // √T steps, then steps within a block) brings that to O(T^1.5·B·G).
-    let block = (t as f64).sqrt().ceil() as usize;
-    let blocks: Vec<Tensor> = (0..t)
-        .step_by(block)
-        .map(|s| xp.narrow(0, s, block.min(t - s)))
-        .collect::<candle_core::Result<_>>()?;
-    let w_hh_t = w.w_hh.t()?.contiguous()?;
-    let zeros = Tensor::zeros((b, h), dtype, device)?;
-    let mut outs: Vec<Tensor> = vec![zeros.clone(); t];
-    let order: Vec<usize> = if reverse {
-        (0..t).rev().collect()
-    } else {
-        (0..t).collect()
-    };
-    for s in order {
-        let active = lengths.iter().filter(|&&l| s < l).count();
-        if active == 0 {
-            // Every sequence is past its end: the state stays, the output is zero.
-            continue;
-        }
-        let hp = w.recurrent_proj(&state.h, h_mask, &w_hh_t)?;
-        let xp_s = blocks[s / block].get(s % block)?;
-        let next = cell.combine(&xp_s, &hp, &state)?;
-        if active == b {
-            outs[s] = next.h.clone();
-            state = next;
-        } else {
-            let m: Vec<f32> = lengths
-                .iter()
-                .map(|&l| if s < l { 1.0 } else { 0.0 })
-                .collect();
-            let m = column(m, dtype, device)?;
-            outs[s] = next.h.broadcast_mul(&m)?;
-            state = CellState::select(&m, &next, &state)?;
-        }
-    }
-    Ok(SeqOutput {
-        outputs: Tensor::stack(&outs, 1)?,
-        last: state,
-    })
+    let xp = x
+        .reshape((b * t, e))?
+        .matmul(&w.w_ih.t()?)?
+        .reshape((b, t, g))?;
+    fused::fused_seq(
+        cell.fused_cell(),
+        &xp,
+        &w.w_hh,
+        &w.b_ih,
+        &w.b_hh,
+        lengths,
+        reverse,
+        h_mask,
+    )
 }

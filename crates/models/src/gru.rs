@@ -5,6 +5,7 @@ use candle_core::Tensor;
 use candle_nn::ops::sigmoid;
 use rnnlab_core::{Cell, CellState, ParamBuilder, RecurrentWeight, Result, SeqOutput};
 
+use crate::fused::FusedCell;
 use crate::gated::{self, CellWeights, Gated};
 
 /// A GRU layer in one direction, with PyTorch's parameters `weight_ih_{suffix}` `[3H, E]`,
@@ -39,6 +40,10 @@ impl Gated for Gru {
         // (1 − z) ⊙ n + z ⊙ h, written as n + z ⊙ (h − n); `h` is the carried (unmasked) state.
         let h = n.add(&z.mul(&state.h.sub(&n)?)?)?;
         Ok(CellState { h, c: None })
+    }
+
+    fn fused_cell(&self) -> FusedCell {
+        FusedCell::Gru
     }
 }
 

@@ -3,10 +3,12 @@
 //! baseline. [`register`] adds them all to a [`Registry`].
 #![warn(missing_docs)]
 
+mod activation;
 mod classifier;
 mod cnn;
 mod embedding;
 mod encoder;
+mod fused;
 mod gated;
 mod gru;
 mod linear;
@@ -24,7 +26,7 @@ use rnnlab_core::{
 pub use classifier::{recurrent_classifier, Pooling, RecurrentClassifier};
 pub use cnn::{kim_cnn, KimCnn};
 pub use embedding::{embedding, embedding_from_context, pretrained_embedding, Embedding};
-pub use encoder::{encoder, shared_cell_params, Encoder, EncoderOutput, PREFIX};
+pub use encoder::{encoder, shared_cell_params, Encoder, EncoderOutput, Kernel, PREFIX};
 pub use gru::{gru, Gru};
 pub use linear::{linear, Linear};
 pub use lstm::{lstm, Lstm};

@@ -5,6 +5,7 @@ use candle_core::Tensor;
 use candle_nn::ops::sigmoid;
 use rnnlab_core::{Cell, CellState, Error, ParamBuilder, RecurrentWeight, Result, SeqOutput};
 
+use crate::fused::FusedCell;
 use crate::gated::{self, CellWeights, Gated};
 
 /// An LSTM layer in one direction, with PyTorch's parameters `weight_ih_{suffix}` `[4H, E]`,
@@ -42,6 +43,10 @@ impl Gated for Lstm {
         let c = f.mul(c_prev)?.add(&i.mul(&g)?)?;
         let h = o.mul(&c.tanh()?)?;
         Ok(CellState { h, c: Some(c) })
+    }
+
+    fn fused_cell(&self) -> FusedCell {
+        FusedCell::Lstm
     }
 }
 

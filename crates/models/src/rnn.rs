@@ -5,6 +5,7 @@ use std::str::FromStr;
 use candle_core::Tensor;
 use rnnlab_core::{Cell, CellState, Error, ParamBuilder, RecurrentWeight, Result, SeqOutput};
 
+use crate::fused::FusedCell;
 use crate::gated::{self, CellWeights, Gated};
 
 /// The activation of a vanilla RNN.
@@ -73,6 +74,13 @@ impl Gated for Rnn {
             Nonlinearity::Relu => pre.relu()?,
         };
         Ok(CellState { h, c: None })
+    }
+
+    fn fused_cell(&self) -> FusedCell {
+        match self.nonlinearity {
+            Nonlinearity::Tanh => FusedCell::RnnTanh,
+            Nonlinearity::Relu => FusedCell::RnnRelu,
+        }
     }
 }
 

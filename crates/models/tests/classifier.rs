@@ -513,7 +513,13 @@ fn registry_lists_documented_plugins() {
     let shared: Vec<&str> = r.cells.shared().iter().map(|s| s.name).collect();
     assert_eq!(
         shared,
-        ["hidden", "layers", "bidirectional", "recurrent_dropout"]
+        [
+            "hidden",
+            "layers",
+            "bidirectional",
+            "kernel",
+            "recurrent_dropout"
+        ]
     );
     for e in r
         .cells

@@ -3,17 +3,32 @@
 //! live here. The same struct in decoupled mode is `adamw` (see [`crate::adamw`]).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use candle_core::Tensor;
+use candle_core::{Shape, Tensor};
 use rnnlab_core::{
-    GradientTransform, Grads, Outcome, ParamSpec, Params, PluginParams, PluginSpec, Registry,
-    Result, StateDict, StepContext, StepReport,
+    Error, GradientTransform, Grads, Outcome, ParamSpec, Params, PluginParams, PluginSpec,
+    Registry, Result, StateDict, StepContext, StepReport,
 };
 
-use crate::util::{load_into, non_negative, param, positive, save_map, slot, unit_interval};
+use crate::flat::{unsupported, with_slice, Buf, Real};
+use crate::util::{non_negative, param, positive, unit_interval};
+
+/// One parameter's moments, flat, in the parameter's dtype.
+#[derive(Clone, Debug)]
+struct Moments {
+    shape: Shape,
+    m: Buf,
+    v: Buf,
+    /// The running maximum of `v` (AMSGrad only).
+    vmax: Option<Buf>,
+}
 
 /// Adam's settings and state (also AdamW's, with `decoupled` set).
+///
+/// The moments are kept as flat vectors and each parameter's update is computed in one loop
+/// over its gradient (and its value, with weight decay), not one tensor op per term; the
+/// checkpointed state keeps the names `m.{param}`, `v.{param}`, `vmax.{param}` and `steps`.
 #[derive(Clone, Debug)]
 pub struct Adam {
     /// Base learning rate (the scheduler may change the rate actually used).
@@ -32,9 +47,7 @@ pub struct Adam {
     /// Use the running maximum of the second moment (AMSGrad).
     pub amsgrad: bool,
     steps: u64,
-    m: BTreeMap<String, Tensor>,
-    v: BTreeMap<String, Tensor>,
-    vmax: BTreeMap<String, Tensor>,
+    state: BTreeMap<String, Moments>,
 }
 
 /// An Adam transform (no weight decay, no AMSGrad; see [`Adam::with_amsgrad`] and
@@ -49,9 +62,7 @@ pub fn adam(lr: f64, beta1: f64, beta2: f64, eps: f64) -> Adam {
         decoupled: false,
         amsgrad: false,
         steps: 0,
-        m: BTreeMap::new(),
-        v: BTreeMap::new(),
-        vmax: BTreeMap::new(),
+        state: BTreeMap::new(),
     }
 }
 
@@ -72,15 +83,242 @@ impl Adam {
     pub fn steps(&self) -> u64 {
         self.steps
     }
-}
 
-impl GradientTransform for Adam {
-    fn name(&self) -> &str {
+    fn plugin(&self) -> &'static str {
         if self.decoupled {
             "adamw"
         } else {
             "adam"
         }
+    }
+}
+
+/// The step's scalars, in the parameter's float type.
+#[derive(Clone, Copy)]
+struct Coefs<T> {
+    beta1: T,
+    one_minus_beta1: T,
+    beta2: T,
+    one_minus_beta2: T,
+    /// `1 / sqrt(1 - beta2^t)`.
+    inv_sqrt_bc2: T,
+    eps: T,
+    /// `-lr / (1 - beta1^t)`.
+    neg_step: T,
+    /// Coupled decay `wd` (added to the gradient as `wd·p`).
+    wd: T,
+    /// Decoupled decay `-lr·wd` (added to the update as `-lr·wd·p`).
+    neg_lr_wd: T,
+}
+
+/// One Adam step over one parameter's values, in one pass: updates `m`, `v` (and `vmax`) in
+/// place and writes the update to `out`. Follows torch's single-tensor Adam: `m ← lerp(m, g,
+/// 1-β1)`, `v ← β2·v + (1-β2)·g²`, `u = -step · m / (sqrt(v)/sqrt(bc2) + eps)`. `COUPLED` adds
+/// `wd·p` to the gradient first (Adam's `weight_decay`), `DECOUPLED` adds `-lr·wd·p` to the
+/// update (AdamW), `AMS` divides by the running maximum of `v`; `p` and `vmax` are read only
+/// then (and may be empty otherwise). A plain loop over separate slice arguments, so the
+/// compiler knows they do not alias and vectorises it.
+#[inline(never)]
+fn kernel<T: Real, const COUPLED: bool, const DECOUPLED: bool, const AMS: bool>(
+    c: Coefs<T>,
+    g: &[T],
+    p: &[T],
+    m: &mut [T],
+    v: &mut [T],
+    vmax: &mut [T],
+    out: &mut [T],
+) {
+    let n = out.len();
+    let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
+    let p = if COUPLED || DECOUPLED { &p[..n] } else { p };
+    let vmax = if AMS { &mut vmax[..n] } else { vmax };
+    let Coefs {
+        beta1,
+        one_minus_beta1,
+        beta2,
+        one_minus_beta2,
+        inv_sqrt_bc2,
+        eps,
+        neg_step,
+        wd,
+        neg_lr_wd,
+    } = c;
+    // torch's lerp with weight w = 1-β1: m + w·(g - m) when w < 0.5, else g - (g - m)·(1 - w).
+    let lerp_low = one_minus_beta1 < T::from_f64(0.5);
+    for i in 0..n {
+        let mut gi = g[i];
+        if COUPLED {
+            gi += wd * p[i];
+        }
+        let mi = if lerp_low {
+            m[i] + one_minus_beta1 * (gi - m[i])
+        } else {
+            gi - (gi - m[i]) * beta1
+        };
+        m[i] = mi;
+        let vi = v[i] * beta2 + one_minus_beta2 * (gi * gi);
+        v[i] = vi;
+        let second = if AMS {
+            let mx = if vmax[i] > vi { vmax[i] } else { vi };
+            vmax[i] = mx;
+            mx
+        } else {
+            vi
+        };
+        // torch divides by sqrt(bc2); a multiply by its inverse (as the candle-op version did)
+        // leaves one division per value, the loop's bottleneck, and differs by an ulp at most.
+        let u = neg_step * (mi / (second.sqrt() * inv_sqrt_bc2 + eps));
+        out[i] = if DECOUPLED { u + neg_lr_wd * p[i] } else { u };
+    }
+}
+
+/// Values per work unit when a large parameter (the embedding table) is spread over the CPU
+/// workers; parameters below two units run on the calling thread.
+const CHUNK: usize = 1 << 15;
+
+/// Cuts `x` into `k` consecutive pieces of [`CHUNK`] values (the last may be shorter), or `k`
+/// empty slices when `x` is empty (an argument the kernel does not read).
+fn pieces<T>(x: &[T], k: usize) -> Vec<&[T]> {
+    if x.is_empty() {
+        vec![x; k]
+    } else {
+        x.chunks(CHUNK).collect()
+    }
+}
+
+/// [`pieces`] for mutable slices.
+fn pieces_mut<T>(x: &mut [T], k: usize) -> Vec<&mut [T]> {
+    if x.is_empty() {
+        (0..k).map(|_| -> &mut [T] { &mut [] }).collect()
+    } else {
+        x.chunks_mut(CHUNK).collect()
+    }
+}
+
+/// One work unit's slices: gradient, weights, m, v, vmax, update.
+type Unit<'a, T> = (
+    &'a [T],
+    &'a [T],
+    &'a mut [T],
+    &'a mut [T],
+    &'a mut [T],
+    &'a mut [T],
+);
+
+/// Dispatches [`kernel`] on the decay mode and AMSGrad. A large parameter is cut into units
+/// of [`CHUNK`] values run on candle's CPU worker pool: the threads candle's own large
+/// elementwise ops use, still spinning from the backward pass, so they start at once and no
+/// second pool competes for the two cores.
+#[allow(clippy::too_many_arguments)]
+fn run_kernel<T: Real>(
+    c: Coefs<T>,
+    decay: Decay,
+    g: &[T],
+    p: &[T],
+    m: &mut [T],
+    v: &mut [T],
+    vmax: &mut [T],
+    out: &mut [T],
+) {
+    let n = out.len();
+    if n < 2 * CHUNK {
+        run_one(c, decay, g, p, m, v, vmax, out);
+        return;
+    }
+    let k = n.div_ceil(CHUNK);
+    let units: Vec<Mutex<Option<Unit<'_, T>>>> = pieces(&g[..n], k)
+        .into_iter()
+        .zip(pieces(p, k))
+        .zip(pieces_mut(&mut m[..n], k))
+        .zip(pieces_mut(&mut v[..n], k))
+        .zip(pieces_mut(vmax, k))
+        .zip(pieces_mut(out, k))
+        .map(|(((((g, p), m), v), x), o)| Mutex::new(Some((g, p, m, v, x, o))))
+        .collect();
+    candle_core::utils::barrier_pool().execute_chunked(k, |range| {
+        for i in range {
+            // each unit is taken exactly once; the lock is never contended
+            let unit = units[i].lock().ok().and_then(|mut u| u.take());
+            if let Some((g, p, m, v, x, o)) = unit {
+                run_one(c, decay, g, p, m, v, x, o);
+            }
+        }
+    });
+}
+
+/// [`kernel`] for this decay mode, with AMSGrad when `vmax` is not empty.
+#[allow(clippy::too_many_arguments)]
+fn run_one<T: Real>(
+    c: Coefs<T>,
+    decay: Decay,
+    g: &[T],
+    p: &[T],
+    m: &mut [T],
+    v: &mut [T],
+    vmax: &mut [T],
+    out: &mut [T],
+) {
+    match (decay, vmax.is_empty()) {
+        (Decay::None, true) => kernel::<T, false, false, false>(c, g, p, m, v, vmax, out),
+        (Decay::Coupled, true) => kernel::<T, true, false, false>(c, g, p, m, v, vmax, out),
+        (Decay::Decoupled, true) => kernel::<T, false, true, false>(c, g, p, m, v, vmax, out),
+        (Decay::None, false) => kernel::<T, false, false, true>(c, g, p, m, v, vmax, out),
+        (Decay::Coupled, false) => kernel::<T, true, false, true>(c, g, p, m, v, vmax, out),
+        (Decay::Decoupled, false) => kernel::<T, false, true, true>(c, g, p, m, v, vmax, out),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Decay {
+    None,
+    Coupled,
+    Decoupled,
+}
+
+/// One parameter's step in its dtype `T`: the update as a tensor shaped like `g` (with the
+/// running maximum of `v` when `amsgrad`).
+#[allow(clippy::too_many_arguments)]
+fn step_param<T: Real>(
+    plugin: &str,
+    name: &str,
+    c: Coefs<T>,
+    decay: Decay,
+    amsgrad: bool,
+    g: &Tensor,
+    p: Option<Tensor>,
+    st: &mut Moments,
+) -> Result<Tensor> {
+    let n = st.m.len();
+    if g.elem_count() != n {
+        return Err(Error::Mismatch(format!(
+            "{plugin}: gradient of `{name}` has shape {:?} but its state has {:?}",
+            g.dims(),
+            st.shape.dims()
+        )));
+    }
+    let mismatch = || Error::Mismatch(format!("{plugin}: state of `{name}` is not {:?}", T::DTYPE));
+    let g = g.to_dtype(T::DTYPE)?;
+    let p = p.map(|p| p.to_dtype(T::DTYPE)).transpose()?;
+    let m = T::slice_mut(&mut st.m).ok_or_else(mismatch)?;
+    let v = T::slice_mut(&mut st.v).ok_or_else(mismatch)?;
+    let vmax: &mut [T] = match st.vmax.as_mut() {
+        Some(b) if amsgrad => T::slice_mut(b).ok_or_else(mismatch)?,
+        _ => &mut [],
+    };
+    let mut out = vec![T::zero(); n];
+    with_slice::<T, _>(&g, |gs| match &p {
+        Some(p) => with_slice::<T, _>(p, |ps| run_kernel(c, decay, gs, ps, m, v, vmax, &mut out)),
+        None => {
+            run_kernel(c, decay, gs, &[], m, v, vmax, &mut out);
+            Ok(())
+        }
+    })??;
+    Ok(Tensor::from_vec(out, g.shape(), g.device())?)
+}
+
+impl GradientTransform for Adam {
+    fn name(&self) -> &str {
+        self.plugin()
     }
 
     fn base_lr(&self) -> Option<f64> {
@@ -89,16 +327,22 @@ impl GradientTransform for Adam {
 
     fn init(&mut self, params: &Params) -> Result<()> {
         self.steps = 0;
-        self.m.clear();
-        self.v.clear();
-        self.vmax.clear();
+        self.state.clear();
+        let plugin = self.plugin();
         for p in params.trainable() {
-            let z = p.var.as_tensor().zeros_like()?;
-            self.m.insert(p.name.clone(), z.clone());
-            self.v.insert(p.name.clone(), z.clone());
-            if self.amsgrad {
-                self.vmax.insert(p.name.clone(), z);
-            }
+            let (dtype, n) = (p.var.dtype(), p.var.elem_count());
+            let what = format!("{plugin}: parameter `{}`", p.name);
+            let m = Buf::zeros(dtype, n, &what)?;
+            let vmax = if self.amsgrad { Some(m.clone()) } else { None };
+            self.state.insert(
+                p.name.clone(),
+                Moments {
+                    shape: p.var.shape().clone(),
+                    v: m.clone(),
+                    m,
+                    vmax,
+                },
+            );
         }
         Ok(())
     }
@@ -114,36 +358,63 @@ impl GradientTransform for Adam {
         let t = self.steps as i32;
         let bc1 = 1.0 - self.beta1.powi(t);
         let bc2 = 1.0 - self.beta2.powi(t);
-        let step_size = ctx.lr / bc1;
-        let sqrt_bc2 = bc2.sqrt();
-        let plugin = if self.decoupled { "adamw" } else { "adam" };
+        let wd = self.weight_decay;
+        let decay = match (wd != 0.0, self.decoupled) {
+            (false, _) => Decay::None,
+            (true, false) => Decay::Coupled,
+            (true, true) => Decay::Decoupled,
+        };
+        let plugin = self.plugin();
+        let amsgrad = self.amsgrad;
+        let f = [
+            self.beta1,
+            1.0 - self.beta1,
+            self.beta2,
+            1.0 - self.beta2,
+            1.0 / bc2.sqrt(),
+            self.eps,
+            -ctx.lr / bc1,
+            wd,
+            -ctx.lr * wd,
+        ];
+        fn coefs<T: Real>(f: &[f64; 9]) -> Coefs<T> {
+            let c = |i: usize| T::from_f64(f[i]);
+            Coefs {
+                beta1: c(0),
+                one_minus_beta1: c(1),
+                beta2: c(2),
+                one_minus_beta2: c(3),
+                inv_sqrt_bc2: c(4),
+                eps: c(5),
+                neg_step: c(6),
+                wd: c(7),
+                neg_lr_wd: c(8),
+            }
+        }
         for (name, g) in grads.iter_mut() {
-            let wd = self.weight_decay;
-            if wd != 0.0 && !self.decoupled {
-                // torch Adam: grad = grad + wd * p
-                *g = (&*g + (param(params, name)?.to_dtype(g.dtype())? * wd)?)?;
+            let st = self.state.get_mut(name).ok_or_else(|| {
+                Error::Mismatch(format!(
+                    "{plugin}: no state for `{name}` (init not called?)"
+                ))
+            })?;
+            if amsgrad && st.vmax.is_none() {
+                return Err(Error::Mismatch(format!(
+                    "{plugin}: no AMSGrad state for `{name}` (init not called after amsgrad was set?)"
+                )));
             }
-            // torch: m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g²;
-            //        p -= (lr/bc1) * m / (sqrt(v)/sqrt(bc2) + eps)   (v → max(vmax, v) for amsgrad)
-            let m = slot(&mut self.m, plugin, name)?;
-            *m = ((&*m * self.beta1)? + (&*g * (1.0 - self.beta1))?)?;
-            let m = m.clone();
-            let v = slot(&mut self.v, plugin, name)?;
-            *v = ((&*v * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;
-            let mut second = v.clone();
-            if self.amsgrad {
-                let vmax = slot(&mut self.vmax, plugin, name)?;
-                *vmax = vmax.maximum(&second)?;
-                second = vmax.clone();
-            }
-            let denom = ((second.sqrt()? / sqrt_bc2)? + self.eps)?;
-            let mut update = (m.div(&denom)? * -step_size)?;
-            if wd != 0.0 && self.decoupled {
-                // torch AdamW: p ← p·(1 - lr·wd) before the Adam step, i.e. u += -lr·wd·p
-                let p = param(params, name)?.to_dtype(g.dtype())?;
-                update = (update + (p * (-ctx.lr * wd))?)?;
-            }
-            *g = update;
+            let p = match decay {
+                Decay::None => None,
+                _ => Some(param(params, name)?),
+            };
+            *g = match st.m.dtype() {
+                candle_core::DType::F32 => {
+                    step_param::<f32>(plugin, name, coefs(&f), decay, amsgrad, g, p, st)?
+                }
+                candle_core::DType::F64 => {
+                    step_param::<f64>(plugin, name, coefs(&f), decay, amsgrad, g, p, st)?
+                }
+                other => return Err(unsupported(plugin, other)),
+            };
         }
         Ok(Outcome::Update)
     }
@@ -151,17 +422,29 @@ impl GradientTransform for Adam {
     fn state_dict(&self) -> Result<StateDict> {
         let mut s = StateDict::new();
         s.insert_scalar("steps", self.steps as f64)?;
-        save_map(&mut s, "m", &self.m);
-        save_map(&mut s, "v", &self.v);
-        save_map(&mut s, "vmax", &self.vmax);
+        for (name, st) in &self.state {
+            s.insert(format!("m.{name}"), st.m.to_tensor(&st.shape)?);
+            s.insert(format!("v.{name}"), st.v.to_tensor(&st.shape)?);
+            if let Some(vmax) = &st.vmax {
+                s.insert(format!("vmax.{name}"), vmax.to_tensor(&st.shape)?);
+            }
+        }
         Ok(s)
     }
 
     fn load_state_dict(&mut self, state: &StateDict) -> Result<()> {
         self.steps = state.scalar("steps")? as u64;
-        load_into(state, "m", &mut self.m)?;
-        load_into(state, "v", &mut self.v)?;
-        load_into(state, "vmax", &mut self.vmax)?;
+        for (name, st) in self.state.iter_mut() {
+            for (prefix, buf) in [("m", Some(&mut st.m)), ("v", Some(&mut st.v))]
+                .into_iter()
+                .chain([("vmax", st.vmax.as_mut())])
+            {
+                if let Some(buf) = buf {
+                    let key = format!("{prefix}.{name}");
+                    buf.load(state.tensor(&key)?, &key)?;
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -408,4 +691,288 @@ pub(crate) mod tests {
         [0.2861193280890074, -0.8306840020656083],
         [1.6892791065845238, 0.024608811155639617],
     ];
+
+    /// [`five_steps`] with the weights and gradients in `dtype`.
+    fn five_steps_in(mut opt: Adam, lr: f64, dtype: candle_core::DType) -> Result<Vec<Vec<f64>>> {
+        let d = Device::Cpu;
+        let mut params = Params::new();
+        let w0 = Tensor::new(&[[0.5f64, -1.0], [2.0, 0.25]], &d)?.to_dtype(dtype)?;
+        let w = Var::from_tensor(&w0)?;
+        params.insert("w", w.clone(), true)?;
+        opt.init(&params)?;
+        for (i, g) in FIXED.iter().enumerate() {
+            let g = Tensor::new(g, &d)?.to_dtype(dtype)?;
+            let mut grads = Grads::from_pairs([("w".to_string(), g)]);
+            let ctx = StepContext {
+                step: i,
+                epoch: 1,
+                lr,
+            };
+            opt.apply(&mut grads, &params, &ctx, &mut StepReport::default())?;
+            assert_eq!(grads.get("w").unwrap().dtype(), dtype);
+            apply_updates(&params, &grads)?;
+        }
+        Ok(w.as_tensor()
+            .to_dtype(candle_core::DType::F64)?
+            .to_vec2::<f64>()?)
+    }
+
+    #[test]
+    fn f32_weights_match_torch_in_f32() -> Result<()> {
+        // The script above with dtype=torch.float32 (torch 2.15): each optimizer's weights after
+        // five steps. beta1 = 0.3 takes torch's other lerp branch (weight 1-beta1 >= 0.5).
+        let cases: [(Adam, [[f64; 2]; 2]); 4] = [
+            (
+                // torch.optim.Adam(p, lr=0.1)
+                adam(0.1, 0.9, 0.999, 1e-8),
+                [
+                    [0.28611934185028076, -0.8306840062141418],
+                    [1.6892790794372559, 0.024608807638287544],
+                ],
+            ),
+            (
+                // torch.optim.AdamW(p, lr=0.1, weight_decay=0.1, amsgrad=True, betas=(0.8, 0.99))
+                crate::adamw::adamw(0.1, 0.8, 0.99, 1e-8, 0.1).with_amsgrad(true),
+                [
+                    [0.2791703939437866, -0.8162804245948792],
+                    [1.5963778495788574, 0.04231970012187958],
+                ],
+            ),
+            (
+                // torch.optim.Adam(p, lr=0.1, weight_decay=0.1, amsgrad=True)
+                adam(0.1, 0.9, 0.999, 1e-8)
+                    .with_weight_decay(0.1)
+                    .with_amsgrad(true),
+                [
+                    [0.27180373668670654, -0.8044852018356323],
+                    [1.6266632080078125, 0.022585786879062653],
+                ],
+            ),
+            (
+                // torch.optim.Adam(p, lr=0.1, betas=(0.3, 0.999))
+                adam(0.1, 0.3, 0.999, 1e-8),
+                [
+                    [0.32230788469314575, -0.9829234480857849],
+                    [1.7011858224868774, 0.14169949293136597],
+                ],
+            ),
+        ];
+        for (opt, want) in cases {
+            let name = format!(
+                "{} beta1 {} amsgrad {} wd {}",
+                opt.name(),
+                opt.beta1,
+                opt.amsgrad,
+                opt.weight_decay
+            );
+            let got = five_steps_in(opt.clone(), 0.1, candle_core::DType::F32)?;
+            for r in 0..2 {
+                for c in 0..2 {
+                    // a few f32 ulps of a value near 1
+                    assert!(
+                        (got[r][c] - want[r][c]).abs() < 1e-6,
+                        "{name}: {got:?} vs torch f32 {want:?}"
+                    );
+                }
+            }
+        }
+        // and beta1 = 0.3 in f64: torch float64 gives
+        // [[0.32230786153968904, -0.9829234069426888], [1.7011858247071683, 0.14169948146668762]]
+        let got = five_steps_in(adam(0.1, 0.3, 0.999, 1e-8), 0.1, candle_core::DType::F64)?;
+        assert_torch(
+            &got,
+            [
+                [0.32230786153968904, -0.9829234069426888],
+                [1.7011858247071683, 0.14169948146668762],
+            ],
+        );
+        Ok(())
+    }
+
+    /// Adam's update of one value by the textbook formula, in f64 (m, v, vmax updated).
+    #[allow(clippy::too_many_arguments)]
+    fn reference_update(
+        a: &Adam,
+        t: i32,
+        lr: f64,
+        g: f64,
+        p: f64,
+        m: &mut f64,
+        v: &mut f64,
+        vmax: &mut f64,
+    ) -> f64 {
+        let g = if a.decoupled {
+            g
+        } else {
+            g + a.weight_decay * p
+        };
+        *m = a.beta1 * *m + (1.0 - a.beta1) * g;
+        *v = a.beta2 * *v + (1.0 - a.beta2) * g * g;
+        *vmax = vmax.max(*v);
+        let second = if a.amsgrad { *vmax } else { *v };
+        let bc1 = 1.0 - a.beta1.powi(t);
+        let bc2 = 1.0 - a.beta2.powi(t);
+        let u = -lr / bc1 * *m / (second.sqrt() / bc2.sqrt() + a.eps);
+        if a.decoupled {
+            u - lr * a.weight_decay * p
+        } else {
+            u
+        }
+    }
+
+    #[test]
+    fn large_parameters_updated_in_units_match_the_formula() -> Result<()> {
+        // 70,001 values (three work units, the last short): the units' seams and offsets are
+        // covered, with every mode that reads the weights or the running maximum.
+        let n = 70_001usize;
+        assert!(n >= 2 * CHUNK && !n.is_multiple_of(CHUNK));
+        let d = Device::Cpu;
+        // |g| in [0.5, 1] and |wd·p| <= 0.1: the decayed gradient never nearly cancels (Adam
+        // would turn an f32-vs-f64 rounding residue into a full-sized step).
+        let g_at = |step: usize, i: usize| {
+            let x = ((i * 7919 + step * 104_729) % 2001) as f64 / 1000.0 - 1.0;
+            x.signum() * (0.5 + 0.5 * x.abs())
+        };
+        let p0: Vec<f64> = (0..n)
+            .map(|i| ((i * 31) % 997) as f64 / 500.0 - 1.0)
+            .collect();
+        for opt in [
+            adam(0.01, 0.9, 0.999, 1e-8),
+            adam(0.01, 0.9, 0.99, 1e-8)
+                .with_weight_decay(0.1)
+                .with_amsgrad(true),
+            crate::adamw::adamw(0.01, 0.8, 0.99, 1e-6, 0.05).with_amsgrad(true),
+        ] {
+            for dtype in [candle_core::DType::F64, candle_core::DType::F32] {
+                let mut opt = opt.clone();
+                let mut params = Params::new();
+                let w = Var::from_tensor(&Tensor::new(p0.as_slice(), &d)?.to_dtype(dtype)?)?;
+                params.insert("w", w.clone(), true)?;
+                opt.init(&params)?;
+                let (mut m, mut v, mut vmax) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+                let mut p = w
+                    .as_tensor()
+                    .to_dtype(candle_core::DType::F64)?
+                    .to_vec1::<f64>()?;
+                for step in 0..3 {
+                    let g: Vec<f64> = (0..n).map(|i| g_at(step, i)).collect();
+                    let gt = Tensor::new(g.as_slice(), &d)?.to_dtype(dtype)?;
+                    let mut grads = Grads::from_pairs([("w".to_string(), gt)]);
+                    let ctx = StepContext {
+                        step,
+                        epoch: 1,
+                        lr: 0.01,
+                    };
+                    opt.apply(&mut grads, &params, &ctx, &mut StepReport::default())?;
+                    let got = grads.get("w").unwrap().to_dtype(candle_core::DType::F64)?;
+                    let got = got.to_vec1::<f64>()?;
+                    let tol = if dtype == candle_core::DType::F64 {
+                        1e-12
+                    } else {
+                        2e-5
+                    };
+                    for i in 0..n {
+                        let want = reference_update(
+                            &opt,
+                            step as i32 + 1,
+                            0.01,
+                            g[i],
+                            p[i],
+                            &mut m[i],
+                            &mut v[i],
+                            &mut vmax[i],
+                        );
+                        assert!(
+                            (got[i] - want).abs() <= tol * want.abs().max(1e-3),
+                            "{} amsgrad {} wd {} {dtype:?} step {step} value {i}: {} vs {want}",
+                            opt.name(),
+                            opt.amsgrad,
+                            opt.weight_decay,
+                            got[i]
+                        );
+                    }
+                    apply_updates(&params, &grads)?;
+                    p = w
+                        .as_tensor()
+                        .to_dtype(candle_core::DType::F64)?
+                        .to_vec1::<f64>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn state_keeps_its_names_and_checks_shapes() -> Result<()> {
+        let d = Device::Cpu;
+        let mut params = Params::new();
+        let w = Var::from_tensor(&Tensor::new(&[[0.5f32, -1.0], [2.0, 0.25]], &d)?)?;
+        params.insert("rnn.weight_hh_l0", w, true)?;
+        let mut opt = adam(0.1, 0.9, 0.999, 1e-8).with_amsgrad(true);
+        opt.init(&params)?;
+        let g = Tensor::new(&[[1f32, -2.0], [0.5, 3.0]], &d)?;
+        let mut grads = Grads::from_pairs([("rnn.weight_hh_l0".to_string(), g)]);
+        let ctx = StepContext {
+            step: 0,
+            epoch: 1,
+            lr: 0.1,
+        };
+        opt.apply(&mut grads, &params, &ctx, &mut StepReport::default())?;
+        let s = opt.state_dict()?;
+        let keys: Vec<&str> = s.tensors.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "m.rnn.weight_hh_l0",
+                "steps",
+                "v.rnn.weight_hh_l0",
+                "vmax.rnn.weight_hh_l0"
+            ]
+        );
+        let m = s.tensor("m.rnn.weight_hh_l0")?;
+        assert_eq!(m.dims(), [2, 2]);
+        assert_eq!(m.dtype(), candle_core::DType::F32);
+        // m after one step is (1 - beta1)·g
+        let m = m.to_vec2::<f32>()?;
+        assert!(
+            (m[0][1] - (-0.2)).abs() < 1e-7 && (m[1][1] - 0.3).abs() < 1e-7,
+            "{m:?}"
+        );
+        // a state saved in f64 loads into f32 moments
+        let mut f64_state = StateDict::new();
+        for (k, t) in &s.tensors {
+            f64_state.insert(k.clone(), t.to_dtype(candle_core::DType::F64)?);
+        }
+        let mut back = adam(0.1, 0.9, 0.999, 1e-8).with_amsgrad(true);
+        back.init(&params)?;
+        back.load_state_dict(&f64_state)?;
+        assert_eq!(back.steps(), 1);
+        let again = back.state_dict()?;
+        for (k, t) in &s.tensors {
+            assert_eq!(
+                again.tensor(k)?.flatten_all()?.to_vec1::<f32>().ok(),
+                t.flatten_all()?.to_vec1::<f32>().ok(),
+                "{k}"
+            );
+        }
+        // a moment of the wrong shape is refused, naming its key
+        let mut bad = s.clone();
+        bad.insert(
+            "v.rnn.weight_hh_l0",
+            Tensor::zeros(3, candle_core::DType::F32, &d)?,
+        );
+        let e = back.load_state_dict(&bad).unwrap_err().to_string();
+        assert!(e.contains("v.rnn.weight_hh_l0"), "{e}");
+        // a gradient of the wrong shape is refused, naming the parameter
+        let mut grads = Grads::from_pairs([(
+            "rnn.weight_hh_l0".to_string(),
+            Tensor::zeros(3, candle_core::DType::F32, &d)?,
+        )]);
+        let e = back
+            .apply(&mut grads, &params, &ctx, &mut StepReport::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("rnn.weight_hh_l0"), "{e}");
+        Ok(())
+    }
 }

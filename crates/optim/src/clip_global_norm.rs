@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 
-use candle_core::DType;
 use rnnlab_core::{
     GradientTransform, Grads, Outcome, ParamSpec, Params, PluginParams, PluginSpec, Registry,
     Result, StepContext, StepReport,
 };
+
+use crate::flat::{max_abs, squared_norm};
 
 /// Which norm `clip_global_norm` measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,18 +36,25 @@ pub fn clip_global_norm(max_norm: f64, norm_type: NormType) -> ClipGlobalNorm {
     }
 }
 
-/// The global norm of `grads` of the given type.
+/// The global norm of `grads` of the given type, as `torch.nn.utils.clip_grad_norm_` computes
+/// it (in f64 here): one pass over each gradient's values, no temporaries. An infinite or NaN
+/// entry gives an infinite or NaN norm.
 pub fn global_norm(grads: &Grads, norm_type: NormType) -> Result<f64> {
     match norm_type {
-        NormType::L2 => grads.global_norm(),
+        NormType::L2 => {
+            let mut s = 0f64;
+            for (_, g) in grads.iter() {
+                s += squared_norm(g)?;
+            }
+            Ok(s.sqrt())
+        }
         NormType::Inf => {
             let mut m = 0f64;
             for (_, g) in grads.iter() {
-                let v = g
-                    .abs()?
-                    .max_all()?
-                    .to_dtype(DType::F64)?
-                    .to_scalar::<f64>()?;
+                let v = max_abs(g)?;
+                if v.is_nan() {
+                    return Ok(v);
+                }
                 m = m.max(v);
             }
             Ok(m)

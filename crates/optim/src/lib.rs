@@ -21,6 +21,7 @@ pub mod cosine;
 pub mod cosine_warm_restarts;
 pub mod ema;
 pub mod exponential;
+mod flat;
 pub mod max_singular_value;
 pub mod multistep;
 pub mod one_cycle;

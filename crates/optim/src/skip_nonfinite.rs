@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 
-use candle_core::DType;
 use rnnlab_core::{
     GradientTransform, Grads, Outcome, Params, PluginParams, PluginSpec, Registry, Result,
     StateDict, StepContext, StepReport,
 };
+
+use crate::flat::all_finite;
 
 /// The skip reason's prefix (the parameter name follows).
 pub const REASON: &str = "nonfinite gradient";
@@ -44,9 +45,7 @@ impl GradientTransform for SkipNonfinite {
     ) -> Result<Outcome> {
         let mut bad = None;
         for (name, g) in grads.iter() {
-            // A sum in f64 is finite exactly when every (f32 or f16) entry is.
-            let s = g.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
-            if !s.is_finite() {
+            if !all_finite(g)? {
                 bad = Some(name.to_string());
                 break;
             }

@@ -10,6 +10,7 @@ use rnnlab_core::{
     Result, StepContext, StepReport,
 };
 
+use crate::flat::axpy;
 use crate::util::{glob_match, param, patterns};
 
 /// Adds `value · p` to each gradient (coupled), or `-lr · value · p` to each update (decoupled).
@@ -66,10 +67,13 @@ impl GradientTransform for WeightDecay {
             if !self.decays(name) {
                 continue;
             }
-            let decay = param(params, name)?
-                .affine(scale, 0.0)?
-                .to_dtype(g.dtype())?;
-            *g = g.add(&decay)?;
+            // g + scale·p in one pass (not a scaled copy of p, then a sum)
+            *g = axpy(
+                g,
+                scale,
+                &param(params, name)?,
+                &format!("weight_decay `{name}`"),
+            )?;
         }
         Ok(Outcome::Update)
     }

@@ -1,0 +1,840 @@
+//! The fused CPU sequence kernels of the built-in cells: the whole recurrence forward in one
+//! custom op, and the whole of BPTT in its backward.
+//!
+//! The input product `xp = x W_ihᵀ` of every step is one matrix product outside the op (autograd
+//! gives `dx` and `dW_ih` from it as one product each). The op takes `xp` `[B, T, G·H]`, `W_hh`
+//! `[G·H, H]` and both biases `[b_ih, b_hh]` `[2·G·H]` and returns the hidden state of every step
+//! `[B, T, H]` (for the LSTM `[B, T, 2H]`: `h` then `c`), zero where a step is past the sequence's
+//! length. Its backward returns `dxp`, `dW_hh` (one product over all steps) and both biases'
+//! gradients (sums of the gate gradients).
+//!
+//! Inside, the rows of the batch are sorted by length and dealt to one chunk per thread; each chunk
+//! runs its rows independently, so at step `k` its active rows are a prefix and only they enter the
+//! recurrent product. What backward needs (gate activations, masked previous states) is kept in the
+//! op, step-major and compacted to the active rows.
+
+use std::any::Any;
+use std::sync::Mutex;
+
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor, WithDType};
+use gemm::Parallelism;
+use rnnlab_core::{CellState, Error, Result, SeqOutput};
+
+use crate::activation::Real;
+
+/// Which cell's equations the op runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FusedCell {
+    /// `h' = tanh(a)`.
+    RnnTanh,
+    /// `h' = relu(a)`.
+    RnnRelu,
+    /// Gates i, f, g, o.
+    Lstm,
+    /// Gates r, z, n.
+    Gru,
+}
+
+impl FusedCell {
+    /// Stacked gates `G`.
+    fn gates(self) -> usize {
+        match self {
+            FusedCell::RnnTanh | FusedCell::RnnRelu => 1,
+            FusedCell::Lstm => 4,
+            FusedCell::Gru => 3,
+        }
+    }
+
+    /// Values kept per row and step for backward, in units of `H`.
+    fn saved(self) -> usize {
+        match self {
+            // h
+            FusedCell::RnnTanh | FusedCell::RnnRelu => 1,
+            // i, f, g, o, c, tanh(c)
+            FusedCell::Lstm => 6,
+            // r, z, n, (h W_hnᵀ + b_hn), h
+            FusedCell::Gru => 5,
+        }
+    }
+
+    /// Width of the op's output per step, in units of `H`.
+    fn out_width(self) -> usize {
+        match self {
+            FusedCell::Lstm => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// Rows of the batch dealt to one thread, sorted by length (longest first).
+#[derive(Debug)]
+struct Chunk {
+    /// Batch indices.
+    rows: Vec<usize>,
+    /// Their lengths (non-increasing).
+    lens: Vec<usize>,
+    /// `active[k]`: rows with more than `k` steps.
+    active: Vec<usize>,
+    /// `offsets[k]`: the compacted row where step `k` starts; `offsets[K]` is the total.
+    offsets: Vec<usize>,
+}
+
+impl Chunk {
+    fn new(rows: Vec<usize>, lengths: &[usize]) -> Self {
+        let lens: Vec<usize> = rows.iter().map(|&b| lengths[b]).collect();
+        let steps = lens.first().copied().unwrap_or(0);
+        let active: Vec<usize> = (0..steps)
+            .map(|k| lens.iter().filter(|&&l| l > k).count())
+            .collect();
+        let mut offsets = Vec::with_capacity(steps + 1);
+        let mut total = 0;
+        offsets.push(0);
+        for &n in &active {
+            total += n;
+            offsets.push(total);
+        }
+        Chunk {
+            rows,
+            lens,
+            active,
+            offsets,
+        }
+    }
+
+    fn steps(&self) -> usize {
+        self.active.len()
+    }
+
+    fn tokens(&self) -> usize {
+        *self.offsets.last().unwrap_or(&0)
+    }
+
+    /// The time index of local row `i` at step `k`.
+    fn time(&self, i: usize, k: usize, reverse: bool) -> usize {
+        if reverse {
+            self.lens[i] - 1 - k
+        } else {
+            k
+        }
+    }
+}
+
+/// Splits the batch into at most `threads` chunks with about the same work: rows sorted by length
+/// (longest first) and dealt in turn.
+fn plan(lengths: &[usize], threads: usize) -> Vec<Chunk> {
+    let mut order: Vec<usize> = (0..lengths.len()).filter(|&b| lengths[b] > 0).collect();
+    order.sort_by(|&a, &b| lengths[b].cmp(&lengths[a]).then(a.cmp(&b)));
+    // Below about 8 rows per chunk the per-step products get too thin to pay for a thread.
+    let n = threads.min(order.len() / 8).max(1);
+    let mut rows = vec![Vec::new(); n];
+    for (j, b) in order.into_iter().enumerate() {
+        rows[j % n].push(b);
+    }
+    rows.into_iter()
+        .filter(|r| !r.is_empty())
+        .map(|r| Chunk::new(r, lengths))
+        .collect()
+}
+
+/// A raw pointer that chunks write through; each chunk writes only its own rows.
+#[derive(Clone, Copy)]
+struct SharedMut<T>(*mut T);
+// SAFETY: the chunks write disjoint rows (each batch row belongs to exactly one chunk).
+unsafe impl<T: Send> Send for SharedMut<T> {}
+unsafe impl<T: Send> Sync for SharedMut<T> {}
+
+impl<T> SharedMut<T> {
+    /// # Safety
+    /// `start..start + len` must be in bounds and written by no one else meanwhile.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn slice(&self, start: usize, len: usize) -> &mut [T] {
+        std::slice::from_raw_parts_mut(self.0.add(start), len)
+    }
+}
+
+/// `dst[m×n] (+)= lhs[m×k] · rhs[k×n]`, each given by its row and column strides.
+#[allow(clippy::too_many_arguments)]
+fn matmul<T: Real>(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [T],
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: &[T],
+    (lhs_rs, lhs_cs): (usize, usize),
+    rhs: &[T],
+    (rhs_rs, rhs_cs): (usize, usize),
+    parallelism: Parallelism,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    debug_assert!(dst.len() >= (m - 1) * dst_rs + n);
+    debug_assert!(k == 0 || lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
+    debug_assert!(k == 0 || rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
+    // SAFETY: the strides and sizes stay inside the slices (checked above in debug builds; every
+    // caller passes buffers sized from the same m, n, k).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_rs as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            T::one(),
+            T::one(),
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
+}
+
+/// What one chunk keeps for backward.
+struct ChunkSaved<T> {
+    /// `[N, H]` the masked previous state that entered each step's recurrent product.
+    hm: Vec<T>,
+    /// `[N, S·H]` the cell's values per step (see [`FusedCell::saved`]).
+    vals: Vec<T>,
+}
+
+/// Shapes and settings of one call.
+#[derive(Clone, Debug)]
+struct Dims {
+    b: usize,
+    t: usize,
+    h: usize,
+}
+
+/// The recurrence as a candle custom op (see the module docs).
+pub(crate) struct FusedSeq {
+    cell: FusedCell,
+    lengths: Vec<usize>,
+    reverse: bool,
+    /// `[B, H]` recurrent-dropout mask, as f64 (converted per call).
+    mask: Option<Vec<f64>>,
+    dims: Dims,
+    threads: usize,
+    saved: Mutex<Option<Box<dyn Any + Send>>>,
+}
+
+impl FusedSeq {
+    fn chunks(&self) -> Vec<Chunk> {
+        plan(&self.lengths, self.threads)
+    }
+
+    fn forward<T: Real>(&self, xp: &[T], w_hh: &[T], bias: &[T]) -> Vec<T> {
+        let Dims { b, t, h } = self.dims;
+        let cell = self.cell;
+        let g = cell.gates() * h;
+        let w = cell.out_width() * h;
+        let mask: Option<Vec<T>> = self
+            .mask
+            .as_ref()
+            .map(|m| m.iter().map(|&v| T::from_f64(v)).collect());
+        let mut out = vec![T::zero(); b * t * w];
+        let out_ptr = SharedMut(out.as_mut_ptr());
+        let chunks = self.chunks();
+        let run = |ch: &Chunk| -> ChunkSaved<T> {
+            forward_chunk(
+                cell,
+                ch,
+                self.reverse,
+                &self.dims,
+                xp,
+                w_hh,
+                bias,
+                mask.as_deref(),
+                out_ptr,
+                g,
+                w,
+            )
+        };
+        let saved: Vec<ChunkSaved<T>> = if chunks.len() > 1 {
+            use rayon::prelude::*;
+            chunks.par_iter().map(run).collect()
+        } else {
+            chunks.iter().map(run).collect()
+        };
+        if let Ok(mut slot) = self.saved.lock() {
+            *slot = Some(Box::new(saved));
+        }
+        out
+    }
+
+    /// `dxp`, `dW_hh`, `db_hh` from the gradient of the output.
+    fn backward<T: Real>(&self, grad: &[T], w_hh: &[T]) -> Result<(Vec<T>, Vec<T>, Vec<T>)> {
+        let Dims { b, t, h } = self.dims;
+        let cell = self.cell;
+        let g = cell.gates() * h;
+        let w = cell.out_width() * h;
+        let slot = self
+            .saved
+            .lock()
+            .map_err(|_| Error::Mismatch("fused recurrence: poisoned saved state".into()))?;
+        let saved = slot
+            .as_ref()
+            .and_then(|s| s.downcast_ref::<Vec<ChunkSaved<T>>>())
+            .ok_or_else(|| {
+                Error::Mismatch("fused recurrence: backward without its forward".into())
+            })?;
+        let mask: Option<Vec<T>> = self
+            .mask
+            .as_ref()
+            .map(|m| m.iter().map(|&v| T::from_f64(v)).collect());
+        let chunks = self.chunks();
+        let mut dxp = vec![T::zero(); b * t * g];
+        let dxp_ptr = SharedMut(dxp.as_mut_ptr());
+        let run = |(ch, sv): (&Chunk, &ChunkSaved<T>)| -> (Vec<T>, Vec<T>) {
+            backward_chunk(
+                cell,
+                ch,
+                self.reverse,
+                &self.dims,
+                grad,
+                w_hh,
+                mask.as_deref(),
+                sv,
+                dxp_ptr,
+                g,
+                w,
+            )
+        };
+        let dgs: Vec<(Vec<T>, Vec<T>)> = if chunks.len() > 1 {
+            use rayon::prelude::*;
+            chunks.par_iter().zip(saved.par_iter()).map(run).collect()
+        } else {
+            chunks.iter().zip(saved.iter()).map(run).collect()
+        };
+        // dW_hh = Σ over every active (row, step) of dG_recᵀ · hm: one product per chunk.
+        let mut dw = vec![T::zero(); g * h];
+        // [db_ih, db_hh]
+        let mut db = vec![T::zero(); 2 * g];
+        let par = parallelism(self.threads);
+        for (k, ((ch, sv), (dg, db_ih))) in chunks.iter().zip(saved).zip(&dgs).enumerate() {
+            let n = ch.tokens();
+            matmul(
+                (g, h, n),
+                &mut dw,
+                h,
+                k > 0,
+                dg,
+                (1, g),
+                &sv.hm,
+                (h, 1),
+                par,
+            );
+            for (d, &v) in db[..g].iter_mut().zip(db_ih) {
+                *d += v;
+            }
+            for row in dg.chunks_exact(g) {
+                for (d, &v) in db[g..].iter_mut().zip(row) {
+                    *d += v;
+                }
+            }
+        }
+        Ok((dxp, dw, db))
+    }
+}
+
+fn parallelism(threads: usize) -> Parallelism {
+    if threads > 1 {
+        Parallelism::Rayon(threads)
+    } else {
+        Parallelism::None
+    }
+}
+
+/// Runs one chunk's rows forward; writes their outputs and returns what backward needs.
+#[allow(clippy::too_many_arguments)]
+fn forward_chunk<T: Real>(
+    cell: FusedCell,
+    ch: &Chunk,
+    reverse: bool,
+    dims: &Dims,
+    xp: &[T],
+    w_hh: &[T],
+    bias: &[T],
+    mask: Option<&[T]>,
+    out: SharedMut<T>,
+    g: usize,
+    w: usize,
+) -> ChunkSaved<T> {
+    let Dims { t: tt, h, .. } = *dims;
+    let s = cell.saved() * h;
+    let nb = ch.rows.len();
+    let total = ch.tokens();
+    let (b_ih, b_hh) = bias.split_at(g);
+    // Both biases in one, for the cells that add them together.
+    let b_sum: Vec<T> = b_ih.iter().zip(b_hh).map(|(&a, &b)| a + b).collect();
+    let mut hm = vec![T::zero(); total * h];
+    let mut vals = vec![T::zero(); total * s];
+    let mut state_h = vec![T::zero(); nb * h];
+    let mut state_c = vec![T::zero(); if cell == FusedCell::Lstm { nb * h } else { 0 }];
+    let mut rec = vec![T::zero(); nb * g];
+    for k in 0..ch.steps() {
+        let n = ch.active[k];
+        let off = ch.offsets[k];
+        // The masked previous state of the active rows, kept for backward.
+        let block = &mut hm[off * h..(off + n) * h];
+        for i in 0..n {
+            let dst = &mut block[i * h..(i + 1) * h];
+            let src = &state_h[i * h..(i + 1) * h];
+            match mask {
+                Some(m) => {
+                    let mb = &m[ch.rows[i] * h..(ch.rows[i] + 1) * h];
+                    for ((d, &x), &mv) in dst.iter_mut().zip(src).zip(mb) {
+                        *d = x * mv;
+                    }
+                }
+                None => dst.copy_from_slice(src),
+            }
+        }
+        // rec = hm · W_hhᵀ   ([n, H] × [H, G])
+        matmul(
+            (n, g, h),
+            &mut rec[..n * g],
+            g,
+            false,
+            block,
+            (h, 1),
+            w_hh,
+            (1, h),
+            Parallelism::None,
+        );
+        for i in 0..n {
+            let bi = ch.rows[i];
+            let ti = ch.time(i, k, reverse);
+            let x = &xp[(bi * tt + ti) * g..(bi * tt + ti + 1) * g];
+            let r = &mut rec[i * g..(i + 1) * g];
+            let v = &mut vals[(off + i) * s..(off + i + 1) * s];
+            let hs = &mut state_h[i * h..(i + 1) * h];
+            // SAFETY: row `bi` belongs to this chunk only.
+            let o = unsafe { out.slice((bi * tt + ti) * w, w) };
+            match cell {
+                FusedCell::RnnTanh | FusedCell::RnnRelu => {
+                    for j in 0..h {
+                        r[j] = x[j] + r[j] + b_sum[j];
+                    }
+                    if cell == FusedCell::RnnTanh {
+                        T::tanh_slice(r);
+                    } else {
+                        for a in r.iter_mut() {
+                            if *a < T::zero() {
+                                *a = T::zero();
+                            }
+                        }
+                    }
+                    hs.copy_from_slice(r);
+                    v.copy_from_slice(r);
+                    o.copy_from_slice(r);
+                }
+                FusedCell::Lstm => {
+                    for j in 0..g {
+                        r[j] = x[j] + r[j] + b_sum[j];
+                    }
+                    let (ifg, og) = r.split_at_mut(3 * h);
+                    let (if_, gg) = ifg.split_at_mut(2 * h);
+                    T::sigmoid_slice(if_);
+                    T::tanh_slice(gg);
+                    T::sigmoid_slice(og);
+                    let cs = &mut state_c[i * h..(i + 1) * h];
+                    let (gates, rest) = v.split_at_mut(4 * h);
+                    let (cv, tc) = rest.split_at_mut(h);
+                    for j in 0..h {
+                        let c = if_[h + j] * cs[j] + if_[j] * gg[j];
+                        cs[j] = c;
+                        cv[j] = c;
+                        tc[j] = c;
+                    }
+                    T::tanh_slice(tc);
+                    for j in 0..h {
+                        let hv = og[j] * tc[j];
+                        hs[j] = hv;
+                        o[j] = hv;
+                        o[h + j] = cv[j];
+                    }
+                    gates[..3 * h].copy_from_slice(&r[..3 * h]);
+                    gates[3 * h..].copy_from_slice(&r[3 * h..]);
+                }
+                FusedCell::Gru => {
+                    // r, z from the sum; n = tanh(x_n + r ⊙ (hm W_hnᵀ + b_hn)).
+                    for j in 0..g {
+                        r[j] += b_hh[j];
+                    }
+                    let (rz, hn) = r.split_at_mut(2 * h);
+                    for j in 0..2 * h {
+                        rz[j] += x[j] + b_ih[j];
+                    }
+                    T::sigmoid_slice(rz);
+                    let (vr, rest) = v.split_at_mut(h);
+                    let (vz, rest) = rest.split_at_mut(h);
+                    let (vn, rest) = rest.split_at_mut(h);
+                    let (vhn, vh) = rest.split_at_mut(h);
+                    vr.copy_from_slice(&rz[..h]);
+                    vz.copy_from_slice(&rz[h..]);
+                    vhn.copy_from_slice(hn);
+                    for j in 0..h {
+                        vn[j] = x[2 * h + j] + b_ih[2 * h + j] + rz[j] * hn[j];
+                    }
+                    T::tanh_slice(vn);
+                    for j in 0..h {
+                        // (1 − z) ⊙ n + z ⊙ h_prev, with the carried (unmasked) h_prev.
+                        let hv = vn[j] + vz[j] * (hs[j] - vn[j]);
+                        hs[j] = hv;
+                        vh[j] = hv;
+                        o[j] = hv;
+                    }
+                }
+            }
+        }
+    }
+    ChunkSaved { hm, vals }
+}
+
+/// BPTT over one chunk's rows; writes their `dxp` rows and returns the recurrent-side gate
+/// gradients `[N, G]` (compacted like the saved values) and the sum of the `dxp` rows (`db_ih`).
+#[allow(clippy::too_many_arguments)]
+fn backward_chunk<T: Real>(
+    cell: FusedCell,
+    ch: &Chunk,
+    reverse: bool,
+    dims: &Dims,
+    grad: &[T],
+    w_hh: &[T],
+    mask: Option<&[T]>,
+    sv: &ChunkSaved<T>,
+    dxp: SharedMut<T>,
+    g: usize,
+    w: usize,
+) -> (Vec<T>, Vec<T>) {
+    let Dims { t: tt, h, .. } = *dims;
+    let s = cell.saved() * h;
+    let nb = ch.rows.len();
+    let mut db_ih = vec![T::zero(); g];
+    let mut dg = vec![T::zero(); ch.tokens() * g];
+    // The gradient reaching each row's state from later steps.
+    let mut dh = vec![T::zero(); nb * h];
+    let mut dc = vec![T::zero(); if cell == FusedCell::Lstm { nb * h } else { 0 }];
+    let mut dhm = vec![T::zero(); nb * h];
+    let one = T::one();
+    for k in (0..ch.steps()).rev() {
+        let n = ch.active[k];
+        let off = ch.offsets[k];
+        for i in 0..n {
+            let bi = ch.rows[i];
+            let ti = ch.time(i, k, reverse);
+            let go = &grad[(bi * tt + ti) * w..(bi * tt + ti + 1) * w];
+            let v = &sv.vals[(off + i) * s..(off + i + 1) * s];
+            let d = &mut dg[(off + i) * g..(off + i + 1) * g];
+            // SAFETY: row `bi` belongs to this chunk only.
+            let dx = unsafe { dxp.slice((bi * tt + ti) * g, g) };
+            let dhi = &mut dh[i * h..(i + 1) * h];
+            // The state this row carried into step k (the LSTM's c, the GRU's h: both kept at
+            // 4H of the previous step's values); zero at its first step.
+            let prev = (k > 0 && s > 4 * h).then(|| {
+                let at = (ch.offsets[k - 1] + i) * s + 4 * h;
+                &sv.vals[at..at + h]
+            });
+            match cell {
+                FusedCell::RnnTanh => {
+                    for j in 0..h {
+                        let hv = v[j];
+                        d[j] = (dhi[j] + go[j]) * (one - hv * hv);
+                        dhi[j] = T::zero();
+                    }
+                    dx.copy_from_slice(d);
+                }
+                FusedCell::RnnRelu => {
+                    for j in 0..h {
+                        let on = if v[j] > T::zero() { one } else { T::zero() };
+                        d[j] = (dhi[j] + go[j]) * on;
+                        dhi[j] = T::zero();
+                    }
+                    dx.copy_from_slice(d);
+                }
+                FusedCell::Lstm => {
+                    let (gi, rest) = v.split_at(h);
+                    let (gf, rest) = rest.split_at(h);
+                    let (gg, rest) = rest.split_at(h);
+                    let (go_, rest) = rest.split_at(h);
+                    let (_c, tc) = rest.split_at(h);
+                    let dci = &mut dc[i * h..(i + 1) * h];
+                    for j in 0..h {
+                        let c_prev = prev.map_or(T::zero(), |p| p[j]);
+                        let dhv = dhi[j] + go[j];
+                        let dcv = dci[j] + go[h + j] + dhv * go_[j] * (one - tc[j] * tc[j]);
+                        let (i_, f_, g_, o_) = (gi[j], gf[j], gg[j], go_[j]);
+                        d[j] = dcv * g_ * i_ * (one - i_);
+                        d[h + j] = dcv * c_prev * f_ * (one - f_);
+                        d[2 * h + j] = dcv * i_ * (one - g_ * g_);
+                        d[3 * h + j] = dhv * tc[j] * o_ * (one - o_);
+                        dci[j] = dcv * f_;
+                        dhi[j] = T::zero();
+                    }
+                    dx.copy_from_slice(d);
+                }
+                FusedCell::Gru => {
+                    let (vr, rest) = v.split_at(h);
+                    let (vz, rest) = rest.split_at(h);
+                    let (vn, rest) = rest.split_at(h);
+                    let (vhn, _vh) = rest.split_at(h);
+                    for j in 0..h {
+                        let h_prev = prev.map_or(T::zero(), |p| p[j]);
+                        let dhv = dhi[j] + go[j];
+                        let (r_, z_, n_) = (vr[j], vz[j], vn[j]);
+                        let dan = dhv * (one - z_) * (one - n_ * n_);
+                        let dar = dan * vhn[j] * r_ * (one - r_);
+                        let daz = dhv * (h_prev - n_) * z_ * (one - z_);
+                        dx[j] = dar;
+                        dx[h + j] = daz;
+                        dx[2 * h + j] = dan;
+                        d[j] = dar;
+                        d[h + j] = daz;
+                        d[2 * h + j] = dan * r_;
+                        // The direct path h_prev → h' (through z ⊙ h_prev).
+                        dhi[j] = dhv * z_;
+                    }
+                }
+            }
+            for (acc, &v) in db_ih.iter_mut().zip(dx.iter()) {
+                *acc += v;
+            }
+        }
+        // dhm = dG_rec · W_hh   ([n, G] × [G, H]); dh_prev += dhm ⊙ mask.
+        matmul(
+            (n, h, g),
+            &mut dhm[..n * h],
+            h,
+            false,
+            &dg[off * g..(off + n) * g],
+            (g, 1),
+            w_hh,
+            (h, 1),
+            Parallelism::None,
+        );
+        for i in 0..n {
+            let dhi = &mut dh[i * h..(i + 1) * h];
+            let src = &dhm[i * h..(i + 1) * h];
+            match mask {
+                Some(m) => {
+                    let mb = &m[ch.rows[i] * h..(ch.rows[i] + 1) * h];
+                    for j in 0..h {
+                        dhi[j] += src[j] * mb[j];
+                    }
+                }
+                None => {
+                    for j in 0..h {
+                        dhi[j] += src[j];
+                    }
+                }
+            }
+        }
+    }
+    (dg, db_ih)
+}
+
+fn slice_of<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [T]> {
+    let data = s.as_slice::<T>()?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => Err(Error::Mismatch(format!(
+            "fused recurrence: {what} is not contiguous"
+        ))),
+    }
+}
+
+impl FusedSeq {
+    fn run_fwd<T: Real>(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<CpuStorage> {
+        let xp = slice_of::<T>(s1, l1, "xp")?;
+        let w_hh = slice_of::<T>(s2, l2, "weight_hh")?;
+        let bias = slice_of::<T>(s3, l3, "bias")?;
+        let Dims { b, t, h } = self.dims;
+        let g = self.cell.gates() * h;
+        if xp.len() != b * t * g || w_hh.len() != g * h || bias.len() != 2 * g {
+            return Err(Error::Mismatch(format!(
+                "fused recurrence: xp {}, weight_hh {}, biases {} values for B={b}, T={t}, G·H={g}, H={h}",
+                xp.len(),
+                w_hh.len(),
+                bias.len()
+            )));
+        }
+        Ok(T::to_cpu_storage_owned(self.forward(xp, w_hh, bias)))
+    }
+}
+
+fn to_candle(e: Error) -> candle_core::Error {
+    candle_core::Error::Msg(e.to_string())
+}
+
+impl CustomOp3 for FusedSeq {
+    fn name(&self) -> &'static str {
+        "fused-recurrence"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let Dims { b, t, h } = self.dims;
+        let shape = Shape::from((b, t, self.cell.out_width() * h));
+        let out = match s1 {
+            CpuStorage::F32(_) => self.run_fwd::<f32>(s1, l1, s2, l2, s3, l3),
+            CpuStorage::F64(_) => self.run_fwd::<f64>(s1, l1, s2, l2, s3, l3),
+            _ => Err(Error::Mismatch("fused recurrence: f32 or f64 only".into())),
+        }
+        .map_err(to_candle)?;
+        Ok((out, shape))
+    }
+
+    fn bwd(
+        &self,
+        _xp: &Tensor,
+        w_hh: &Tensor,
+        _bias: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let Dims { b, t, h } = self.dims;
+        let g = self.cell.gates() * h;
+        let dev = w_hh.device();
+        let grad = grad.contiguous()?.flatten_all()?;
+        let w = w_hh.contiguous()?.flatten_all()?;
+        macro_rules! run {
+            ($t:ty) => {{
+                let (dxp, dw, db) = self
+                    .backward::<$t>(&grad.to_vec1::<$t>()?, &w.to_vec1::<$t>()?)
+                    .map_err(to_candle)?;
+                (
+                    Tensor::from_vec(dxp, (b, t, g), dev)?,
+                    Tensor::from_vec(dw, (g, h), dev)?,
+                    Tensor::from_vec(db, 2 * g, dev)?,
+                )
+            }};
+        }
+        let (dxp, dw, db) = match w_hh.dtype() {
+            DType::F32 => run!(f32),
+            DType::F64 => run!(f64),
+            other => {
+                return Err(candle_core::Error::Msg(format!(
+                    "fused recurrence: dtype {other:?} (f32 or f64 only)"
+                )))
+            }
+        };
+        Ok((Some(dxp), Some(dw), Some(db)))
+    }
+}
+
+/// Whether the fused op can run on `x` (a CPU tensor of f32 or f64).
+pub(crate) fn supported(x: &Tensor) -> bool {
+    x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64)
+}
+
+/// Runs the recurrence of `cell` over `xp` `[B, T, G·H]` (the input product `x W_ihᵀ`, without
+/// bias), as [`rnnlab_core::reference_forward_seq`] would over the inputs it came from.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn fused_seq(
+    cell: FusedCell,
+    xp: &Tensor,
+    w_hh: &Tensor,
+    b_ih: &Tensor,
+    b_hh: &Tensor,
+    lengths: &[usize],
+    reverse: bool,
+    h_mask: Option<&Tensor>,
+) -> Result<SeqOutput> {
+    let (b, t, gh) = xp.dims3()?;
+    let h = w_hh.dim(1)?;
+    if gh != cell.gates() * h || lengths.len() != b {
+        return Err(Error::Mismatch(format!(
+            "fused recurrence: xp [{b}, {t}, {gh}] with {} lengths for H = {h}",
+            lengths.len()
+        )));
+    }
+    let (dtype, device) = (xp.dtype(), xp.device());
+    let lengths: Vec<usize> = lengths.iter().map(|&l| l.min(t)).collect();
+    let zero_state = || -> Result<SeqOutput> {
+        let z = Tensor::zeros((b, h), dtype, device)?;
+        Ok(SeqOutput {
+            outputs: Tensor::zeros((b, t, h), dtype, device)?,
+            last: CellState {
+                h: z.clone(),
+                c: (cell == FusedCell::Lstm).then_some(z),
+            },
+        })
+    };
+    if t == 0 || b == 0 {
+        return zero_state();
+    }
+    let mask = match h_mask {
+        Some(m) => {
+            let m = m.to_dtype(DType::F64)?;
+            if m.dims() != [b, h] {
+                return Err(Error::Mismatch(format!(
+                    "recurrent-dropout mask {:?}, expected [{b}, {h}]",
+                    m.dims()
+                )));
+            }
+            Some(m.flatten_all()?.to_vec1::<f64>()?)
+        }
+        None => None,
+    };
+    let op = FusedSeq {
+        cell,
+        lengths: lengths.clone(),
+        reverse,
+        mask,
+        dims: Dims { b, t, h },
+        threads: rayon::current_num_threads(),
+        saved: Mutex::new(None),
+    };
+    let res =
+        xp.contiguous()?
+            .apply_op3(&w_hh.contiguous()?, &Tensor::cat(&[b_ih, b_hh], 0)?, op)?;
+    // The final state: the output at each sequence's last step read (t = len−1 forward, t = 0
+    // backward); a sequence of length 0 reads a padded step, which is zero.
+    let idx: Vec<u32> = lengths
+        .iter()
+        .enumerate()
+        .map(|(bi, &l)| {
+            let ti = if reverse || l == 0 { 0 } else { l - 1 };
+            (bi * t + ti) as u32
+        })
+        .collect();
+    let idx = Tensor::from_vec(idx, b, device)?;
+    let w = cell.out_width() * h;
+    let finals = res.reshape((b * t, w))?.index_select(&idx, 0)?;
+    let (outputs, last) = if cell == FusedCell::Lstm {
+        (
+            res.narrow(2, 0, h)?,
+            CellState {
+                h: finals.narrow(1, 0, h)?,
+                c: Some(finals.narrow(1, h, h)?),
+            },
+        )
+    } else {
+        (res, CellState { h: finals, c: None })
+    };
+    Ok(SeqOutput { outputs, last })
+}
