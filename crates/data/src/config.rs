@@ -402,12 +402,6 @@ impl DataConfig {
                 "a fixed length-sorted order needs shuffle = false",
             ));
         }
-        if self.buckets && !self.shuffle {
-            return Err(DataError::config(
-                "data.buckets",
-                "length buckets shuffle the batches; they need shuffle = true",
-            ));
-        }
         if self.tokenizer.min_freq == 0 {
             return Err(DataError::config(
                 "data.tokenizer.min_freq",
@@ -616,13 +610,6 @@ mod tests {
             ),
             (with(&|c| c.batch_size = 0), "data.batch_size"),
             (with(&|c| c.path = None), "data.path"),
-            (
-                with(&|c| {
-                    c.shuffle = false;
-                    c.buckets = true;
-                }),
-                "data.buckets",
-            ),
             (with(&|c| c.sort_by_length = true), "data.sort_by_length"),
             (with(&|c| c.kind = "tvs".into()), "data.type"),
             (with(&|c| c.delimiter = Some("::".into())), "data.delimiter"),
