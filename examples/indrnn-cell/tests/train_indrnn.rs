@@ -18,7 +18,7 @@ fn demo_with(
             // time); a second layer, fed all units of the first, can.
             "model.cell.layers=2".into(),
             "data.size=3000".into(),
-            "train.epochs=6".into(),
+            "train.epochs=8".into(),
         ],
         out: Some(out.to_path_buf()),
         threads: Some(2),
