@@ -19,7 +19,7 @@ use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use rnnlab_core::Registry;
 
-fn split_list(s: &str) -> Result<Vec<String>, String> {
+pub(crate) fn split_list(s: &str) -> Result<Vec<String>, String> {
     let v: Vec<String> = s
         .split(',')
         .map(|x| x.trim().to_string())
@@ -50,77 +50,11 @@ pub enum BenchCommand {
     /// with the recurrent layer's GFLOP/s and tokens per second; with --torch, the same from
     /// PyTorch and the ratios; then per-step times on the real data's padded random batches
     /// beside torch_reference.py.
-    Step {
-        /// Cells, comma-separated.
-        #[arg(long, default_value = "rnn,lstm,gru", value_parser = split_list)]
-        cells: std::vec::Vec<String>,
-        /// rnnlab encoder kernels, comma-separated: fused, reference.
-        #[arg(long, default_value = "fused,reference", value_parser = split_list)]
-        kernels: std::vec::Vec<String>,
-        /// Batch size.
-        #[arg(long, default_value_t = 64)]
-        batch: usize,
-        /// Time steps of every sequence.
-        #[arg(long, default_value_t = 32)]
-        steps: usize,
-        /// Timed iterations (the median is printed).
-        #[arg(long, default_value_t = 30)]
-        iters: usize,
-        /// Untimed iterations first.
-        #[arg(long, default_value_t = 5)]
-        warmup: usize,
-        /// CPU threads (rnnlab and PyTorch).
-        #[arg(long, default_value_t = 2)]
-        threads: usize,
-        /// Seed of the weights and batches.
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-        /// A Python with torch: time PyTorch in the same run (e.g. python3).
-        #[arg(long, value_name = "PYTHON")]
-        torch: Option<String>,
-        /// torch_reference.py (default: <RNNLAB_DATA>/../peers/torch_reference.py).
-        #[arg(long, value_name = "FILE")]
-        peer: Option<PathBuf>,
-        /// Steps of the real-batch comparison (rt-kaggle-phrases, padded random batches of 64);
-        /// 0 skips it.
-        #[arg(long, default_value_t = 100)]
-        real_steps: usize,
-    },
+    Step(step::StepOptions),
     /// Train epochs of the real task (pipelines/rt-CELL.toml on the peer's random 80/20 split)
     /// as a child process and, with --torch, torch_reference.py: seconds of epochs 2..E, test
     /// accuracy after E (mean over seeds), peak resident memory, and the ratios.
-    Epoch {
-        /// Cells, comma-separated.
-        #[arg(long, default_value = "rnn,lstm,gru", value_parser = split_list)]
-        cells: std::vec::Vec<String>,
-        /// Epochs per run.
-        #[arg(long, default_value_t = 3)]
-        epochs: usize,
-        /// Seeds per cell (42, 43, ...).
-        #[arg(long, default_value_t = 1)]
-        seeds: usize,
-        /// The first seed.
-        #[arg(long, default_value_t = 42)]
-        first_seed: u64,
-        /// CPU threads of each run.
-        #[arg(long, default_value_t = 2)]
-        threads: usize,
-        /// rnnlab's encoder kernel (model.cell.kernel): fused or reference.
-        #[arg(long, default_value = "fused", value_parser = ["fused", "reference"])]
-        kernel: String,
-        /// An extra override for rnnlab's runs, `--set model.embedding_dropout=0.5`. Repeatable.
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        sets: Vec<String>,
-        /// A Python with torch: run torch_reference.py too (e.g. python3).
-        #[arg(long, value_name = "PYTHON")]
-        torch: Option<String>,
-        /// torch_reference.py (default: <RNNLAB_DATA>/../peers/torch_reference.py).
-        #[arg(long, value_name = "FILE")]
-        peer: Option<PathBuf>,
-        /// Keep the run folders and the children's logs here (default: a temporary folder).
-        #[arg(long, value_name = "DIR")]
-        keep: Option<PathBuf>,
-    },
+    Epoch(epoch::EpochOptions),
 }
 
 /// Runs a `bench` subcommand with the plugins of `registry`, printing to stdout.
@@ -131,59 +65,11 @@ pub fn run(registry: &Registry, cmd: BenchCommand) -> Result<()> {
             print!("{}", r.render());
             Ok(())
         }
-        BenchCommand::Step {
-            cells,
-            kernels,
-            batch,
-            steps,
-            iters,
-            warmup,
-            threads,
-            seed,
-            torch,
-            peer,
-            real_steps,
-        } => {
-            let o = step::StepOptions {
-                cells,
-                kernels,
-                batch,
-                steps,
-                iters,
-                warmup,
-                threads,
-                seed,
-                torch,
-                peer,
-                real_steps,
-            };
+        BenchCommand::Step(o) => {
             print!("{}", step::bench_step(registry, &o)?.render());
             Ok(())
         }
-        BenchCommand::Epoch {
-            cells,
-            epochs,
-            seeds,
-            first_seed,
-            threads,
-            kernel,
-            sets,
-            torch,
-            peer,
-            keep,
-        } => {
-            let o = epoch::EpochOptions {
-                cells,
-                epochs,
-                seeds,
-                first_seed,
-                threads,
-                kernel,
-                sets,
-                torch,
-                peer,
-                keep,
-            };
+        BenchCommand::Epoch(o) => {
             print!("{}", epoch::bench_epoch(&o)?.render());
             Ok(())
         }
@@ -321,6 +207,49 @@ pub fn bench_glove(file: &Path, reps: usize) -> Result<GloveBench> {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn bench_options_parse_from_the_command_line() {
+        use clap::Parser;
+        let cli = crate::Cli::try_parse_from([
+            "rnnlab",
+            "bench",
+            "step",
+            "--cells",
+            "lstm, gru",
+            "--kernels",
+            "fused",
+            "--iters",
+            "7",
+        ])
+        .unwrap();
+        let crate::Command::Bench {
+            cmd: BenchCommand::Step(o),
+        } = cli.command
+        else {
+            panic!("not bench step: {:?}", cli.command);
+        };
+        assert_eq!(o.cells, ["lstm", "gru"]);
+        assert_eq!(o.kernels, ["fused"]);
+        assert_eq!((o.iters, o.batch, o.steps, o.real_steps), (7, 64, 32, 100));
+
+        let cli = crate::Cli::try_parse_from([
+            "rnnlab", "bench", "epoch", "--seeds", "3", "--set", "a=1", "--set", "b=2",
+        ])
+        .unwrap();
+        let crate::Command::Bench {
+            cmd: BenchCommand::Epoch(o),
+        } = cli.command
+        else {
+            panic!("not bench epoch: {:?}", cli.command);
+        };
+        assert_eq!(o.cells, ["rnn", "lstm", "gru"]);
+        assert_eq!((o.seeds, o.first_seed, o.epochs), (3, 42, 3));
+        assert_eq!(o.sets, ["a=1", "b=2"]);
+        assert_eq!(o.kernel, "fused");
+        let e = crate::Cli::try_parse_from(["rnnlab", "bench", "step", "--cells", ","]);
+        assert!(e.is_err());
+    }
 
     #[test]
     fn median_and_ratio() {

@@ -128,14 +128,7 @@ pub fn train(registry: &Registry, opts: &TrainOptions) -> Result<RunSummary> {
         .resolve(&cfg.model, "model", Some("recurrent"))?;
     let mut params = Params::new();
     let model = {
-        let ctx = ModelContext {
-            vocab_size: prepared.vocab_size,
-            num_classes: prepared.labels.len(),
-            pretrained: prepared.embeddings.clone(),
-            freeze_embedding: prepared.freeze_embeddings,
-            pad_id: prepared.pad_id,
-            registry,
-        };
+        let ctx = model_context(&prepared, registry);
         let mut pb = ParamBuilder::new(&mut params, &mut rng, DType::F32, Device::Cpu);
         model_ctor(&model_p, &ctx, &mut pb)?
     };
@@ -393,6 +386,22 @@ fn provenance(threads: usize, cfg: &PipelineConfig) -> serde_json::Value {
         "started_utc": utc_stamp(),
         "data_dir": config::data_dir(),
     })
+}
+
+/// What a model constructor needs to know of the prepared data: vocabulary, classes, pretrained
+/// rows, padding id.
+pub(crate) fn model_context<'a>(
+    prepared: &rnnlab_data::Prepared,
+    registry: &'a Registry,
+) -> ModelContext<'a> {
+    ModelContext {
+        vocab_size: prepared.vocab_size,
+        num_classes: prepared.labels.len(),
+        pretrained: prepared.embeddings.clone(),
+        freeze_embedding: prepared.freeze_embeddings,
+        pad_id: prepared.pad_id,
+        registry,
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,29 @@ use rnnlab_cli::{config, TrainOptions};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rnnlab");
 
+/// Runs `rnnlab eval RUN FILE EXTRA...` quietly.
+fn eval_cmd(run: &Path, file: &Path, extra: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .arg("eval")
+        .arg(run)
+        .arg(file)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+/// [`eval_cmd`], which must succeed.
+fn eval_ok(run: &Path, file: &Path, extra: &[&str]) -> Vec<u8> {
+    let out = eval_cmd(run, file, extra);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// Trains the demo pipeline (a small LSTM, 2 epochs) into `dir/run`.
 fn train_demo(dir: &Path) -> (PathBuf, Vec<rnnlab_core::EpochMetrics>) {
     let run = dir.join("run");
@@ -108,18 +131,8 @@ fn eval_on_the_runs_val_rows_gives_its_logged_val_figures() {
             b
         }
     });
-    let out = Command::new(BIN)
-        .args(["eval", run.to_str().unwrap(), file.to_str().unwrap()])
-        .args(["--format", "tsv", "--json"])
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = eval_ok(&run, &file, &["--format", "tsv", "--json"]);
+    let j: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(j["checkpoint"], "best");
     assert_eq!(j["epoch"], best_epoch.1);
     assert_eq!(j["accuracy"].as_f64().unwrap(), best_epoch.0);
@@ -129,18 +142,8 @@ fn eval_on_the_runs_val_rows_gives_its_logged_val_figures() {
     assert_eq!(j["classes"].as_array().unwrap().len(), 2);
 
     // The text report has the headline, the per-class table and the matrix.
-    let out = Command::new(BIN)
-        .args(["eval", run.to_str().unwrap(), file.to_str().unwrap()])
-        .args(["--reader", "tsv", "--checkpoint", "last"])
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let out = eval_ok(&run, &file, &["--reader", "tsv", "--checkpoint", "last"]);
+    let text = String::from_utf8(out).unwrap();
     assert!(
         text.contains(&format!("accuracy {:.2} %", r.accuracy())),
         "{text}"
@@ -185,17 +188,7 @@ fn eval_on_the_runs_val_rows_gives_its_logged_val_figures() {
         "{msg}"
     );
     assert!(msg.contains("negative, positive"), "{msg}");
-    let out = Command::new(BIN)
-        .args([
-            "eval",
-            run.to_str().unwrap(),
-            bad.to_str().unwrap(),
-            "--reader",
-            "tsv",
-        ])
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
+    let out = eval_cmd(&run, &bad, &["--reader", "tsv"]);
     assert!(!out.status.success());
     assert!(
         out.stdout.is_empty(),

@@ -1,5 +1,6 @@
 //! Times one encoder forward + backward (batch 64, 32 steps, 50 → 128) per cell and kernel.
-//! `cargo run --release -p rnnlab-models --example seq_timing`
+//! `cargo run --release -p rnnlab-models --example seq_timing`; env `CELLS=lstm,gru`,
+//! `ONLY_FUSED=1`, `ITERS=12`, `LOSS=last` (the loss reads only the final hidden state).
 
 use std::time::Instant;
 
@@ -39,15 +40,21 @@ fn main() -> rnnlab_core::Result<()> {
             )?)?;
             let lengths = vec![t; b];
             let mut times = Vec::new();
-            for i in 0..12 {
+            let iters: usize = std::env::var("ITERS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(12);
+            let last_only = std::env::var("LOSS").is_ok_and(|v| v == "last");
+            for i in 0..iters {
                 let start = Instant::now();
                 let out = enc.forward(x.as_tensor(), &lengths, true, &mut rng)?;
                 let fwd = start.elapsed().as_secs_f64();
-                let g = out
-                    .outputs
-                    .sum_all()?
-                    .add(&out.last.sum_all()?)?
-                    .backward()?;
+                let loss = if last_only {
+                    out.last.sum_all()?
+                } else {
+                    out.outputs.sum_all()?.add(&out.last.sum_all()?)?
+                };
+                let g = loss.backward()?;
                 let total = start.elapsed().as_secs_f64();
                 std::hint::black_box(g);
                 if i >= 2 {

@@ -106,26 +106,19 @@ fn check(cell: &str, dtype: DType, case: u64, big: bool) {
     let what = format!(
         "{cell} {dtype:?} B={b} T={t} layers={layers} bi={bidirectional} H={hidden} lengths={lengths:?}"
     );
-    let f = pass(
-        "fused",
-        cell,
-        layers,
-        bidirectional,
-        hidden,
-        x.as_tensor(),
-        &lengths,
-        dtype,
-    );
-    let r = pass(
-        "reference",
-        cell,
-        layers,
-        bidirectional,
-        hidden,
-        x.as_tensor(),
-        &lengths,
-        dtype,
-    );
+    let run = |kernel| {
+        pass(
+            kernel,
+            cell,
+            layers,
+            bidirectional,
+            hidden,
+            x.as_tensor(),
+            &lengths,
+            dtype,
+        )
+    };
+    let (f, r) = (run("fused"), run("reference"));
     let (rtol, atol) = if dtype == DType::F64 {
         (1e-9, 1e-12)
     } else {

@@ -12,28 +12,41 @@ use rnnlab_core::EpochMetrics;
 use super::{child, ratio, torch};
 use crate::config;
 
-/// What `rnnlab bench epoch` runs.
-#[derive(Clone, Debug)]
+/// What `rnnlab bench epoch` runs (its command-line options).
+#[derive(Clone, Debug, clap::Args)]
 pub struct EpochOptions {
-    /// Cells: rnn, lstm, gru.
-    pub cells: Vec<String>,
+    /// Cells, comma-separated.
+    #[arg(long, default_value = "rnn,lstm,gru", value_parser = super::split_list)]
+    // `std::vec::Vec`, not `Vec`: clap reads a bare `Vec<T>` as a repeated option; this is one
+    // value that `split_list` cuts at the commas.
+    pub cells: std::vec::Vec<String>,
     /// Epochs per run (the time is the mean of epochs 2..E; with E = 1, epoch 1).
+    #[arg(long, default_value_t = 3)]
     pub epochs: usize,
-    /// Seeds per cell: `first_seed`, `first_seed + 1`, ...
+    /// Seeds per cell (FIRST_SEED, FIRST_SEED + 1, ...).
+    #[arg(long, default_value_t = 1)]
     pub seeds: usize,
     /// The first seed.
+    #[arg(long, default_value_t = 42)]
     pub first_seed: u64,
-    /// CPU threads of each side.
+    /// CPU threads of each run.
+    #[arg(long, default_value_t = 2)]
     pub threads: usize,
-    /// rnnlab's encoder kernel (`model.cell.kernel`).
+    /// rnnlab's encoder kernel (model.cell.kernel): fused or reference.
+    #[arg(long, default_value = "fused", value_parser = ["fused", "reference"])]
     pub kernel: String,
-    /// Extra `--set KEY=VALUE` for rnnlab's runs.
+    /// An extra override for rnnlab's runs, `--set model.embedding_dropout=0.5`. Repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
-    /// The Python with torch; none: rnnlab only.
+    /// A Python with torch: run torch_reference.py too (e.g. python3).
+    #[arg(long, value_name = "PYTHON")]
     pub torch: Option<String>,
-    /// `torch_reference.py`; none: `<RNNLAB_DATA>/../peers/torch_reference.py`.
+    /// torch_reference.py (default: <RNNLAB_DATA>/../peers/torch_reference.py).
+    #[arg(long, value_name = "FILE")]
     pub peer: Option<PathBuf>,
-    /// Keep the run folders and logs here (default: a temporary folder, removed at the end).
+    /// Keep the run folders and the children's logs here (default: a temporary folder,
+    /// removed at the end).
+    #[arg(long, value_name = "DIR")]
     pub keep: Option<PathBuf>,
 }
 

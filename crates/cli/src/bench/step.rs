@@ -66,30 +66,44 @@ pub fn gflops_per_s(flops: f64, ms: f64) -> f64 {
     flops / (ms * 1e-3) / 1e9
 }
 
-/// What `rnnlab bench step` measures.
-#[derive(Clone, Debug)]
+/// What `rnnlab bench step` measures (its command-line options).
+#[derive(Clone, Debug, clap::Args)]
 pub struct StepOptions {
-    /// Cells: rnn, lstm, gru.
-    pub cells: Vec<String>,
-    /// Encoder kernels for rnnlab: fused, reference.
-    pub kernels: Vec<String>,
+    /// Cells, comma-separated.
+    #[arg(long, default_value = "rnn,lstm,gru", value_parser = super::split_list)]
+    // `std::vec::Vec`, not `Vec`: clap reads a bare `Vec<T>` as a repeated option; this is one
+    // value that `split_list` cuts at the commas.
+    pub cells: std::vec::Vec<String>,
+    /// rnnlab encoder kernels, comma-separated: fused, reference.
+    #[arg(long, default_value = "fused,reference", value_parser = super::split_list)]
+    pub kernels: std::vec::Vec<String>,
     /// Batch size.
+    #[arg(long, default_value_t = 64)]
     pub batch: usize,
-    /// Time steps (every sequence is this long).
+    /// Time steps of every sequence.
+    #[arg(long, default_value_t = 32)]
     pub steps: usize,
-    /// Timed iterations (the median is reported).
+    /// Timed iterations (the median is printed).
+    #[arg(long, default_value_t = 30)]
     pub iters: usize,
-    /// Untimed iterations first (at least 1).
+    /// Untimed iterations first.
+    #[arg(long, default_value_t = 5)]
     pub warmup: usize,
-    /// CPU threads.
+    /// CPU threads (rnnlab and PyTorch).
+    #[arg(long, default_value_t = 2)]
     pub threads: usize,
-    /// Seed of the weights and random batches.
+    /// Seed of the weights and batches.
+    #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// The Python with torch; none: rnnlab only.
+    /// A Python with torch: time PyTorch in the same run (e.g. python3).
+    #[arg(long, value_name = "PYTHON")]
     pub torch: Option<String>,
-    /// `torch_reference.py`; none: `<RNNLAB_DATA>/../peers/torch_reference.py`.
+    /// torch_reference.py (default: <RNNLAB_DATA>/../peers/torch_reference.py).
+    #[arg(long, value_name = "FILE")]
     pub peer: Option<PathBuf>,
-    /// Steps of the real-data comparison (0: skip it).
+    /// Steps of the real-batch comparison (rt-kaggle-phrases, padded random batches of 64);
+    /// 0 skips it.
+    #[arg(long, default_value_t = 100)]
     pub real_steps: usize,
 }
 
@@ -581,14 +595,7 @@ fn real_rnnlab(
     };
     let (_, prepared, rng_after) = &mut cache[k];
     let mut rng = rng_after.clone();
-    let ctx = ModelContext {
-        vocab_size: prepared.vocab_size,
-        num_classes: prepared.labels.len(),
-        pretrained: prepared.embeddings.clone(),
-        freeze_embedding: prepared.freeze_embeddings,
-        pad_id: prepared.pad_id,
-        registry,
-    };
+    let ctx = crate::train::model_context(prepared, registry);
     let mut trainer = build_trainer(
         registry,
         &cfg.model,
@@ -709,16 +716,7 @@ pub fn bench_step(registry: &Registry, o: &StepOptions) -> Result<StepBench> {
         }
         if let Some(python) = &o.torch {
             tracing::info!("bench step: torch {cell} ({python})");
-            let args = torch::StepScriptArgs {
-                cells: vec![cell.clone()],
-                batch: o.batch,
-                steps: o.steps,
-                iters: o.iters,
-                warmup: o.warmup.max(1),
-                threads: o.threads,
-                seed: o.seed,
-            };
-            for t in torch::run_step_script(python, &args, tmp.path())? {
+            for t in torch::run_step_script(python, o, cell, tmp.path())? {
                 if !bench.notes.iter().any(|n| n.starts_with("PyTorch")) {
                     bench.notes.push(format!(
                         "PyTorch {} (oneDNN {}), {} thread(s), run by {python}.",

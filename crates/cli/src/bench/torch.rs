@@ -187,34 +187,21 @@ pub fn peer_command(python: &str, peer: &Path, a: &PeerArgs) -> Result<Command> 
     Ok(c)
 }
 
-/// What to time in [`run_step_script`].
-#[derive(Clone, Debug)]
-pub struct StepScriptArgs {
-    /// Cells, in order.
-    pub cells: Vec<String>,
-    /// Batch size.
-    pub batch: usize,
-    /// Time steps.
-    pub steps: usize,
-    /// Timed iterations.
-    pub iters: usize,
-    /// Untimed iterations first.
-    pub warmup: usize,
-    /// CPU threads.
-    pub threads: usize,
-    /// Seed of the random batches and weights.
-    pub seed: u64,
-}
-
-/// Writes [`STEP_SCRIPT`] into `dir` and runs it with `python`.
-pub fn run_step_script(python: &str, a: &StepScriptArgs, dir: &Path) -> Result<Vec<TorchStep>> {
+/// Writes [`STEP_SCRIPT`] into `dir` and runs it with `python` for `cell` with the shapes,
+/// iterations, threads and seed of `a`.
+pub fn run_step_script(
+    python: &str,
+    a: &super::step::StepOptions,
+    cell: &str,
+    dir: &Path,
+) -> Result<Vec<TorchStep>> {
     let script = dir.join("torch_step.py");
     std::fs::write(&script, STEP_SCRIPT)
         .with_context(|| format!("writing {}", script.display()))?;
     let mut c = Command::new(python);
     c.arg(&script)
         .arg("--cells")
-        .arg(a.cells.join(","))
+        .arg(cell)
         .arg("--batch")
         .arg(a.batch.to_string())
         .arg("--steps")
@@ -222,7 +209,7 @@ pub fn run_step_script(python: &str, a: &StepScriptArgs, dir: &Path) -> Result<V
         .arg("--iters")
         .arg(a.iters.to_string())
         .arg("--warmup")
-        .arg(a.warmup.to_string())
+        .arg(a.warmup.max(1).to_string())
         .arg("--threads")
         .arg(a.threads.to_string())
         .arg("--seed")
@@ -230,13 +217,11 @@ pub fn run_step_script(python: &str, a: &StepScriptArgs, dir: &Path) -> Result<V
     let run = child::run_measured(&mut c, dir, "torch_step")?;
     run.check()?;
     let rows = parse_step_output(&run.stdout)?;
-    for cell in &a.cells {
-        if !rows.iter().any(|r| &r.cell == cell) {
-            return Err(anyhow!(
-                "the torch step script printed no line for cell `{cell}`:\n{}",
-                run.stdout
-            ));
-        }
+    if !rows.iter().any(|r| r.cell == cell) {
+        return Err(anyhow!(
+            "the torch step script printed no line for cell `{cell}`:\n{}",
+            run.stdout
+        ));
     }
     Ok(rows)
 }
