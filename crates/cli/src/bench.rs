@@ -103,15 +103,6 @@ pub fn parse_loadavg(text: &str) -> Option<f64> {
     text.split_whitespace().next()?.parse().ok()
 }
 
-/// Sets the CPU threads of candle and rayon, as `rnnlab train` does; takes effect only before
-/// their pools start.
-fn set_threads(threads: usize) {
-    if threads > 0 {
-        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
-        std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
-    }
-}
-
 /// Times of `rnnlab bench glove`.
 #[derive(Clone, Debug)]
 pub struct GloveBench {

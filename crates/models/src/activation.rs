@@ -3,7 +3,7 @@
 use candle_core::WithDType;
 
 /// f32 or f64, with the activations the cells need, applied in place to a slice.
-pub(crate) trait Real: WithDType + num_traits::Float {
+pub(crate) trait Real: WithDType + num_traits::Float + crate::rows::RowKernels {
     /// `x ← tanh(x)`.
     fn tanh_slice(x: &mut [Self]);
     /// `x ← 1 / (1 + e^{−x})`.

@@ -21,6 +21,7 @@ use gemm::Parallelism;
 use rnnlab_core::{CellState, Error, Result, SeqOutput};
 
 use crate::activation::Real;
+use crate::rows::{GruBackward, LstmBackward, LstmForward};
 
 /// Which cell's equations the op runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,7 +158,7 @@ impl<T> SharedMut<T> {
 fn matmul<T: Real>(
     (m, n, k): (usize, usize, usize),
     dst: &mut [T],
-    dst_rs: usize,
+    (dst_rs, dst_cs): (usize, usize),
     accumulate: bool,
     lhs: &[T],
     (lhs_rs, lhs_cs): (usize, usize),
@@ -168,7 +169,7 @@ fn matmul<T: Real>(
     if m == 0 || n == 0 {
         return;
     }
-    debug_assert!(dst.len() >= (m - 1) * dst_rs + n);
+    debug_assert!(dst.len() > (m - 1) * dst_rs + (n - 1) * dst_cs);
     debug_assert!(k == 0 || lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
     debug_assert!(k == 0 || rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
     // SAFETY: the strides and sizes stay inside the slices (checked above in debug builds; every
@@ -179,7 +180,7 @@ fn matmul<T: Real>(
             n,
             k,
             dst.as_mut_ptr(),
-            1,
+            dst_cs as isize,
             dst_rs as isize,
             accumulate,
             lhs.as_ptr(),
@@ -242,6 +243,14 @@ impl FusedSeq {
             .map(|m| m.iter().map(|&v| T::from_f64(v)).collect());
         let mut out = vec![T::zero(); b * t * w];
         let out_ptr = SharedMut(out.as_mut_ptr());
+        // W_hhᵀ [H, G], for the per-step products (see forward_chunk).
+        let mut w_hh_t = vec![T::zero(); g * h];
+        for (a, row) in w_hh.chunks_exact(h).enumerate() {
+            for (k, &v) in row.iter().enumerate() {
+                w_hh_t[k * g + a] = v;
+            }
+        }
+        let w_hh_t = &w_hh_t[..];
         let chunks = self.chunks();
         let run = |ch: &Chunk| -> ChunkSaved<T> {
             forward_chunk(
@@ -250,7 +259,7 @@ impl FusedSeq {
                 self.reverse,
                 &self.dims,
                 xp,
-                w_hh,
+                w_hh_t,
                 bias,
                 mask.as_deref(),
                 out_ptr,
@@ -324,7 +333,7 @@ impl FusedSeq {
             matmul(
                 (g, h, n),
                 &mut dw,
-                h,
+                (h, 1),
                 k > 0,
                 dg,
                 (1, g),
@@ -361,7 +370,7 @@ fn forward_chunk<T: Real>(
     reverse: bool,
     dims: &Dims,
     xp: &[T],
-    w_hh: &[T],
+    w_hh_t: &[T],
     bias: &[T],
     mask: Option<&[T]>,
     out: SharedMut<T>,
@@ -398,15 +407,17 @@ fn forward_chunk<T: Real>(
                 None => dst.copy_from_slice(src),
             }
         }
-        // rec = hm · W_hhᵀ   ([n, H] × [H, G])
+        // rec = hm · W_hhᵀ   ([n, H] × [H, G]), computed as recᵀ = W_hh · hmᵀ ([G, H] × [H, n])
+        // from the transposed copy: gates along the rows is the column-major layout `gemm`
+        // runs fastest (`cargo run --release -p rnnlab-models --example gemm_shapes`).
         matmul(
-            (n, g, h),
+            (g, n, h),
             &mut rec[..n * g],
-            g,
+            (1, g),
             false,
+            w_hh_t,
+            (1, g),
             block,
-            (h, 1),
-            w_hh,
             (1, h),
             Parallelism::None,
         );
@@ -438,32 +449,28 @@ fn forward_chunk<T: Real>(
                     o.copy_from_slice(r);
                 }
                 FusedCell::Lstm => {
-                    for j in 0..g {
-                        r[j] = x[j] + r[j] + b_sum[j];
+                    for ((a, &xv), &bv) in r.iter_mut().zip(x).zip(&b_sum) {
+                        *a += xv + bv;
                     }
                     let (ifg, og) = r.split_at_mut(3 * h);
                     let (if_, gg) = ifg.split_at_mut(2 * h);
                     T::sigmoid_slice(if_);
                     T::tanh_slice(gg);
                     T::sigmoid_slice(og);
-                    let cs = &mut state_c[i * h..(i + 1) * h];
                     let (gates, rest) = v.split_at_mut(4 * h);
-                    let (cv, tc) = rest.split_at_mut(h);
-                    for j in 0..h {
-                        let c = if_[h + j] * cs[j] + if_[j] * gg[j];
-                        cs[j] = c;
-                        cv[j] = c;
-                        tc[j] = c;
-                    }
-                    T::tanh_slice(tc);
-                    for j in 0..h {
-                        let hv = og[j] * tc[j];
-                        hs[j] = hv;
-                        o[j] = hv;
-                        o[h + j] = cv[j];
-                    }
-                    gates[..3 * h].copy_from_slice(&r[..3 * h]);
-                    gates[3 * h..].copy_from_slice(&r[3 * h..]);
+                    gates.copy_from_slice(r);
+                    let (c_saved, tanh_c) = rest.split_at_mut(h);
+                    T::lstm_forward(
+                        LstmForward {
+                            gates,
+                            c: &mut state_c[i * h..(i + 1) * h],
+                            c_saved,
+                            tanh_c,
+                            h: hs,
+                            out: o,
+                        },
+                        T::tanh_slice,
+                    );
                 }
                 FusedCell::Gru => {
                     // r, z from the sum; n = tanh(x_n + r ⊙ (hm W_hnᵀ + b_hn)).
@@ -525,6 +532,8 @@ fn backward_chunk<T: Real>(
     let mut dh = vec![T::zero(); nb * h];
     let mut dc = vec![T::zero(); if cell == FusedCell::Lstm { nb * h } else { 0 }];
     let mut dhm = vec![T::zero(); nb * h];
+    // The state entering a row's first step.
+    let zeros = vec![T::zero(); h];
     let one = T::one();
     for k in (0..ch.steps()).rev() {
         let n = ch.active[k];
@@ -562,48 +571,24 @@ fn backward_chunk<T: Real>(
                     dx.copy_from_slice(d);
                 }
                 FusedCell::Lstm => {
-                    let (gi, rest) = v.split_at(h);
-                    let (gf, rest) = rest.split_at(h);
-                    let (gg, rest) = rest.split_at(h);
-                    let (go_, rest) = rest.split_at(h);
-                    let (_c, tc) = rest.split_at(h);
-                    let dci = &mut dc[i * h..(i + 1) * h];
-                    for j in 0..h {
-                        let c_prev = prev.map_or(T::zero(), |p| p[j]);
-                        let dhv = dhi[j] + go[j];
-                        let dcv = dci[j] + go[h + j] + dhv * go_[j] * (one - tc[j] * tc[j]);
-                        let (i_, f_, g_, o_) = (gi[j], gf[j], gg[j], go_[j]);
-                        d[j] = dcv * g_ * i_ * (one - i_);
-                        d[h + j] = dcv * c_prev * f_ * (one - f_);
-                        d[2 * h + j] = dcv * i_ * (one - g_ * g_);
-                        d[3 * h + j] = dhv * tc[j] * o_ * (one - o_);
-                        dci[j] = dcv * f_;
-                        dhi[j] = T::zero();
-                    }
+                    T::lstm_backward(LstmBackward {
+                        saved: v,
+                        c_prev: prev.unwrap_or(&zeros),
+                        grad_out: go,
+                        dh: dhi,
+                        dc: &mut dc[i * h..(i + 1) * h],
+                        d,
+                    });
                     dx.copy_from_slice(d);
                 }
-                FusedCell::Gru => {
-                    let (vr, rest) = v.split_at(h);
-                    let (vz, rest) = rest.split_at(h);
-                    let (vn, rest) = rest.split_at(h);
-                    let (vhn, _vh) = rest.split_at(h);
-                    for j in 0..h {
-                        let h_prev = prev.map_or(T::zero(), |p| p[j]);
-                        let dhv = dhi[j] + go[j];
-                        let (r_, z_, n_) = (vr[j], vz[j], vn[j]);
-                        let dan = dhv * (one - z_) * (one - n_ * n_);
-                        let dar = dan * vhn[j] * r_ * (one - r_);
-                        let daz = dhv * (h_prev - n_) * z_ * (one - z_);
-                        dx[j] = dar;
-                        dx[h + j] = daz;
-                        dx[2 * h + j] = dan;
-                        d[j] = dar;
-                        d[h + j] = daz;
-                        d[2 * h + j] = dan * r_;
-                        // The direct path h_prev → h' (through z ⊙ h_prev).
-                        dhi[j] = dhv * z_;
-                    }
-                }
+                FusedCell::Gru => T::gru_backward(GruBackward {
+                    saved: v,
+                    h_prev: prev.unwrap_or(&zeros),
+                    grad_out: go,
+                    dh: dhi,
+                    dx,
+                    d,
+                }),
             }
             for (acc, &v) in db_ih.iter_mut().zip(dx.iter()) {
                 *acc += v;
@@ -613,7 +598,7 @@ fn backward_chunk<T: Real>(
         matmul(
             (n, h, g),
             &mut dhm[..n * h],
-            h,
+            (h, 1),
             false,
             &dg[off * g..(off + n) * g],
             (g, 1),

@@ -14,6 +14,7 @@ mod gru;
 mod linear;
 mod lstm;
 mod rnn;
+mod rows;
 
 use std::sync::Arc;
 

@@ -679,7 +679,8 @@ fn validate(o: &StepOptions) -> Result<()> {
 /// Runs `rnnlab bench step`.
 pub fn bench_step(registry: &Registry, o: &StepOptions) -> Result<StepBench> {
     validate(o)?;
-    super::set_threads(o.threads);
+    // The same thread set-up as `rnnlab train`.
+    crate::train::set_threads(o.threads);
     let mut bench = StepBench {
         opts: o.clone(),
         rows: Vec::new(),
