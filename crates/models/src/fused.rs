@@ -1,12 +1,15 @@
 //! The fused CPU sequence kernels of the built-in cells: the whole recurrence forward in one
 //! custom op, and the whole of BPTT in its backward.
 //!
-//! The input product `xp = x W_ihᵀ` of every step is one matrix product outside the op (autograd
-//! gives `dx` and `dW_ih` from it as one product each). The op takes `xp` `[B, T, G·H]`, `W_hh`
-//! `[G·H, H]` and both biases `[b_ih, b_hh]` `[2·G·H]` and returns the hidden state of every step
-//! `[B, T, H]` (for the LSTM `[B, T, 2H]`: `h` then `c`), zero where a step is past the sequence's
-//! length. Its backward returns `dxp`, `dW_hh` (one product over all steps) and both biases'
-//! gradients (sums of the gate gradients).
+//! The op takes the input `x` `[B, T, E]`, both weight matrices `[W_ih, W_hh]` (flattened, one
+//! tensor) and both biases `[b_ih, b_hh]` `[2·G·H]`, and returns the hidden state of every step,
+//! zero where a step is past the sequence's length: `[B, T, H]`, for the LSTM `[2·B, T, H]` (the
+//! `h` plane, then the `c` plane, so that `h` is a contiguous view). Forward computes the input
+//! product `xp = x W_ihᵀ` of every step as one matrix product, then the recurrence. Backward
+//! returns `dx`, `[dW_ih, dW_hh]` and both biases' gradients: `dW_hh`, `dW_ih` and `dx` are one
+//! product each over all steps, the biases' gradients sums of the gate gradients. Inside the op
+//! none of the `[B, T, G·H]` intermediates becomes a candle tensor, so autograd neither zero-fills
+//! nor accumulates them.
 //!
 //! Inside, the rows of the batch are sorted by length and dealt to one chunk per thread; each chunk
 //! runs its rows independently, so at step `k` its active rows are a prefix and only they enter the
@@ -16,7 +19,7 @@
 use std::any::Any;
 use std::sync::Mutex;
 
-use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Storage, Tensor, WithDType};
 use gemm::Parallelism;
 use rnnlab_core::{CellState, Error, Result, SeqOutput};
 
@@ -58,8 +61,8 @@ impl FusedCell {
         }
     }
 
-    /// Width of the op's output per step, in units of `H`.
-    fn out_width(self) -> usize {
+    /// Planes of the op's output, `[B, T, H]` each: `h` (and the LSTM's `c`).
+    fn planes(self) -> usize {
         match self {
             FusedCell::Lstm => 2,
             _ => 1,
@@ -212,10 +215,13 @@ struct ChunkSaved<T> {
 struct Dims {
     b: usize,
     t: usize,
+    /// Input width.
+    e: usize,
     h: usize,
 }
 
-/// The recurrence as a candle custom op (see the module docs).
+/// The recurrence as a candle custom op (see the module docs). Its output is `[P·B, T, H]`: `P`
+/// planes of `[B, T, H]` ([`FusedCell::planes`]), so that `h` alone is a contiguous view.
 pub(crate) struct FusedSeq {
     cell: FusedCell,
     lengths: Vec<usize>,
@@ -232,16 +238,32 @@ impl FusedSeq {
         plan(&self.lengths, self.threads)
     }
 
-    fn forward<T: Real>(&self, xp: &[T], w_hh: &[T], bias: &[T]) -> Vec<T> {
-        let Dims { b, t, h } = self.dims;
+    /// The outputs `[B, T, W·H]` from the input `x` `[B, T, E]`, both weight matrices
+    /// (`[W_ih, W_hh]` flattened) and both biases.
+    fn forward<T: Real>(&self, x: &[T], weights: &[T], bias: &[T]) -> Vec<T> {
+        let Dims { b, t, e, h } = self.dims;
         let cell = self.cell;
         let g = cell.gates() * h;
-        let w = cell.out_width() * h;
+        let (w_ih, w_hh) = weights.split_at(g * e);
+        // xp = x · W_ihᵀ for every step at once ([B·T, E] × [E, G]).
+        let mut xp = vec![T::zero(); b * t * g];
+        matmul(
+            (b * t, g, e),
+            &mut xp,
+            (g, 1),
+            false,
+            x,
+            (e, 1),
+            w_ih,
+            (1, e),
+            parallelism(self.threads),
+        );
+        let xp = &xp[..];
         let mask: Option<Vec<T>> = self
             .mask
             .as_ref()
             .map(|m| m.iter().map(|&v| T::from_f64(v)).collect());
-        let mut out = vec![T::zero(); b * t * w];
+        let mut out = vec![T::zero(); cell.planes() * b * t * h];
         let out_ptr = SharedMut(out.as_mut_ptr());
         // W_hhᵀ [H, G], for the per-step products (see forward_chunk).
         let mut w_hh_t = vec![T::zero(); g * h];
@@ -264,7 +286,6 @@ impl FusedSeq {
                 mask.as_deref(),
                 out_ptr,
                 g,
-                w,
             )
         };
         let saved: Vec<ChunkSaved<T>> = if chunks.len() > 1 {
@@ -279,12 +300,17 @@ impl FusedSeq {
         out
     }
 
-    /// `dxp`, `dW_hh`, `db_hh` from the gradient of the output.
-    fn backward<T: Real>(&self, grad: &[T], w_hh: &[T]) -> Result<(Vec<T>, Vec<T>, Vec<T>)> {
-        let Dims { b, t, h } = self.dims;
+    /// `dx`, `[dW_ih, dW_hh]` and `[db_ih, db_hh]` from the gradient of the output.
+    fn backward<T: Real>(
+        &self,
+        grad: &[T],
+        x: &[T],
+        weights: &[T],
+    ) -> Result<(Vec<T>, Vec<T>, Vec<T>)> {
+        let Dims { b, t, e, h } = self.dims;
+        let (w_ih, w_hh) = weights.split_at(self.cell.gates() * h * e);
         let cell = self.cell;
         let g = cell.gates() * h;
-        let w = cell.out_width() * h;
         let slot = self
             .saved
             .lock()
@@ -314,7 +340,6 @@ impl FusedSeq {
                 sv,
                 dxp_ptr,
                 g,
-                w,
             )
         };
         let dgs: Vec<(Vec<T>, Vec<T>)> = if chunks.len() > 1 {
@@ -323,8 +348,10 @@ impl FusedSeq {
         } else {
             chunks.iter().zip(saved.iter()).map(run).collect()
         };
-        // dW_hh = Σ over every active (row, step) of dG_recᵀ · hm: one product per chunk.
-        let mut dw = vec![T::zero(); g * h];
+        // [dW_ih, dW_hh]; dW_hh = Σ over every active (row, step) of dG_recᵀ · hm: one product
+        // per chunk.
+        let mut dw_all = vec![T::zero(); g * (e + h)];
+        let (dw_ih, dw) = dw_all.split_at_mut(g * e);
         // [db_ih, db_hh]
         let mut db = vec![T::zero(); 2 * g];
         let par = parallelism(self.threads);
@@ -332,7 +359,7 @@ impl FusedSeq {
             let n = ch.tokens();
             matmul(
                 (g, h, n),
-                &mut dw,
+                dw,
                 (h, 1),
                 k > 0,
                 dg,
@@ -350,7 +377,32 @@ impl FusedSeq {
                 }
             }
         }
-        Ok((dxp, dw, db))
+        // dW_ih = dxpᵀ · x and dx = dxp · W_ih, over every (row, step) at once (padded steps have
+        // dxp = 0).
+        matmul(
+            (g, e, b * t),
+            dw_ih,
+            (e, 1),
+            false,
+            &dxp,
+            (1, g),
+            x,
+            (e, 1),
+            par,
+        );
+        let mut dx = vec![T::zero(); b * t * e];
+        matmul(
+            (b * t, e, g),
+            &mut dx,
+            (e, 1),
+            false,
+            &dxp,
+            (g, 1),
+            w_ih,
+            (e, 1),
+            par,
+        );
+        Ok((dx, dw_all, db))
     }
 }
 
@@ -375,9 +427,10 @@ fn forward_chunk<T: Real>(
     mask: Option<&[T]>,
     out: SharedMut<T>,
     g: usize,
-    w: usize,
 ) -> ChunkSaved<T> {
-    let Dims { t: tt, h, .. } = *dims;
+    let Dims { b, t: tt, h, .. } = *dims;
+    // Where the LSTM's c plane starts in the output.
+    let plane = b * tt * h;
     let s = cell.saved() * h;
     let nb = ch.rows.len();
     let total = ch.tokens();
@@ -429,7 +482,8 @@ fn forward_chunk<T: Real>(
             let v = &mut vals[(off + i) * s..(off + i + 1) * s];
             let hs = &mut state_h[i * h..(i + 1) * h];
             // SAFETY: row `bi` belongs to this chunk only.
-            let o = unsafe { out.slice((bi * tt + ti) * w, w) };
+            let at = bi * tt + ti;
+            let o = unsafe { out.slice(at * h, h) };
             match cell {
                 FusedCell::RnnTanh | FusedCell::RnnRelu => {
                     for j in 0..h {
@@ -467,7 +521,9 @@ fn forward_chunk<T: Real>(
                             c_saved,
                             tanh_c,
                             h: hs,
-                            out: o,
+                            out_h: o,
+                            // SAFETY: as `o`, in the c plane.
+                            out_c: unsafe { out.slice(plane + at * h, h) },
                         },
                         T::tanh_slice,
                     );
@@ -521,9 +577,10 @@ fn backward_chunk<T: Real>(
     sv: &ChunkSaved<T>,
     dxp: SharedMut<T>,
     g: usize,
-    w: usize,
 ) -> (Vec<T>, Vec<T>) {
-    let Dims { t: tt, h, .. } = *dims;
+    let Dims { b, t: tt, h, .. } = *dims;
+    // Where the gradient's c plane starts (LSTM).
+    let plane = b * tt * h;
     let s = cell.saved() * h;
     let nb = ch.rows.len();
     let mut db_ih = vec![T::zero(); g];
@@ -541,7 +598,8 @@ fn backward_chunk<T: Real>(
         for i in 0..n {
             let bi = ch.rows[i];
             let ti = ch.time(i, k, reverse);
-            let go = &grad[(bi * tt + ti) * w..(bi * tt + ti + 1) * w];
+            let at = bi * tt + ti;
+            let go = &grad[at * h..(at + 1) * h];
             let v = &sv.vals[(off + i) * s..(off + i + 1) * s];
             let d = &mut dg[(off + i) * g..(off + i + 1) * g];
             // SAFETY: row `bi` belongs to this chunk only.
@@ -574,7 +632,8 @@ fn backward_chunk<T: Real>(
                     T::lstm_backward(LstmBackward {
                         saved: v,
                         c_prev: prev.unwrap_or(&zeros),
-                        grad_out: go,
+                        grad_h: go,
+                        grad_c: &grad[plane + at * h..plane + (at + 1) * h],
                         dh: dhi,
                         dc: &mut dc[i * h..(i + 1) * h],
                         d,
@@ -647,20 +706,20 @@ impl FusedSeq {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<CpuStorage> {
-        let xp = slice_of::<T>(s1, l1, "xp")?;
-        let w_hh = slice_of::<T>(s2, l2, "weight_hh")?;
+        let x = slice_of::<T>(s1, l1, "x")?;
+        let weights = slice_of::<T>(s2, l2, "weights")?;
         let bias = slice_of::<T>(s3, l3, "bias")?;
-        let Dims { b, t, h } = self.dims;
+        let Dims { b, t, e, h } = self.dims;
         let g = self.cell.gates() * h;
-        if xp.len() != b * t * g || w_hh.len() != g * h || bias.len() != 2 * g {
+        if x.len() != b * t * e || weights.len() != g * (e + h) || bias.len() != 2 * g {
             return Err(Error::Mismatch(format!(
-                "fused recurrence: xp {}, weight_hh {}, biases {} values for B={b}, T={t}, G·H={g}, H={h}",
-                xp.len(),
-                w_hh.len(),
+                "fused recurrence: x {}, weights {}, biases {} values for B={b}, T={t}, E={e}, G·H={g}, H={h}",
+                x.len(),
+                weights.len(),
                 bias.len()
             )));
         }
-        Ok(T::to_cpu_storage_owned(self.forward(xp, w_hh, bias)))
+        Ok(T::to_cpu_storage_owned(self.forward(x, weights, bias)))
     }
 }
 
@@ -682,8 +741,8 @@ impl CustomOp3 for FusedSeq {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let Dims { b, t, h } = self.dims;
-        let shape = Shape::from((b, t, self.cell.out_width() * h));
+        let Dims { b, t, h, .. } = self.dims;
+        let shape = Shape::from((self.cell.planes() * b, t, h));
         let out = match s1 {
             CpuStorage::F32(_) => self.run_fwd::<f32>(s1, l1, s2, l2, s3, l3),
             CpuStorage::F64(_) => self.run_fwd::<f64>(s1, l1, s2, l2, s3, l3),
@@ -695,30 +754,42 @@ impl CustomOp3 for FusedSeq {
 
     fn bwd(
         &self,
-        _xp: &Tensor,
-        w_hh: &Tensor,
+        x: &Tensor,
+        weights: &Tensor,
         _bias: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let Dims { b, t, h } = self.dims;
+        let Dims { b, t, e, h } = self.dims;
         let g = self.cell.gates() * h;
-        let dev = w_hh.device();
-        let grad = grad.contiguous()?.flatten_all()?;
-        let w = w_hh.contiguous()?.flatten_all()?;
+        let dev = weights.device();
+        let grad = grad.contiguous()?;
+        let (x, weights) = (x.contiguous()?, weights.contiguous()?);
+        let (gs, gl) = grad.storage_and_layout();
+        let (xs, xl) = x.storage_and_layout();
+        let (ws, wl) = weights.storage_and_layout();
+        let (Storage::Cpu(gs), Storage::Cpu(xs), Storage::Cpu(ws)) = (&*gs, &*xs, &*ws) else {
+            return Err(candle_core::Error::Msg(
+                "fused recurrence: backward on a CPU op with tensors elsewhere".into(),
+            ));
+        };
         macro_rules! run {
             ($t:ty) => {{
-                let (dxp, dw, db) = self
-                    .backward::<$t>(&grad.to_vec1::<$t>()?, &w.to_vec1::<$t>()?)
+                let (dx, dw, db) = self
+                    .backward::<$t>(
+                        slice_of(gs, gl, "grad").map_err(to_candle)?,
+                        slice_of(xs, xl, "x").map_err(to_candle)?,
+                        slice_of(ws, wl, "weights").map_err(to_candle)?,
+                    )
                     .map_err(to_candle)?;
                 (
-                    Tensor::from_vec(dxp, (b, t, g), dev)?,
-                    Tensor::from_vec(dw, (g, h), dev)?,
+                    Tensor::from_vec(dx, (b, t, e), dev)?,
+                    Tensor::from_vec(dw, g * (e + h), dev)?,
                     Tensor::from_vec(db, 2 * g, dev)?,
                 )
             }};
         }
-        let (dxp, dw, db) = match w_hh.dtype() {
+        let (dx, dw, db) = match weights.dtype() {
             DType::F32 => run!(f32),
             DType::F64 => run!(f64),
             other => {
@@ -727,7 +798,7 @@ impl CustomOp3 for FusedSeq {
                 )))
             }
         };
-        Ok((Some(dxp), Some(dw), Some(db)))
+        Ok((Some(dx), Some(dw), Some(db)))
     }
 }
 
@@ -736,12 +807,13 @@ pub(crate) fn supported(x: &Tensor) -> bool {
     x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64)
 }
 
-/// Runs the recurrence of `cell` over `xp` `[B, T, G·H]` (the input product `x W_ihᵀ`, without
-/// bias), as [`rnnlab_core::reference_forward_seq`] would over the inputs it came from.
+/// Runs `cell` over `x` `[B, T, E]` with weights `w_ih` `[G·H, E]`, `w_hh` `[G·H, H]` and biases
+/// `[G·H]`, as [`rnnlab_core::reference_forward_seq`] would.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn fused_seq(
     cell: FusedCell,
-    xp: &Tensor,
+    x: &Tensor,
+    w_ih: &Tensor,
     w_hh: &Tensor,
     b_ih: &Tensor,
     b_hh: &Tensor,
@@ -749,15 +821,16 @@ pub(crate) fn fused_seq(
     reverse: bool,
     h_mask: Option<&Tensor>,
 ) -> Result<SeqOutput> {
-    let (b, t, gh) = xp.dims3()?;
-    let h = w_hh.dim(1)?;
-    if gh != cell.gates() * h || lengths.len() != b {
+    let (b, t, e) = x.dims3()?;
+    let (gh, h) = w_hh.dims2()?;
+    if gh != cell.gates() * h || w_ih.dims() != [gh, e] || lengths.len() != b {
         return Err(Error::Mismatch(format!(
-            "fused recurrence: xp [{b}, {t}, {gh}] with {} lengths for H = {h}",
+            "fused recurrence: x [{b}, {t}, {e}], weight_ih {:?}, weight_hh [{gh}, {h}] with {} lengths",
+            w_ih.dims(),
             lengths.len()
         )));
     }
-    let (dtype, device) = (xp.dtype(), xp.device());
+    let (dtype, device) = (x.dtype(), x.device());
     let lengths: Vec<usize> = lengths.iter().map(|&l| l.min(t)).collect();
     let zero_state = || -> Result<SeqOutput> {
         let z = Tensor::zeros((b, h), dtype, device)?;
@@ -790,32 +863,36 @@ pub(crate) fn fused_seq(
         lengths: lengths.clone(),
         reverse,
         mask,
-        dims: Dims { b, t, h },
+        dims: Dims { b, t, e, h },
         threads: rayon::current_num_threads(),
         saved: Mutex::new(None),
     };
-    let res =
-        xp.contiguous()?
-            .apply_op3(&w_hh.contiguous()?, &Tensor::cat(&[b_ih, b_hh], 0)?, op)?;
+    // Both weight matrices as one input (the op has three): a copy of G·H·(E+H) values.
+    let weights = Tensor::cat(&[w_ih.flatten_all()?, w_hh.flatten_all()?], 0)?;
+    let res = x
+        .contiguous()?
+        .apply_op3(&weights, &Tensor::cat(&[b_ih, b_hh], 0)?, op)?;
     // The final state: the output at each sequence's last step read (t = len−1 forward, t = 0
-    // backward); a sequence of length 0 reads a padded step, which is zero.
-    let idx: Vec<u32> = lengths
-        .iter()
-        .enumerate()
-        .map(|(bi, &l)| {
-            let ti = if reverse || l == 0 { 0 } else { l - 1 };
-            (bi * t + ti) as u32
+    // backward); a sequence of length 0 reads a padded step, which is zero. The LSTM's c is read
+    // at the same steps of the second plane.
+    let planes = cell.planes();
+    let idx: Vec<u32> = (0..planes)
+        .flat_map(|p| {
+            lengths.iter().enumerate().map(move |(bi, &l)| {
+                let ti = if reverse || l == 0 { 0 } else { l - 1 };
+                (p * b * t + bi * t + ti) as u32
+            })
         })
         .collect();
-    let idx = Tensor::from_vec(idx, b, device)?;
-    let w = cell.out_width() * h;
-    let finals = res.reshape((b * t, w))?.index_select(&idx, 0)?;
+    let idx = Tensor::from_vec(idx, planes * b, device)?;
+    // [planes·B, H]
+    let finals = res.reshape((planes * b * t, h))?.index_select(&idx, 0)?;
     let (outputs, last) = if cell == FusedCell::Lstm {
         (
-            res.narrow(2, 0, h)?,
+            res.narrow(0, 0, b)?,
             CellState {
-                h: finals.narrow(1, 0, h)?,
-                c: Some(finals.narrow(1, h, h)?),
+                h: finals.narrow(0, 0, b)?,
+                c: Some(finals.narrow(0, b, b)?),
             },
         )
     } else {

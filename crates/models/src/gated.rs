@@ -102,9 +102,8 @@ pub(crate) fn step<C: Gated + ?Sized>(
 }
 
 /// The fused sequence pass of a [`Gated`] cell: the same math as
-/// [`rnnlab_core::reference_forward_seq`], with the input projection of every step computed as
-/// one `[B·T, E] × [E, G·H]` product and the recurrence, forward and backward, as one fused op
-/// (see [`crate::fused`]). Falls back to the reference on devices and dtypes the op lacks.
+/// [`rnnlab_core::reference_forward_seq`], as one fused op whose forward and backward each run the
+/// input projection of every step as one product and the recurrence (see [`crate::fused`]). Falls back to the reference on devices and dtypes the op lacks.
 pub(crate) fn forward_seq<C: Gated + ?Sized>(
     cell: &C,
     x: &Tensor,
@@ -112,7 +111,7 @@ pub(crate) fn forward_seq<C: Gated + ?Sized>(
     reverse: bool,
     h_mask: Option<&Tensor>,
 ) -> Result<SeqOutput> {
-    let (b, t, e) = x.dims3()?;
+    let (b, _, e) = x.dims3()?;
     if lengths.len() != b {
         return Err(Error::Mismatch(format!(
             "{} lengths for a batch of {b}",
@@ -129,14 +128,10 @@ pub(crate) fn forward_seq<C: Gated + ?Sized>(
     if !fused::supported(x) {
         return rnnlab_core::reference_forward_seq(cell, x, lengths, reverse, h_mask);
     }
-    let g = w.w_ih.dim(0)?;
-    let xp = x
-        .reshape((b * t, e))?
-        .matmul(&w.w_ih.t()?)?
-        .reshape((b, t, g))?;
     fused::fused_seq(
         cell.fused_cell(),
-        &xp,
+        x,
+        &w.w_ih,
         &w.w_hh,
         &w.b_ih,
         &w.b_hh,

@@ -17,8 +17,10 @@ pub(crate) struct LstmForward<'a, T> {
     pub tanh_c: &'a mut [T],
     /// `[H]` the hidden state carried on.
     pub h: &'a mut [T],
-    /// `[2H]` the op's output at this step: `h` then `c`.
-    pub out: &'a mut [T],
+    /// `[H]` the op's `h` output at this step.
+    pub out_h: &'a mut [T],
+    /// `[H]` the op's `c` output at this step.
+    pub out_c: &'a mut [T],
 }
 
 /// One row's LSTM BPTT at one step.
@@ -27,8 +29,10 @@ pub(crate) struct LstmBackward<'a, T> {
     pub saved: &'a [T],
     /// `[H]` the cell state that entered the step (zeros at the first step).
     pub c_prev: &'a [T],
-    /// `[2H]` the output's gradient at this step (`h` then `c`).
-    pub grad_out: &'a [T],
+    /// `[H]` the gradient of the `h` output at this step.
+    pub grad_h: &'a [T],
+    /// `[H]` the gradient of the `c` output at this step.
+    pub grad_c: &'a [T],
     /// `[H]` the gradient reaching `h` from later steps; zeroed.
     pub dh: &'a mut [T],
     /// `[H]` the gradient reaching `c` from later steps; becomes the one for `c_prev`.
@@ -106,7 +110,7 @@ fn lstm_forward_body<T: Float>(a: LstmForward<'_, T>, tanh: fn(&mut [T])) {
     let (f, rest) = rest.split_at(h);
     let (g, o) = rest.split_at(h);
     let (c_saved, tanh_c, hs) = (&mut a.c_saved[..h], &mut a.tanh_c[..h], &mut a.h[..h]);
-    let (out_h, out_c) = a.out[..2 * h].split_at_mut(h);
+    let (out_h, out_c) = (&mut a.out_h[..h], &mut a.out_c[..h]);
     for j in 0..h {
         let c = f[j] * a.c[j] + i[j] * g[j];
         a.c[j] = c;
@@ -132,7 +136,7 @@ fn lstm_backward_body<T: Float>(a: LstmBackward<'_, T>) {
     let (go, rest) = rest.split_at(h);
     let tc = &rest[h..2 * h];
     let c_prev = &a.c_prev[..h];
-    let (gh, gc) = a.grad_out[..2 * h].split_at(h);
+    let (gh, gc) = (&a.grad_h[..h], &a.grad_c[..h]);
     let dc = &mut a.dc[..h];
     let (di, rest) = a.d[..4 * h].split_at_mut(h);
     let (df, rest) = rest.split_at_mut(h);
