@@ -24,7 +24,7 @@ use gemm::Parallelism;
 use rnnlab_core::{CellState, Error, Result, SeqOutput};
 
 use crate::activation::Real;
-use crate::rows::{GruBackward, LstmBackward, LstmForward};
+use crate::rows::{GruBackward, GruForward, LstmBackward, LstmForward};
 
 /// Which cell's equations the op runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -528,35 +528,19 @@ fn forward_chunk<T: Real>(
                         T::tanh_slice,
                     );
                 }
-                FusedCell::Gru => {
-                    // r, z from the sum; n = tanh(x_n + r ⊙ (hm W_hnᵀ + b_hn)).
-                    for j in 0..g {
-                        r[j] += b_hh[j];
-                    }
-                    let (rz, hn) = r.split_at_mut(2 * h);
-                    for j in 0..2 * h {
-                        rz[j] += x[j] + b_ih[j];
-                    }
-                    T::sigmoid_slice(rz);
-                    let (vr, rest) = v.split_at_mut(h);
-                    let (vz, rest) = rest.split_at_mut(h);
-                    let (vn, rest) = rest.split_at_mut(h);
-                    let (vhn, vh) = rest.split_at_mut(h);
-                    vr.copy_from_slice(&rz[..h]);
-                    vz.copy_from_slice(&rz[h..]);
-                    vhn.copy_from_slice(hn);
-                    for j in 0..h {
-                        vn[j] = x[2 * h + j] + b_ih[2 * h + j] + rz[j] * hn[j];
-                    }
-                    T::tanh_slice(vn);
-                    for j in 0..h {
-                        // (1 − z) ⊙ n + z ⊙ h_prev, with the carried (unmasked) h_prev.
-                        let hv = vn[j] + vz[j] * (hs[j] - vn[j]);
-                        hs[j] = hv;
-                        vh[j] = hv;
-                        o[j] = hv;
-                    }
-                }
+                FusedCell::Gru => T::gru_forward(
+                    GruForward {
+                        x,
+                        b_ih,
+                        b_hh,
+                        rec: r,
+                        saved: v,
+                        h: hs,
+                        out: o,
+                    },
+                    T::sigmoid_slice,
+                    T::tanh_slice,
+                ),
             }
         }
     }

@@ -23,6 +23,25 @@ pub(crate) struct LstmForward<'a, T> {
     pub out_c: &'a mut [T],
 }
 
+/// One row's GRU step after the recurrent product: `r, z = σ(x_rz + b_ih + rec_rz + b_hh)`,
+/// `n = tanh(x_n + b_in + r ⊙ (rec_n + b_hn))`, `h = (1 − z) ⊙ n + z ⊙ h_prev`.
+pub(crate) struct GruForward<'a, T> {
+    /// `[3H]` this step's input product.
+    pub x: &'a [T],
+    /// `[3H]` the input bias.
+    pub b_ih: &'a [T],
+    /// `[3H]` the recurrent bias.
+    pub b_hh: &'a [T],
+    /// `[3H]` the recurrent product `hm W_hhᵀ` (overwritten).
+    pub rec: &'a mut [T],
+    /// `[5H]` r, z, n, `rec_n + b_hn`, h kept for backward.
+    pub saved: &'a mut [T],
+    /// `[H]` the hidden state carried in (unmasked) and on.
+    pub h: &'a mut [T],
+    /// `[H]` the op's output at this step.
+    pub out: &'a mut [T],
+}
+
 /// One row's LSTM BPTT at one step.
 pub(crate) struct LstmBackward<'a, T> {
     /// `[6H]` saved i, f, g, o, c, tanh(c).
@@ -64,6 +83,10 @@ pub(crate) trait RowKernels: Float {
     fn lstm_forward(a: LstmForward<'_, Self>, tanh: fn(&mut [Self])) {
         lstm_forward_body(a, tanh)
     }
+    /// See [`GruForward`]; `sigmoid` and `tanh` are applied to whole slices.
+    fn gru_forward(a: GruForward<'_, Self>, sigmoid: fn(&mut [Self]), tanh: fn(&mut [Self])) {
+        gru_forward_body(a, sigmoid, tanh)
+    }
     /// See [`LstmBackward`].
     fn lstm_backward(a: LstmBackward<'_, Self>) {
         lstm_backward_body(a)
@@ -80,6 +103,9 @@ impl RowKernels for f32 {
     fn lstm_forward(a: LstmForward<'_, f32>, tanh: fn(&mut [f32])) {
         lstm_forward_f32(a, tanh)
     }
+    fn gru_forward(a: GruForward<'_, f32>, sigmoid: fn(&mut [f32]), tanh: fn(&mut [f32])) {
+        gru_forward_f32(a, sigmoid, tanh)
+    }
     fn lstm_backward(a: LstmBackward<'_, f32>) {
         lstm_backward_f32(a)
     }
@@ -91,6 +117,11 @@ impl RowKernels for f32 {
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2+fma"))]
 fn lstm_forward_f32<'a>(a: LstmForward<'a, f32>, tanh: fn(&mut [f32])) {
     lstm_forward_body(a, tanh)
+}
+
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2+fma"))]
+fn gru_forward_f32<'a>(a: GruForward<'a, f32>, sigmoid: fn(&mut [f32]), tanh: fn(&mut [f32])) {
+    gru_forward_body(a, sigmoid, tanh)
 }
 
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2+fma"))]
@@ -123,6 +154,41 @@ fn lstm_forward_body<T: Float>(a: LstmForward<'_, T>, tanh: fn(&mut [T])) {
         let v = o[j] * tanh_c[j];
         hs[j] = v;
         out_h[j] = v;
+    }
+}
+
+#[inline(always)]
+fn gru_forward_body<T: Float>(a: GruForward<'_, T>, sigmoid: fn(&mut [T]), tanh: fn(&mut [T])) {
+    let h = a.h.len();
+    let (x, b_ih, b_hh) = (&a.x[..3 * h], &a.b_ih[..3 * h], &a.b_hh[..3 * h]);
+    let rec = &mut a.rec[..3 * h];
+    // r, z from the sums of both products and both biases.
+    for j in 0..2 * h {
+        rec[j] = rec[j] + b_hh[j] + x[j] + b_ih[j];
+    }
+    let (rz, hn) = rec.split_at_mut(2 * h);
+    sigmoid(rz);
+    let (vr, rest) = a.saved[..5 * h].split_at_mut(h);
+    let (vz, rest) = rest.split_at_mut(h);
+    let (vn, rest) = rest.split_at_mut(h);
+    let (vhn, vh) = rest.split_at_mut(h);
+    let (r, z) = rz.split_at(h);
+    let (xn, bn_i, bn_h) = (&x[2 * h..], &b_ih[2 * h..], &b_hh[2 * h..]);
+    for j in 0..h {
+        let hn_j = hn[j] + bn_h[j];
+        vr[j] = r[j];
+        vz[j] = z[j];
+        vhn[j] = hn_j;
+        vn[j] = xn[j] + bn_i[j] + r[j] * hn_j;
+    }
+    tanh(vn);
+    let out = &mut a.out[..h];
+    for j in 0..h {
+        // (1 − z) ⊙ n + z ⊙ h_prev, with the carried (unmasked) h_prev.
+        let v = vn[j] + vz[j] * (a.h[j] - vn[j]);
+        a.h[j] = v;
+        vh[j] = v;
+        out[j] = v;
     }
 }
 
