@@ -34,29 +34,7 @@ fn main() {
         let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.1).collect();
         let mut c = vec![0f32; m * n];
         let flops = 2.0 * (m * n * k) as f64;
-        let tg = time(|| unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
-                c.as_mut_ptr(),
-                1,
-                n as isize,
-                false,
-                a.as_ptr(),
-                1,
-                k as isize,
-                b.as_ptr(),
-                1,
-                n as isize,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            )
-        });
+        let tg = time(|| strided((m, n, k), &mut c, (n, 1), &a, (k, 1), &b, (n, 1)));
         let tm = time(|| unsafe {
             matrixmultiply::sgemm(
                 m,
