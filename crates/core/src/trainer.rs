@@ -304,7 +304,12 @@ impl Trainer {
             result.test = self.evaluate_batches(&test_batches, num_classes, rng)?;
             log_eval(&mut m, "val", &result.val);
             log_eval(&mut m, "test", &result.test);
-            let eval_weights = self.model.params().to_map();
+            // Deep copies: `to_map` shares the variables' storage, which the swap below
+            // overwrites with the raw weights again.
+            let eval_weights = match &raw_weights {
+                Some(_) => deep_copy(&self.model.params().to_map())?,
+                None => self.model.params().to_map(),
+            };
             if let Some(raw) = &raw_weights {
                 swap_in(self.model.params(), raw)?;
             }
@@ -515,6 +520,15 @@ fn swap_in(
         }
     }
     Ok(old)
+}
+
+fn deep_copy(
+    weights: &std::collections::BTreeMap<String, Tensor>,
+) -> Result<std::collections::BTreeMap<String, Tensor>> {
+    weights
+        .iter()
+        .map(|(k, t)| Ok((k.clone(), t.copy()?)))
+        .collect()
 }
 
 fn correct(logits: &Tensor, labels: &Tensor) -> Result<usize> {
