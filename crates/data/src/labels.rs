@@ -1,6 +1,9 @@
 //! The label map: label strings to class indices.
 
 use std::collections::HashMap;
+use std::path::Path;
+
+use crate::{DataError, Row};
 
 /// Class names in index order, and the reverse lookup.
 ///
@@ -29,6 +32,44 @@ impl LabelMap {
             None => names.sort(),
         }
         Self::from_names(names)
+    }
+
+    /// The map of the labels of `parts` (each a file, or `None` for generated rows, with its
+    /// rows), as [`LabelMap::from_labels`], but a mix of integer and other labels is an error
+    /// naming the first row of the rarer kind (a typo such as `four` among `0`-`4` would
+    /// otherwise become a class of its own). `field` names the label column in the error.
+    pub fn infer(parts: &[(Option<&Path>, &[Row])], field: &str) -> Result<Self, DataError> {
+        let is_int = |l: &str| l.trim().parse::<i128>().is_ok();
+        let rows = || {
+            parts
+                .iter()
+                .flat_map(|(p, rows)| rows.iter().map(move |r| (*p, r)))
+        };
+        let ints = rows().filter(|(_, r)| is_int(&r.label)).count();
+        let others = rows().count() - ints;
+        if ints > 0 && others > 0 {
+            let odd_is_int = ints < others;
+            let (path, row) = rows()
+                .find(|(_, r)| is_int(&r.label) == odd_is_int)
+                .expect("a row of each kind exists");
+            let (kind, rest) = if odd_is_int {
+                ("an integer", "text")
+            } else {
+                ("not an integer", "integers")
+            };
+            return Err(DataError::Field {
+                path: path.map(Path::to_path_buf).unwrap_or_default(),
+                line: row.line,
+                field: field.to_string(),
+                message: format!(
+                    "label \"{}\" is {kind} while {} other rows' labels are {rest}: \
+                     fix the row, or declare the classes with data.labels",
+                    row.label,
+                    ints.max(others)
+                ),
+            });
+        }
+        Ok(Self::from_labels(rows().map(|(_, r)| r.label.as_str())))
     }
 
     /// The map whose classes are `names`, in this order (e.g. read back from labels.json).
@@ -73,6 +114,48 @@ mod tests {
         assert_eq!(m.id("10"), Some(3));
         assert_eq!(m.id("2"), Some(2));
         assert_eq!(m.id("7"), None);
+    }
+
+    fn row(label: &str, line: u64) -> Row {
+        Row {
+            text: "t".into(),
+            label: label.into(),
+            group: None,
+            line,
+        }
+    }
+
+    #[test]
+    fn a_typo_among_integer_labels_is_an_error_naming_its_row() {
+        let train = [row("0", 2), row("3", 3), row("four", 4), row("1", 5)];
+        let test = [row("2", 2)];
+        let parts = [
+            (Some(Path::new("a.tsv")), &train[..]),
+            (Some(Path::new("b.tsv")), &test[..]),
+        ];
+        let e = LabelMap::infer(&parts, "Sentiment")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("a.tsv:4: field \"Sentiment\": label \"four\""),
+            "{e}"
+        );
+        assert!(e.contains("data.labels"), "{e}");
+        // Mostly text labels: the odd one out is the integer, in the second file.
+        let train = [row("pos", 2), row("neg", 3)];
+        let test = [row("neg", 2), row("7", 3)];
+        let parts = [
+            (Some(Path::new("a.tsv")), &train[..]),
+            (Some(Path::new("b.tsv")), &test[..]),
+        ];
+        let e = LabelMap::infer(&parts, "label").unwrap_err().to_string();
+        assert!(
+            e.starts_with("b.tsv:3: field \"label\": label \"7\" is an integer"),
+            "{e}"
+        );
+        let ok = [row("10", 1), row("2", 2), row("2", 3)];
+        let m = LabelMap::infer(&[(None, &ok[..])], "label").unwrap();
+        assert_eq!(m.names(), ["2", "10"]);
     }
 
     #[test]

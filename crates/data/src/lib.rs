@@ -216,14 +216,41 @@ pub fn read_and_split(
             .collect::<Vec<_>>()
             .join(", "),
     };
-    let labels = given.unwrap_or_else(|| {
-        LabelMap::from_labels(
-            rows.iter()
-                .chain(&val_file)
-                .chain(&test_file)
-                .map(|r| r.label.as_str()),
-        )
-    });
+    let labels = match given {
+        Some(map) => map,
+        None => {
+            let field = match reader.name {
+                "sst-trees" => "label".to_string(),
+                _ => cfg.label.to_string(),
+            };
+            let map = LabelMap::infer(
+                &[
+                    (train_path, &rows[..]),
+                    (cfg.split.val.file(), &val_file[..]),
+                    (cfg.split.test.file(), &test_file[..]),
+                ],
+                &field,
+            )?;
+            let mut counts = vec![0usize; map.len()];
+            for r in rows.iter().chain(&val_file).chain(&test_file) {
+                if let Some(i) = map.id(&r.label) {
+                    counts[i as usize] += 1;
+                }
+            }
+            let listed: Vec<String> = map
+                .names()
+                .iter()
+                .zip(&counts)
+                .map(|(n, c)| format!("{n} ({c} rows)"))
+                .collect();
+            tracing::info!(
+                "{source}: {} classes inferred from the rows (declare data.labels to fix them): {}",
+                map.len(),
+                listed.join(", ")
+            );
+            map
+        }
+    };
 
     let idx: Vec<usize> = (0..rows.len()).collect();
     let groups: Vec<&str>;
