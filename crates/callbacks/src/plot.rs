@@ -25,6 +25,8 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
     /// Dashed (drawn thinner and lighter).
     pub light: bool,
+    /// A shaded band `(x, low, high)` around the curve (e.g. the spread over seeds); empty: none.
+    pub band: Vec<(f64, f64, f64)>,
 }
 
 impl Series {
@@ -42,6 +44,7 @@ impl Series {
             name: name.to_string(),
             points,
             light: false,
+            band: Vec::new(),
         })
     }
 }
@@ -180,7 +183,12 @@ where
     let ys = chart
         .series
         .iter()
-        .flat_map(|s| s.points.iter().map(|p| tf(p.1)))
+        .flat_map(|s| {
+            s.points
+                .iter()
+                .map(|p| tf(p.1))
+                .chain(s.band.iter().flat_map(|b| [tf(b.1), tf(b.2)]))
+        })
         .chain(chart.hlines.iter().map(|h| tf(h.1)))
         .filter(|v| v.is_finite());
     let (mut lo, mut hi) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
@@ -250,6 +258,15 @@ where
         } else {
             color.stroke_width(2)
         };
+        if ser.band.len() > 1 {
+            let mut outline: Vec<(f64, f64)> = ser.band.iter().map(|b| (b.0, tf(b.1))).collect();
+            outline.extend(ser.band.iter().rev().map(|b| (b.0, tf(b.2))));
+            c.draw_series(std::iter::once(Polygon::new(
+                outline,
+                color.mix(0.15).filled(),
+            )))
+            .map_err(s)?;
+        }
         let pts: Vec<(f64, f64)> = ser.points.iter().map(|p| (p.0, tf(p.1))).collect();
         let a = c
             .draw_series(LineSeries::new(pts.clone(), style))
@@ -536,6 +553,7 @@ pub fn compare_plots(
                 name: n.clone(),
                 points,
                 light: false,
+                band: Vec::new(),
             })
         })
         .collect();

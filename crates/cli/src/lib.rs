@@ -16,6 +16,8 @@ pub mod eval;
 pub mod list;
 pub mod predict;
 pub mod report;
+pub mod sweep;
+mod sweep_cmd;
 pub mod train;
 
 use std::path::PathBuf;
@@ -116,6 +118,10 @@ pub enum Command {
         #[arg(long, default_value_t = 10)]
         window: usize,
     },
+    /// Run a sweep (a base pipeline × variants × seeds, each an ordinary run folder), or look
+    /// at one: `rnnlab sweep SWEEP.toml [--jobs N]`, `rnnlab sweep status SWEEP.toml`,
+    /// `rnnlab sweep report SWEEP.toml [--out DIR]`.
+    Sweep(sweep_cmd::SweepArgs),
     /// Which causes of unstable training hold for a run, with evidence, and the fixes in order.
     Diagnose {
         /// The run folder.
@@ -220,6 +226,7 @@ where
             };
             eval::run(registry, &run, &data, &opts, json)
         }
+        Command::Sweep(args) => sweep_cmd::run(registry, args),
         Command::Data { cmd } => data_cmd::run(cmd),
         Command::Bench { cmd } => bench::run(registry, cmd),
         #[cfg(feature = "hub")]

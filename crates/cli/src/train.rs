@@ -92,34 +92,15 @@ pub fn train(registry: &Registry, opts: &TrainOptions) -> Result<RunSummary> {
     set_threads(threads);
 
     // Every plugin is built (and so validated) before anything is read or written.
-    let mut resolved_transforms = Vec::new();
-    let mut links = Vec::new();
-    for (i, t) in cfg.optim.transforms.iter().enumerate() {
-        let (link, p) = registry.transform(t, &format!("optim.transforms[{i}]"))?;
-        links.push(link);
-        resolved_transforms.push(p.table().clone());
-    }
-    let chain = Chain::new(links);
-    let base_lr = chain.base_lr().ok_or_else(|| {
-        anyhow!(
-            "`optim.transforms` has no optimizer (adam, ...): {:?}",
-            chain.names()
-        )
-    })?;
-    let (scheduler, sched_p) =
-        registry.scheduler(&cfg.optim.scheduler, "optim.scheduler", base_lr)?;
-    let mut callbacks = Vec::new();
-    let mut resolved_callbacks = Vec::new();
-    for (i, t) in cfg.callbacks.iter().enumerate() {
-        let (cb, p) = registry.callback(t, &format!("callbacks[{i}]"))?;
-        callbacks.push(cb);
-        resolved_callbacks.push(p.table().clone());
-    }
-    let mode = if cfg.train.mode == "min" {
-        Mode::Min
-    } else {
-        Mode::Max
-    };
+    let Plugins {
+        chain,
+        scheduler,
+        sched_p,
+        callbacks,
+        resolved_transforms,
+        resolved_callbacks,
+        mode,
+    } = build_plugins(registry, &cfg)?;
 
     let mut rng = rnnlab_core::seeded(cfg.seed);
     let prepared = rnnlab_data::prepare(&cfg.data, &mut rng).map_err(|e| anyhow!("data: {e}"))?;
@@ -158,7 +139,11 @@ pub fn train(registry: &Registry, opts: &TrainOptions) -> Result<RunSummary> {
     write(&run_dir.join("config.resolved.toml"), &resolved)?;
     write(
         &run_dir.join("provenance.json"),
-        &serde_json::to_string_pretty(&provenance(threads, &cfg))?,
+        &serde_json::to_string_pretty(&provenance(
+            threads,
+            &cfg,
+            model.params().trainable_count(),
+        ))?,
     )?;
     prepared
         .tokenizer
@@ -217,6 +202,82 @@ pub fn train(registry: &Registry, opts: &TrainOptions) -> Result<RunSummary> {
         history: fit.history,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The plugins of a pipeline, built from its tables (and so validated), with their tables
+/// with every default filled in.
+struct Plugins {
+    chain: Chain,
+    scheduler: Box<dyn rnnlab_core::Scheduler>,
+    sched_p: rnnlab_core::PluginParams,
+    callbacks: Vec<Box<dyn rnnlab_core::Callback>>,
+    resolved_transforms: Vec<toml::Table>,
+    resolved_callbacks: Vec<toml::Table>,
+    mode: Mode,
+}
+
+fn build_plugins(registry: &Registry, cfg: &PipelineConfig) -> Result<Plugins> {
+    let mut resolved_transforms = Vec::new();
+    let mut links = Vec::new();
+    for (i, t) in cfg.optim.transforms.iter().enumerate() {
+        let (link, p) = registry.transform(t, &format!("optim.transforms[{i}]"))?;
+        links.push(link);
+        resolved_transforms.push(p.table().clone());
+    }
+    let chain = Chain::new(links);
+    let base_lr = chain.base_lr().ok_or_else(|| {
+        anyhow!(
+            "`optim.transforms` has no optimizer (adam, ...): {:?}",
+            chain.names()
+        )
+    })?;
+    let (scheduler, sched_p) =
+        registry.scheduler(&cfg.optim.scheduler, "optim.scheduler", base_lr)?;
+    let mut callbacks = Vec::new();
+    let mut resolved_callbacks = Vec::new();
+    for (i, t) in cfg.callbacks.iter().enumerate() {
+        let (cb, p) = registry.callback(t, &format!("callbacks[{i}]"))?;
+        callbacks.push(cb);
+        resolved_callbacks.push(p.table().clone());
+    }
+    let mode = if cfg.train.mode == "min" {
+        Mode::Min
+    } else {
+        Mode::Max
+    };
+    Ok(Plugins {
+        chain,
+        scheduler,
+        sched_p,
+        callbacks,
+        resolved_transforms,
+        resolved_callbacks,
+        mode,
+    })
+}
+
+/// Loads a pipeline (with `sets` layered on), validates it and builds every plugin, the model
+/// included (on a two-word vocabulary), reading no data and writing nothing: the checks
+/// `train` makes before it starts. Returns the layered config.
+pub fn check(registry: &Registry, source: Source, sets: &[String]) -> Result<PipelineConfig> {
+    let cfg = config::load(source, sets)?;
+    build_plugins(registry, &cfg)?;
+    let (model_ctor, model_p) = registry
+        .models
+        .resolve(&cfg.model, "model", Some("recurrent"))?;
+    let ctx = ModelContext {
+        vocab_size: 2,
+        num_classes: cfg.data.label_names().len().max(2),
+        pretrained: None,
+        freeze_embedding: false,
+        pad_id: 0,
+        registry,
+    };
+    let mut params = Params::new();
+    let mut rng = rnnlab_core::seeded(cfg.seed);
+    let mut pb = ParamBuilder::new(&mut params, &mut rng, DType::F32, Device::Cpu);
+    model_ctor(&model_p, &ctx, &mut pb)?;
+    Ok(cfg)
 }
 
 /// Loads the run's snapshot into `trainer` and the metrics of the epochs it covers.
@@ -361,7 +422,7 @@ fn resolved_config(
     Ok(toml::to_string_pretty(&c)?)
 }
 
-fn provenance(threads: usize, cfg: &PipelineConfig) -> serde_json::Value {
+fn provenance(threads: usize, cfg: &PipelineConfig, trainable: usize) -> serde_json::Value {
     let root = config::workspace_root();
     let git = |args: &[&str]| -> Option<String> {
         let out = std::process::Command::new("git")
@@ -383,6 +444,7 @@ fn provenance(threads: usize, cfg: &PipelineConfig) -> serde_json::Value {
         "command_line": std::env::args().collect::<Vec<_>>(),
         "threads": threads,
         "seed": cfg.seed,
+        "trainable_params": trainable,
         "started_utc": utc_stamp(),
         "data_dir": config::data_dir(),
     })

@@ -1,0 +1,167 @@
+//! Where each run of a sweep stands: its state file (`OUT/.sweep/<variant>/seed-S.json`, written
+//! by [`super::exec`]) and its run folder's metrics.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::{Plan, PlannedRun};
+
+/// What the process running a run last wrote about it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RunState {
+    /// `running`, `done` or `failed`.
+    pub state: String,
+    /// The host it ran on.
+    pub host: String,
+    /// Its process id.
+    pub pid: u32,
+    /// The Slurm job and array task, when it ran under Slurm.
+    #[serde(default)]
+    pub slurm_job: Option<String>,
+    /// Epochs it was asked to train.
+    pub epochs: usize,
+    /// Seconds since the Unix epoch when it started.
+    pub started: u64,
+    /// Seconds since the Unix epoch when it ended.
+    #[serde(default)]
+    pub finished: Option<u64>,
+    /// Why it failed.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// Where a run stands.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RunStatus {
+    /// Not started.
+    Pending,
+    /// Every planned epoch is in its metrics (or a callback stopped it and it ended cleanly).
+    Done,
+    /// A process is running it (on this host: alive; elsewhere: as last written).
+    Running {
+        /// Host and process id.
+        host: String,
+        /// Process id.
+        pid: u32,
+    },
+    /// It failed; the error.
+    Failed(String),
+    /// Started, not finished, nothing running it: it resumes from its snapshot.
+    Interrupted,
+}
+
+impl RunStatus {
+    /// One word: pending, done, running, failed, interrupted.
+    pub fn word(&self) -> &'static str {
+        match self {
+            RunStatus::Pending => "pending",
+            RunStatus::Done => "done",
+            RunStatus::Running { .. } => "running",
+            RunStatus::Failed(_) => "failed",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// The state file of `run`.
+pub fn state_path(plan: &Plan, run: &PlannedRun) -> PathBuf {
+    plan.state_dir().join(format!("{}.json", run.id))
+}
+
+/// The log file the local launcher writes `run`'s output to.
+pub fn log_path(plan: &Plan, run: &PlannedRun) -> PathBuf {
+    plan.state_dir().join(format!("{}.log", run.id))
+}
+
+/// The state file's contents, if any (an unreadable file counts as none).
+pub fn read_state(plan: &Plan, run: &PlannedRun) -> Option<RunState> {
+    let text = std::fs::read_to_string(state_path(plan, run)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Writes the state file atomically.
+pub fn write_state(plan: &Plan, run: &PlannedRun, state: &RunState) -> Result<()> {
+    let path = state_path(plan, run);
+    let dir = path.parent().unwrap_or(plan.out.as_path());
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a file in {}", dir.display()))?;
+    std::io::Write::write_all(&mut tmp, serde_json::to_string_pretty(state)?.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    tmp.persist(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Epochs in the run folder's `metrics.jsonl` (0 when there is none).
+pub fn epochs_done(run: &PlannedRun) -> usize {
+    rnnlab_core::read_metrics(&run.dir.join("metrics.jsonl"))
+        .map(|h| h.len())
+        .unwrap_or(0)
+}
+
+/// This machine's host name.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// Whether process `pid` of this host is alive and is an rnnlab process.
+fn alive(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| String::from_utf8_lossy(&c).contains("sweep"))
+        .unwrap_or(false)
+}
+
+/// Where `run` stands.
+pub fn status(plan: &Plan, run: &PlannedRun) -> RunStatus {
+    let done = epochs_done(run);
+    let started = run.dir.exists();
+    match read_state(plan, run) {
+        None if done >= run.epochs && done > 0 => RunStatus::Done,
+        None if started => RunStatus::Interrupted,
+        None => RunStatus::Pending,
+        Some(s) => match s.state.as_str() {
+            "done" if s.epochs >= run.epochs || done >= run.epochs => RunStatus::Done,
+            "failed" => RunStatus::Failed(s.error.unwrap_or_default()),
+            "running" if s.host != hostname() || alive(s.pid) => RunStatus::Running {
+                host: s.host,
+                pid: s.pid,
+            },
+            _ if done >= run.epochs && done > 0 => RunStatus::Done,
+            _ => RunStatus::Interrupted,
+        },
+    }
+}
+
+/// `rnnlab sweep status`: one line per run and the counts.
+pub fn render(plan: &Plan) -> String {
+    let mut s = String::new();
+    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+    let width = plan.runs.iter().map(|r| r.id.len()).max().unwrap_or(0);
+    let _ = writeln!(s, "sweep {} ({})", plan.file.display(), plan.out.display());
+    for run in &plan.runs {
+        let st = status(plan, run);
+        *counts.entry(st.word()).or_default() += 1;
+        let detail = match &st {
+            RunStatus::Running { host, pid } => format!(" on {host} (pid {pid})"),
+            RunStatus::Failed(e) => format!(": {}", e.lines().next().unwrap_or_default()),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            s,
+            "  {:<width$}  {:<11} {:>3}/{} epochs{detail}",
+            run.id,
+            st.word(),
+            epochs_done(run),
+            run.epochs
+        );
+    }
+    let summary: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    let _ = writeln!(s, "{} runs: {}", plan.runs.len(), summary.join(", "));
+    s
+}

@@ -1,0 +1,262 @@
+//! `rnnlab sweep` with the local launcher: every variant is validated before a run starts; a
+//! failed run does not stop the others; a killed sweep, run again, skips what finished, resumes
+//! what did not, and ends with the metrics of an unbroken sweep; the report's mean ± std.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use rnnlab_core::{read_metrics, EpochMetrics};
+
+const BIN: &str = env!("CARGO_BIN_EXE_rnnlab");
+
+fn rnnlab(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A sweep of the demo pipeline (small corpus, small LSTM) written into `dir/sweep.toml`.
+fn demo_sweep(dir: &Path, seeds: &str, epochs: usize, variants: &str) -> PathBuf {
+    let file = dir.join("sweep.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "seeds = {seeds}\nout = \"runs\"\nthreads = 1\n\
+             set = [\"data.size=600\", \"train.epochs={epochs}\", \"model.cell.hidden=16\"]\n{variants}"
+        ),
+    )
+    .unwrap();
+    file
+}
+
+/// Every metric but the timings.
+fn without_timings(h: &[EpochMetrics]) -> Vec<Vec<(String, f64)>> {
+    h.iter()
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| !k.contains("seconds") && !k.contains("per_second"))
+                .map(|(k, v)| (k.to_string(), v))
+                .collect()
+        })
+        .collect()
+}
+
+fn metrics(run: &Path) -> Vec<EpochMetrics> {
+    read_metrics(&run.join("metrics.jsonl")).unwrap()
+}
+
+const TWO_VARIANTS: &str = "[[variants]]\nname = \"adam\"\n\n[[variants]]\nname = \"sgd\"\n\
+     set = ['optim.transforms=[{type=\"sgd\",lr=0.1}]']\n";
+
+#[test]
+fn a_bad_variant_key_is_named_before_any_run_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = demo_sweep(
+        dir.path(),
+        "[1]",
+        1,
+        "[[variants]]\nname = \"fine\"\n\n[[variants]]\nname = \"typo\"\n\
+         set = [\"optim.transforms.1.lrr=0.1\"]\n",
+    );
+    let out = rnnlab(&["sweep", file.to_str().unwrap()]);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains("variant `typo`"), "{t}");
+    assert!(t.contains("lrr"), "{t}");
+    assert!(!dir.path().join("runs").exists(), "a run started: {t}");
+}
+
+#[test]
+fn a_failed_run_is_reported_and_the_others_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = demo_sweep(
+        dir.path(),
+        "[1]",
+        1,
+        "[[variants]]\nname = \"good\"\n\n[[variants]]\nname = \"missing-file\"\n\
+         set = ['data.type=\"tsv\"', 'data.path=\"no/such/file.tsv\"', 'data.text=\"t\"', \
+         'data.label=\"l\"']\n\n[[variants]]\nname = \"good2\"\nset = [\"seed=5\"]\n",
+    );
+    let out = rnnlab(&["sweep", file.to_str().unwrap()]);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains("FAILED missing-file/seed-1"), "{t}");
+    assert!(t.contains("no/such/file.tsv"), "{t}");
+    assert!(t.contains("1 of the sweep's runs failed"), "{t}");
+    for ok in ["good", "good2"] {
+        let m = metrics(&dir.path().join(format!("runs/{ok}/seed-1")));
+        assert_eq!(m.len(), 1, "{ok}: {t}");
+    }
+    let st = text(&rnnlab(&["sweep", "status", file.to_str().unwrap()]));
+    assert!(st.contains("3 runs: 2 done, 1 failed"), "{st}");
+    assert!(
+        st.lines()
+            .any(|l| l.contains("missing-file/seed-1") && l.contains("failed")),
+        "{st}"
+    );
+}
+
+fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_killed_sweep_run_again_ends_as_an_unbroken_one() {
+    let unbroken = tempfile::tempdir().unwrap();
+    let file = demo_sweep(unbroken.path(), "[1, 2]", 3, TWO_VARIANTS);
+    let out = rnnlab(&["sweep", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let broken = tempfile::tempdir().unwrap();
+    let file = demo_sweep(broken.path(), "[1, 2]", 3, TWO_VARIANTS);
+    let first = broken.path().join("runs/adam/seed-1");
+    let second = broken.path().join("runs/adam/seed-2");
+    let mut child = Command::new(BIN)
+        .args(["sweep", file.to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill the launcher (its run dies with it) when the second run has one epoch of three.
+    wait_for(
+        "an epoch of the second run",
+        Duration::from_secs(300),
+        || read_metrics(&second.join("metrics.jsonl")).is_ok_and(|m| !m.is_empty()),
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(metrics(&first).len(), 3);
+    let cut = metrics(&second).len();
+    assert!(cut < 3, "the second run finished before the kill");
+    assert!(!broken.path().join("runs/sgd").exists());
+
+    let st = text(&rnnlab(&["sweep", "status", file.to_str().unwrap()]));
+    assert!(
+        st.contains("4 runs: 1 done, 1 interrupted, 2 pending"),
+        "{st}"
+    );
+
+    let out = rnnlab(&["sweep", file.to_str().unwrap()]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("resuming adam/seed-2"), "{t}");
+    assert!(t.contains("3 trained, 1 already finished"), "{t}");
+    for run in ["adam/seed-1", "adam/seed-2", "sgd/seed-1", "sgd/seed-2"] {
+        let a = metrics(&unbroken.path().join("runs").join(run));
+        let b = metrics(&broken.path().join("runs").join(run));
+        assert_eq!(a.len(), 3, "{run}");
+        assert_eq!(without_timings(&a), without_timings(&b), "{run}");
+    }
+    let out = rnnlab(&["sweep", file.to_str().unwrap()]);
+    assert!(
+        text(&out).contains("0 trained, 4 already finished"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// Writes a run folder holding only `metrics.jsonl` with `test_acc`, `grad_norm_p50`,
+/// `grad_norm_p99` and `clipped_frac` per epoch.
+fn write_run(dir: &Path, rows: &[(f64, f64, f64, f64)]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut s = String::new();
+    for (i, (acc, p50, p99, clipped)) in rows.iter().enumerate() {
+        s.push_str(&format!(
+            "{{\"epoch\":{},\"test_acc\":{acc},\"grad_norm_p50\":{p50},\"grad_norm_p99\":{p99},\"clipped_frac\":{clipped}}}\n",
+            i + 1
+        ));
+    }
+    std::fs::write(dir.join("metrics.jsonl"), s).unwrap();
+}
+
+#[test]
+fn the_report_averages_each_variant_over_its_seeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = demo_sweep(
+        dir.path(),
+        "[1, 2, 3]",
+        3,
+        "window = 2\n[[variants]]\nname = \"a\"\n\n[[variants]]\nname = \"b\"\n",
+    );
+    let runs = dir.path().join("runs");
+    // a: final 60 / 62 / 64 → 62 ± 2; swings over the last 2 epochs 4, 2, 6 → 4 ± 2;
+    // best 64, 63, 65 → 64 ± 1; p50 means 1.0, 2.0, 3.0 → 2 ± 1; p99 max 5, 7, 9 → 7 ± 2;
+    // clipped 10 %, 20 %, 30 % → 20 ± 10.
+    write_run(
+        &runs.join("a/seed-1"),
+        &[
+            (50.0, 1.0, 4.0, 0.1),
+            (64.0, 1.0, 5.0, 0.1),
+            (60.0, 1.0, 3.0, 0.1),
+        ],
+    );
+    write_run(
+        &runs.join("a/seed-2"),
+        &[
+            (63.0, 2.0, 7.0, 0.2),
+            (60.0, 2.0, 1.0, 0.2),
+            (62.0, 2.0, 1.0, 0.2),
+        ],
+    );
+    write_run(
+        &runs.join("a/seed-3"),
+        &[
+            (65.0, 3.0, 9.0, 0.3),
+            (58.0, 3.0, 2.0, 0.3),
+            (64.0, 3.0, 2.0, 0.3),
+        ],
+    );
+    // b: one seed only, two epochs: no std.
+    write_run(
+        &runs.join("b/seed-2"),
+        &[(40.0, 0.5, 0.5, 0.0), (41.5, 0.5, 0.5, 0.0)],
+    );
+    let out_dir = dir.path().join("report");
+    let out = rnnlab(&[
+        "sweep",
+        "report",
+        file.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("| a | 3 | 3 | 62.00 ± 2.00 | 64.00 ± 1.00 | 4.00 ± 2.00 |"),
+        "{t}"
+    );
+    // std over the last 2 epochs: |60 - 64| / 2 = 2, 1, 3 → 2 ± 1; then p50 2 ± 1, p99 7 ± 2.
+    assert!(
+        t.contains("| 2.00 ± 1.00 | 2.00 ± 1.00 | 7.00 ± 2.00 | – | – | 20.0 ± 10.0 |"),
+        "{t}"
+    );
+    assert!(
+        t.contains("| b | 1 | 2 | 41.50 | 41.50 | 1.50 | 0.75 | 0.50 | 0.50 |"),
+        "{t}"
+    );
+    let csv = std::fs::read_to_string(out_dir.join("sweep.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let a: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    assert_eq!(a[col("final_test_acc_mean")], "62");
+    assert_eq!(a[col("final_test_acc_std")], "2");
+    assert_eq!(a[col("pct_clipped_mean")], "20");
+    assert!(out_dir.join("plots/sweep_test_acc.svg").is_file());
+    assert!(out_dir.join("sweep.md").is_file());
+}
