@@ -7,8 +7,8 @@
 # (default /var/lib/rnnlab-slurm); logs: $RNNLAB_SLURM_DIR/log/{slurmctld,slurmd}.log.
 #
 # Measured here (Debian 12, slurm 22.05.8, gVisor container without systemd, no accounting database):
-# - Up: ~33 s on a fresh machine (apt-get update + install), ~2 s to (re)start the daemons, <1 s
-#   when already up. The packages' postinst creates a munge key; the script only makes one when it
+# - Up: 23 s installing the packages, 33 s with apt-get update first (on a loaded machine), ~1-2 s
+#   to (re)start the daemons, <0.5 s when already up. The packages' postinst creates a munge key; the script only makes one when it
 #   is absent.
 # - Submit: `sbatch --parsable --array=0-2 [-o DIR/%A_%a.log] SCRIPT` prints the array's JOBID. Each
 #   task runs as the submitting user, in sbatch's working directory (--chdir=DIR to change; a
@@ -21,8 +21,9 @@
 #   to EnforcePartLimits=ALL; without it the job pends forever with Reason=PartitionConfig), unknown
 #   -p. Memory is not a consumable resource (CR_Core), so --mem never makes tasks wait for each
 #   other.
-# - Latency: a trivial job ends 0.3-1.1 s after submit; an array of 3 one-liners ~2 s; a freed CPU
-#   gets the next pending task within ~1 s (batch_sched_delay=0; Slurm's default 3 s made it ~3 s).
+# - Latency: a trivial job ends 0.3-1.1 s after submit; an array of 3 one-liners 0.9-4.2 s (an
+#   array's first tasks start at the next scheduler pass, up to ~3 s after submit); a freed CPU gets
+#   the next pending task within ~1 s (batch_sched_delay=0; Slurm's default 3 s made it ~3 s).
 #   --time is enforced coarsely: a 1 s limit killed the job after ~60 s (JobState=TIMEOUT,
 #   ExitCode=0:15).
 # - Wait: poll `squeue -h -j JOBID` until it prints nothing (exit 0 while the job is known). For a
