@@ -34,10 +34,17 @@ fn eval_ok(run: &Path, file: &Path, extra: &[&str]) -> Vec<u8> {
 
 /// Trains the demo pipeline (a small LSTM, 2 epochs) into `dir/run`.
 fn train_demo(dir: &Path) -> (PathBuf, Vec<rnnlab_core::EpochMetrics>) {
+    train_demo_with(dir, &[])
+}
+
+/// [`train_demo`] with more overrides.
+fn train_demo_with(dir: &Path, extra: &[&str]) -> (PathBuf, Vec<rnnlab_core::EpochMetrics>) {
     let run = dir.join("run");
+    let mut sets = vec!["data.size=1200".to_string(), "train.epochs=2".into()];
+    sets.extend(extra.iter().map(|s| s.to_string()));
     let opts = TrainOptions {
         pipeline: Some(format!("{}/../../pipelines/demo.toml", env!("CARGO_MANIFEST_DIR")).into()),
-        sets: vec!["data.size=1200".into(), "train.epochs=2".into()],
+        sets,
         out: Some(run.clone()),
         threads: Some(2),
         progress: false,
@@ -231,5 +238,80 @@ fn eval_on_the_runs_val_rows_gives_its_logged_val_figures() {
     assert!(
         format!("{e:#}").contains("not a key eval can change"),
         "{e:#}"
+    );
+}
+
+/// Issue 12, bug 1: with weight averaging the val figures describe the averaged weights, so the
+/// best checkpoint must hold them (it held the raw weights: the map it was saved from shared the
+/// parameters' storage, which the trainer swapped back to the raw weights before saving).
+#[test]
+fn under_ema_the_best_checkpoint_holds_the_averaged_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    // Monitor `epoch` (mode max): the best checkpoint is the last epoch's, whose average the
+    // snapshot also holds.
+    let (run, history) = train_demo_with(
+        dir.path(),
+        &[
+            r#"optim.transforms=[{type="clip_global_norm",max_norm=5.0},{type="adam",lr=3e-3},{type="ema",decay=0.9}]"#,
+            "train.monitor=epoch",
+        ],
+    );
+    let last = history.last().unwrap();
+    let ckpt = run.join("checkpoints");
+    let best = rnnlab_core::checkpoint::load(&ckpt.join("best.safetensors")).unwrap();
+    let raw = rnnlab_core::checkpoint::load(&ckpt.join("last.safetensors")).unwrap();
+    let snap = rnnlab_core::checkpoint::load(&ckpt.join(rnnlab_core::SNAPSHOT)).unwrap();
+    let values = |t: &candle_core::Tensor| {
+        t.to_dtype(candle_core::DType::F64)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap()
+    };
+    let mut differs = false;
+    for (name, w) in &best {
+        let avg = snap
+            .iter()
+            .find(|(k, _)| k.ends_with(&format!(".avg.{name}")))
+            .unwrap_or_else(|| panic!("no average of {name} in the snapshot"))
+            .1;
+        let (w, a, r) = (values(w), values(avg), values(&raw[name]));
+        for (x, y) in w.iter().zip(&a) {
+            assert!(
+                (x - y).abs() <= 1e-6 * (1.0 + y.abs()),
+                "{name}: {x} vs {y}"
+            );
+        }
+        differs |= w.iter().zip(&r).any(|(x, y)| (x - y).abs() > 1e-4);
+    }
+    assert!(
+        differs,
+        "the average equals the raw weights: the test shows nothing"
+    );
+
+    // `rnnlab eval` with `best` on the val rows reproduces the logged val figures (the
+    // average's), not the raw weights'.
+    let file = dir.path().join("val.tsv");
+    write_val_rows(&run, &file);
+    let opts = EvalOptions {
+        checkpoint: "best".into(),
+        reader: Some("tsv".into()),
+        sets: vec![],
+    };
+    let r = eval::evaluate_file(&rnnlab_cli::registry(), &run, &file, &opts).unwrap();
+    assert_eq!(r.accuracy(), last.get("val_acc").unwrap());
+    let (val_loss, raw_loss) = (
+        last.get("val_loss").unwrap(),
+        last.get("raw_val_loss").unwrap(),
+    );
+    assert!(
+        (r.evaluation.loss - val_loss).abs() < 1e-6,
+        "{} vs {val_loss}",
+        r.evaluation.loss
+    );
+    assert!(
+        (r.evaluation.loss - raw_loss).abs() > 1e-4,
+        "raw {raw_loss}"
     );
 }
