@@ -13,6 +13,7 @@ pub mod plots;
 pub mod predictions;
 pub mod spectral;
 pub mod stability;
+pub mod tensorboard;
 
 use std::path::Path;
 
@@ -29,6 +30,7 @@ pub fn register(r: &mut Registry) {
     csv_logger::register(r);
     jsonl_logger::register(r);
     plots::register(r);
+    tensorboard::register(r);
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so readers never see half a file.
