@@ -30,7 +30,7 @@ fn crc32c(bytes: &[u8]) -> u32 {
 /// TFRecord's masked CRC: rotated right by 15 bits, plus 0xa282ead8.
 fn masked_crc(bytes: &[u8]) -> u32 {
     let c = crc32c(bytes);
-    ((c >> 15) | (c << 17)).wrapping_add(0xa282_ead8)
+    c.rotate_right(15).wrapping_add(0xa282_ead8)
 }
 
 /// The records of a TFRecord file: u64 LE length, u32 masked CRC of those 8 bytes, the data,
@@ -40,7 +40,10 @@ fn records(bytes: &[u8]) -> Vec<&[u8]> {
     let mut out = Vec::new();
     let mut at = 0;
     while at < bytes.len() {
-        assert!(at + 12 <= bytes.len(), "a record header is cut at byte {at}");
+        assert!(
+            at + 12 <= bytes.len(),
+            "a record header is cut at byte {at}"
+        );
         let len_bytes = &bytes[at..at + 8];
         assert_eq!(u32_at(at + 8), masked_crc(len_bytes), "length CRC at {at}");
         let len = u64::from_le_bytes(len_bytes.try_into().unwrap()) as usize;
@@ -103,14 +106,14 @@ fn fields(msg: &[u8]) -> Vec<(u64, Wire<'_>)> {
     out
 }
 
-fn bytes_of(w: Wire) -> &[u8] {
+fn bytes_of(w: Wire<'_>) -> &[u8] {
     match w {
         Wire::Bytes(b) => b,
         other => panic!("expected a length-delimited field, got {other:?}"),
     }
 }
 
-fn string_of(w: Wire) -> String {
+fn string_of(w: Wire<'_>) -> String {
     String::from_utf8(bytes_of(w).to_vec()).unwrap()
 }
 
