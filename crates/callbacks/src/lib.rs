@@ -41,3 +41,22 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
+
+/// A view with no recurrent weights and no evaluations, for callbacks' tests.
+#[cfg(test)]
+pub(crate) fn test_view<'a>(
+    params: &'a rnnlab_core::Params,
+    epoch: usize,
+    step: usize,
+    run_dir: Option<&'a Path>,
+) -> rnnlab_core::TrainView<'a> {
+    rnnlab_core::TrainView {
+        params,
+        recurrent: &[],
+        epoch,
+        step,
+        run_dir,
+        val: None,
+        test: None,
+    }
+}

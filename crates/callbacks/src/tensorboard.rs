@@ -532,15 +532,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("config.resolved.toml"), "seed = 1\n").unwrap();
         let params = rnnlab_core::Params::new();
-        let view = |epoch, step| TrainView {
-            params: &params,
-            recurrent: &[],
-            epoch,
-            step,
-            run_dir: Some(dir.path()),
-            val: None,
-            test: None,
-        };
+        let view = |epoch, step| crate::test_view(&params, epoch, step, Some(dir.path()));
         let stats = |loss| BatchStats {
             loss,
             grad_norm: 2.0,
@@ -626,16 +618,8 @@ mod tests {
     fn no_folder_writes_nothing_and_a_missing_file_starts_anew() {
         let params = rnnlab_core::Params::new();
         let mut tb = TensorBoard::new("tb", 1, 1);
-        let no_dir = TrainView {
-            params: &params,
-            recurrent: &[],
-            epoch: 0,
-            step: 0,
-            run_dir: None,
-            val: None,
-            test: None,
-        };
-        tb.on_train_start(&no_dir).unwrap();
+        tb.on_train_start(&crate::test_view(&params, 0, 0, None))
+            .unwrap();
         assert!(tb.path().is_none());
         assert!(tb.state_dict().unwrap().tensors.is_empty());
 
@@ -645,12 +629,8 @@ mod tests {
         state.insert("file", Tensor::from_vec(name, 24, &Device::Cpu).unwrap());
         state.insert_scalar("written", 100.0).unwrap();
         tb.load_state_dict(&state).unwrap();
-        let view = TrainView {
-            run_dir: Some(dir.path()),
-            step: 5,
-            ..no_dir
-        };
-        tb.on_train_start(&view).unwrap();
+        tb.on_train_start(&crate::test_view(&params, 0, 5, Some(dir.path())))
+            .unwrap();
         let path = tb.path().unwrap();
         assert_eq!(path.parent(), Some(dir.path().join("tb").as_path()));
         assert_ne!(path.file_name().unwrap(), "events.out.tfevents.gone");
