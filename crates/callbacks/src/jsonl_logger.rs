@@ -164,15 +164,7 @@ mod tests {
     fn a_resumed_logger_rewrites_the_epochs_after_its_snapshot() {
         let dir = tempfile::tempdir().unwrap();
         let params = rnnlab_core::Params::new();
-        let view = |epoch, step| TrainView {
-            params: &params,
-            recurrent: &[],
-            epoch,
-            step,
-            run_dir: Some(dir.path()),
-            val: None,
-            test: None,
-        };
+        let view = |epoch, step| crate::test_view(&params, epoch, step, Some(dir.path()));
         let stats = |loss| BatchStats {
             loss,
             grad_norm: 1.0,

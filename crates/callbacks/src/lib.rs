@@ -13,6 +13,7 @@ pub mod plots;
 pub mod predictions;
 pub mod spectral;
 pub mod stability;
+pub mod tensorboard;
 
 use std::path::Path;
 
@@ -29,6 +30,7 @@ pub fn register(r: &mut Registry) {
     csv_logger::register(r);
     jsonl_logger::register(r);
     plots::register(r);
+    tensorboard::register(r);
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so readers never see half a file.
@@ -38,4 +40,23 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = std::path::PathBuf::from(tmp);
     std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// A view with no recurrent weights and no evaluations, for callbacks' tests.
+#[cfg(test)]
+pub(crate) fn test_view<'a>(
+    params: &'a rnnlab_core::Params,
+    epoch: usize,
+    step: usize,
+    run_dir: Option<&'a Path>,
+) -> rnnlab_core::TrainView<'a> {
+    rnnlab_core::TrainView {
+        params,
+        recurrent: &[],
+        epoch,
+        step,
+        run_dir,
+        val: None,
+        test: None,
+    }
 }
