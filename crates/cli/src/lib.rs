@@ -19,6 +19,7 @@ pub mod report;
 pub mod sweep;
 mod sweep_cmd;
 pub mod train;
+pub mod watch;
 
 use std::path::PathBuf;
 
@@ -135,6 +136,18 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Follow a run folder live in the terminal: accuracy, loss, gradient norms, learning rate,
+    /// predicted shares, progress and ETA (`q` quits). Without a terminal: a text snapshot.
+    Watch {
+        /// The run folder (it may not exist yet).
+        run: PathBuf,
+        /// Milliseconds between reads of the files.
+        #[arg(long, default_value_t = 500)]
+        interval_ms: u64,
+        /// Print a plain-text snapshot and exit (also when stdout is not a terminal).
+        #[arg(long)]
+        once: bool,
+    },
     /// Look at a pipeline's data (`rnnlab data inspect PIPELINE.toml`).
     Data {
         /// What to do.
@@ -227,6 +240,11 @@ where
             eval::run(registry, &run, &data, &opts, json)
         }
         Command::Sweep(args) => sweep_cmd::run(registry, args),
+        Command::Watch {
+            run,
+            interval_ms,
+            once,
+        } => watch::run(&run, std::time::Duration::from_millis(interval_ms), once),
         Command::Data { cmd } => data_cmd::run(cmd),
         Command::Bench { cmd } => bench::run(registry, cmd),
         #[cfg(feature = "hub")]

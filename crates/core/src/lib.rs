@@ -21,7 +21,7 @@ mod transform;
 pub use callback::{BatchStats, Callback, Control, TrainView};
 pub use cell::{length_mask, reference_forward_seq, Cell, CellState, RecurrentWeight, SeqOutput};
 pub use error::{suggest, Error, Result, UnknownName};
-pub use metrics::{quantile, read_metrics, Confusion, EpochMetrics, MetricsWriter};
+pub use metrics::{parse_metrics, quantile, read_metrics, Confusion, EpochMetrics, MetricsWriter};
 pub use model::{cross_entropy, Batch, BatchSource, EvalSplit, Model};
 pub use params::{
     dropout, dropout_mask, normal_tensor, squared_norm, uniform_tensor, Grads, Param, ParamBuilder,

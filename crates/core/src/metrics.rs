@@ -95,6 +95,12 @@ impl MetricsWriter {
 /// Reads every record of a `metrics.jsonl` file.
 pub fn read_metrics(path: &Path) -> Result<Vec<EpochMetrics>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    parse_metrics(&text, path)
+}
+
+/// Parses the text of a `metrics.jsonl` file (`path` names it in errors), one record per
+/// non-empty line.
+pub fn parse_metrics(text: &str, path: &Path) -> Result<Vec<EpochMetrics>> {
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
