@@ -280,7 +280,11 @@ where
     }
     mesh.draw().map_err(s)?;
     for (i, h) in chart.hlines.iter().enumerate() {
-        let color = if i == chart.hlines.len() - 1 {
+        // One line is a reference (grey, apart from the curves' palette); of a warn / explode
+        // pair the last is red.
+        let color = if chart.hlines.len() == 1 {
+            RGBColor(90, 90, 90)
+        } else if i == chart.hlines.len() - 1 {
             RED
         } else {
             RGBColor(230, 150, 0)
@@ -854,6 +858,10 @@ mod tests {
             assert_eq!(svg.matches(&line).count(), 2, "{colour}");
         }
         assert!(!svg.contains("#FFE119"));
+        // A lone reference line is grey, not red beside the first run's red.
+        let svg = line_chart_svg(share, (640, 400)).unwrap();
+        assert!(svg.contains("stroke=\"#5A5A5A\" stroke-width=\"2\""));
+        assert!(!svg.contains("#FF0000"));
         let svg = confusion_chart_svg("c", &[vec![5, 1], vec![2, 7]], &labels, (480, 450)).unwrap();
         assert_eq!(
             svg.matches("<rect").count() - 1,
