@@ -116,6 +116,19 @@ fn elements<'a>(html: &'a str, open: &str, close: &str) -> Vec<&'a str> {
     out
 }
 
+/// The texts of the cells of each `<tr>` opened by `row_open` in `table`: its header cell, then
+/// its data cells.
+fn row_texts(table: &str, row_open: &str) -> Vec<Vec<String>> {
+    elements(table, row_open, "</tr>")
+        .iter()
+        .map(|r| {
+            let mut cells = elements(r, "<th", "</th>");
+            cells.extend(elements(r, "<td", "</td>"));
+            cells.iter().map(|c| text(c)).collect()
+        })
+        .collect()
+}
+
 /// The cells of the Markdown table rows (after the heading and the `---` line).
 fn markdown_rows(md: &str) -> Vec<Vec<String>> {
     md.lines()
@@ -209,14 +222,7 @@ fn html_report_loads_in_chromium_with_every_row_figure_and_diagnosis() {
     // The comparison table: one row per run, the same cells as the Markdown report's.
     let table = elements(&dom, "<table class=\"runs\"", "</table>");
     assert_eq!(table.len(), 1);
-    let rows: Vec<Vec<String>> = elements(table[0], "<tr class=\"run\"", "</tr>")
-        .iter()
-        .map(|r| {
-            let mut cells = elements(r, "<th", "</th>");
-            cells.extend(elements(r, "<td", "</td>"));
-            cells.iter().map(|c| text(c)).collect()
-        })
-        .collect();
+    let rows = row_texts(table[0], "<tr class=\"run\"");
     let md_rows = markdown_rows(&md);
     assert_eq!(md_rows.len(), 2, "{md}");
     assert_eq!(rows, md_rows);
@@ -308,14 +314,7 @@ fn html_report_loads_in_chromium_with_every_row_figure_and_diagnosis() {
     // Config differences: the keys set differently, not those set alike.
     let config = elements(&dom, "<table class=\"config\"", "</table>");
     assert_eq!(config.len(), 1);
-    let config_rows: Vec<Vec<String>> = elements(config[0], "<tr", "</tr>")
-        .iter()
-        .map(|r| {
-            let mut cells = elements(r, "<th", "</th>");
-            cells.extend(elements(r, "<td", "</td>"));
-            cells.iter().map(|c| text(c)).collect()
-        })
-        .collect();
+    let config_rows = row_texts(config[0], "<tr");
     assert_eq!(config_rows[0], ["key", names[0], names[1]]);
     assert!(config_rows.contains(&vec!["seed".into(), "1".into(), "2".into()]));
     assert!(config_rows.contains(&vec![
