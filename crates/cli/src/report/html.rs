@@ -538,4 +538,28 @@ mod tests {
         );
         assert!(figure("no figure", "t").is_err());
     }
+
+    #[test]
+    fn a_broken_confusion_file_is_an_error_naming_it_and_nothing_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("r");
+        std::fs::create_dir_all(&run).unwrap();
+        std::fs::write(
+            run.join("metrics.jsonl"),
+            "{\"epoch\":1,\"val_acc\":60.0,\"train_loss\":0.7}\n{\"epoch\":2,\"val_acc\":70.0,\"train_loss\":0.6}\n",
+        )
+        .unwrap();
+        std::fs::write(run.join("confusion.json"), "{ \"labels\": [").unwrap();
+        let out = dir.path().join("html");
+        let err = write(std::slice::from_ref(&run), &out, 10).unwrap_err();
+        assert!(format!("{err:#}").contains("confusion.json"), "{err:#}");
+        assert!(!out.join("report.html").exists());
+
+        // Without confusion.json and config the page says so instead of failing.
+        std::fs::remove_file(run.join("confusion.json")).unwrap();
+        let page = std::fs::read_to_string(write(&[run], &out, 10).unwrap()).unwrap();
+        assert!(page.contains("No confusion.json in this run folder."));
+        assert!(page.contains("r: no config.resolved.toml in this run folder."));
+        assert_eq!(page.matches("<tr class=\"run\">").count(), 1);
+    }
 }
