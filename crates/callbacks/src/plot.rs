@@ -103,31 +103,12 @@ fn perr(path: &Path, e: impl std::fmt::Display) -> Error {
 
 /// Draws `chart` into `stem.png` / `stem.svg`; returns the files written.
 pub fn line_chart(stem: &Path, formats: &[String], chart: &LineChart) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let text = has_font();
-    for f in formats {
-        let path = stem.with_extension(f);
-        match f.as_str() {
-            "png" => {
-                let root = BitMapBackend::new(&path, (W, H)).into_drawing_area();
-                draw_lines(&root, chart, text).map_err(|e| perr(&path, e))?;
-                root.present().map_err(|e| perr(&path, e))?;
-            }
-            "svg" => {
-                let root = SVGBackend::new(&path, (W, H)).into_drawing_area();
-                draw_lines(&root, chart, text).map_err(|e| perr(&path, e))?;
-                root.present().map_err(|e| perr(&path, e))?;
-            }
-            other => {
-                return Err(Error::invalid(
-                    "plots.formats",
-                    format!("unknown format `{other}`"),
-                ))
-            }
-        }
-        out.push(path);
-    }
-    Ok(out)
+    Figure::Lines(chart).write(stem, formats)
+}
+
+/// `chart` as an SVG document of `size` pixels, for inlining into HTML.
+pub fn line_chart_svg(chart: &LineChart, size: (u32, u32)) -> Result<String> {
+    Figure::Lines(chart).svg(size)
 }
 
 /// Draws a confusion matrix (`counts[true][predicted]`, cells shaded by row share) into
@@ -139,31 +120,105 @@ pub fn confusion_chart(
     counts: &[Vec<u64>],
     labels: &[String],
 ) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let text = has_font();
-    for f in formats {
-        let path = stem.with_extension(f);
-        match f.as_str() {
-            "png" => {
-                let root = BitMapBackend::new(&path, (640, 600)).into_drawing_area();
-                draw_confusion(&root, title, counts, labels, text).map_err(|e| perr(&path, e))?;
-                root.present().map_err(|e| perr(&path, e))?;
-            }
-            "svg" => {
-                let root = SVGBackend::new(&path, (640, 600)).into_drawing_area();
-                draw_confusion(&root, title, counts, labels, text).map_err(|e| perr(&path, e))?;
-                root.present().map_err(|e| perr(&path, e))?;
-            }
-            other => {
-                return Err(Error::invalid(
-                    "plots.formats",
-                    format!("unknown format `{other}`"),
-                ))
-            }
-        }
-        out.push(path);
+    Figure::Confusion {
+        title,
+        counts,
+        labels,
     }
-    Ok(out)
+    .write(stem, formats)
+}
+
+/// A confusion matrix as an SVG document of `size` pixels, for inlining into HTML (see
+/// [`confusion_chart`]).
+pub fn confusion_chart_svg(
+    title: &str,
+    counts: &[Vec<u64>],
+    labels: &[String],
+    size: (u32, u32),
+) -> Result<String> {
+    Figure::Confusion {
+        title,
+        counts,
+        labels,
+    }
+    .svg(size)
+}
+
+/// A figure that draws on any backend.
+enum Figure<'a> {
+    Lines(&'a LineChart),
+    Confusion {
+        title: &'a str,
+        counts: &'a [Vec<u64>],
+        labels: &'a [String],
+    },
+}
+
+impl Figure<'_> {
+    fn size(&self) -> (u32, u32) {
+        match self {
+            Figure::Lines(_) => (W, H),
+            Figure::Confusion { .. } => (640, 600),
+        }
+    }
+
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+    ) -> std::result::Result<(), String>
+    where
+        DB::ErrorType: 'static,
+    {
+        let text = has_font();
+        match self {
+            Figure::Lines(chart) => draw_lines(root, chart, text),
+            Figure::Confusion {
+                title,
+                counts,
+                labels,
+            } => draw_confusion(root, title, counts, labels, text),
+        }
+    }
+
+    /// Writes `stem.<format>` for each of `formats` (png, svg).
+    fn write(&self, stem: &Path, formats: &[String]) -> Result<Vec<PathBuf>> {
+        let mut out = Vec::new();
+        for f in formats {
+            let path = stem.with_extension(f);
+            match f.as_str() {
+                "png" => {
+                    let root = BitMapBackend::new(&path, self.size()).into_drawing_area();
+                    self.draw(&root).map_err(|e| perr(&path, e))?;
+                    root.present().map_err(|e| perr(&path, e))?;
+                }
+                "svg" => {
+                    let root = SVGBackend::new(&path, self.size()).into_drawing_area();
+                    self.draw(&root).map_err(|e| perr(&path, e))?;
+                    root.present().map_err(|e| perr(&path, e))?;
+                }
+                other => {
+                    return Err(Error::invalid(
+                        "plots.formats",
+                        format!("unknown format `{other}`"),
+                    ))
+                }
+            }
+            out.push(path);
+        }
+        Ok(out)
+    }
+
+    /// The figure as an SVG document of `size` pixels.
+    fn svg(&self, size: (u32, u32)) -> Result<String> {
+        let mut buf = String::new();
+        {
+            let root = SVGBackend::with_string(&mut buf, size).into_drawing_area();
+            let fail = |e: String| Error::Mismatch(format!("plot (svg): {e}"));
+            self.draw(&root).map_err(fail)?;
+            root.present().map_err(|e| fail(e.to_string()))?;
+        }
+        Ok(buf)
+    }
 }
 
 fn s<E: std::fmt::Display>(e: E) -> String {
@@ -233,7 +288,11 @@ where
     }
     mesh.draw().map_err(s)?;
     for (i, h) in chart.hlines.iter().enumerate() {
-        let color = if i == chart.hlines.len() - 1 {
+        // One line is a reference (grey, apart from the curves' palette); of a warn / explode
+        // pair the last is red.
+        let color = if chart.hlines.len() == 1 {
+            RGBColor(90, 90, 90)
+        } else if i == chart.hlines.len() - 1 {
             RED
         } else {
             RGBColor(230, 150, 0)
@@ -528,6 +587,20 @@ pub fn compare_plots(
 ) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let mut files = Vec::new();
+    for (name, chart) in compare_charts(runs, &[]) {
+        files.extend(line_chart(&dir.join(name), formats, &chart)?);
+    }
+    Ok(files)
+}
+
+/// The charts overlaying several runs (`(name, history)`), each with its file stem: val and test
+/// accuracy, val and train loss, gradient-norm p50 and p99, learning rate, the largest spectral
+/// radius and, per class, the predicted share on val. Charts no run has data for are left out;
+/// `labels` names the classes (else their index).
+pub fn compare_charts(
+    runs: &[(String, Vec<EpochMetrics>)],
+    labels: &[String],
+) -> Vec<(String, LineChart)> {
     let overlay = |key: &str| -> Vec<Series> {
         runs.iter()
             .filter_map(|(n, h)| Series::from_history(n, h, key))
@@ -557,73 +630,118 @@ pub fn compare_plots(
             })
         })
         .collect();
-    let mut p99 = overlay("grad_norm.global.p99");
-    if p99.is_empty() {
-        p99 = overlay("grad_norm_p99");
-    }
-    let charts = [
+    let grad = |p: &str| {
+        let s = overlay(&format!("grad_norm.global.{p}"));
+        if s.is_empty() {
+            overlay(&format!("grad_norm_{p}"))
+        } else {
+            s
+        }
+    };
+    let chart = |title: &str, y: &str, series: Vec<Series>, hlines: Vec<(String, f64)>| LineChart {
+        title: title.into(),
+        y_desc: y.into(),
+        series,
+        hlines,
+        log10: false,
+    };
+    let mut charts = vec![
         (
-            "compare_val_acc",
-            "val accuracy",
-            "accuracy (%)",
-            overlay("val_acc"),
-            vec![],
+            "compare_val_acc".to_string(),
+            chart("val accuracy", "accuracy (%)", overlay("val_acc"), vec![]),
         ),
         (
-            "compare_test_acc",
-            "test accuracy",
-            "accuracy (%)",
-            overlay("test_acc"),
-            vec![],
+            "compare_test_acc".into(),
+            chart("test accuracy", "accuracy (%)", overlay("test_acc"), vec![]),
         ),
         (
-            "compare_val_loss",
-            "val loss",
-            "cross-entropy",
-            overlay("val_loss"),
-            vec![],
+            "compare_val_loss".into(),
+            chart("val loss", "cross-entropy", overlay("val_loss"), vec![]),
         ),
         (
-            "compare_train_loss",
-            "train loss",
-            "cross-entropy",
-            overlay("train_loss"),
-            vec![],
+            "compare_train_loss".into(),
+            chart("train loss", "cross-entropy", overlay("train_loss"), vec![]),
         ),
         (
-            "compare_grad_norm_p99",
-            "gradient norm p99",
-            "L2 norm",
-            p99,
-            vec![],
+            "compare_grad_norm_p50".into(),
+            chart("gradient norm p50", "L2 norm", grad("p50"), vec![]),
         ),
         (
-            "compare_spectral_radius",
-            "largest spectral radius over the recurrent gate blocks",
-            "largest |eigenvalue|",
-            max_radius,
-            vec![("1".to_string(), 1.0)],
+            "compare_grad_norm_p99".into(),
+            chart("gradient norm p99", "L2 norm", grad("p99"), vec![]),
+        ),
+        (
+            "compare_lr".into(),
+            chart(
+                "learning rate (last step of the epoch)",
+                "lr",
+                overlay("lr"),
+                vec![],
+            ),
+        ),
+        (
+            "compare_spectral_radius".into(),
+            chart(
+                "largest spectral radius over the recurrent gate blocks",
+                "largest |eigenvalue|",
+                max_radius,
+                vec![("1".to_string(), 1.0)],
+            ),
         ),
     ];
-    for (name, title, y, series, hlines) in charts {
-        if series.is_empty() {
-            continue;
+    let mut classes: Vec<String> = Vec::new();
+    for (_, h) in runs {
+        for k in metric_keys(h, "predictions.val.share.", "") {
+            let c = k.trim_start_matches("predictions.val.share.").to_string();
+            if !classes.contains(&c) {
+                classes.push(c);
+            }
         }
-        let (lo, hi) = series
-            .iter()
-            .flat_map(|s| s.points.iter().map(|p| p.1))
-            .filter(|v| *v > 0.0)
-            .fold((f64::INFINITY, 0.0f64), |(a, b), v| (a.min(v), b.max(v)));
-        let chart = LineChart {
-            title: title.into(),
-            y_desc: y.into(),
-            series,
-            hlines,
-            log10: name == "compare_grad_norm_p99" && lo.is_finite() && hi / lo > 100.0,
-        };
-        files.extend(line_chart(&dir.join(name), formats, &chart)?);
     }
-    Ok(files)
+    for c in classes {
+        let name = c
+            .parse::<usize>()
+            .ok()
+            .and_then(|i| labels.get(i).cloned())
+            .unwrap_or_else(|| c.clone());
+        // The true share as a line when every run has the same one (the same val split).
+        let truth: Vec<f64> = runs
+            .iter()
+            .filter_map(|(_, h)| {
+                h.iter()
+                    .rev()
+                    .find_map(|m| m.get(&format!("predictions.val.true_share.{c}")))
+            })
+            .collect();
+        let same =
+            truth.len() == runs.len() && truth.windows(2).all(|w| (w[0] - w[1]).abs() < 1e-9);
+        let hlines = match truth.first() {
+            Some(t) if same => vec![(format!("true share {t:.1}"), *t)],
+            _ => vec![],
+        };
+        charts.push((
+            format!("compare_predicted_share_{c}"),
+            chart(
+                &format!("predicted share of class {name} on val"),
+                "share (%)",
+                overlay(&format!("predictions.val.share.{c}")),
+                hlines,
+            ),
+        ));
+    }
+    charts.retain(|(_, c)| !c.series.is_empty());
+    for (name, c) in &mut charts {
+        if name.starts_with("compare_grad_norm") {
+            let (lo, hi) = c
+                .series
+                .iter()
+                .flat_map(|s| s.points.iter().map(|p| p.1))
+                .filter(|v| *v > 0.0)
+                .fold((f64::INFINITY, 0.0f64), |(a, b), v| (a.min(v), b.max(v)));
+            c.log10 = lo.is_finite() && hi / lo > 100.0;
+        }
+    }
+    charts
 }
 
 #[cfg(test)]
@@ -681,5 +799,92 @@ mod tests {
         )
         .unwrap();
         assert!(c.iter().any(|p| p.ends_with("compare_val_acc.png")));
+    }
+
+    fn epoch(e: usize, pairs: &[(&str, f64)]) -> EpochMetrics {
+        let mut m = EpochMetrics::new();
+        m.set("epoch", e as f64);
+        for (k, v) in pairs {
+            m.set(*k, *v);
+        }
+        m
+    }
+
+    #[test]
+    fn comparison_charts_overlay_the_runs_and_name_the_classes() {
+        let run = |share: f64, truth: f64| -> Vec<EpochMetrics> {
+            (1..=3)
+                .map(|e| {
+                    epoch(
+                        e,
+                        &[
+                            ("val_acc", 60.0 + e as f64),
+                            ("grad_norm_p50", 0.5),
+                            ("grad_norm_p99", 2.0),
+                            ("lr", 0.01),
+                            ("predictions.val.share.0", share),
+                            ("predictions.val.share.1", 100.0 - share),
+                            ("predictions.val.true_share.0", truth),
+                            ("predictions.val.true_share.1", 100.0 - truth),
+                        ],
+                    )
+                })
+                .collect()
+        };
+        let labels = ["neg".to_string(), "pos".to_string()];
+        let same = compare_charts(
+            &[("a".into(), run(40.0, 55.0)), ("b".into(), run(70.0, 55.0))],
+            &labels,
+        );
+        let names: Vec<&str> = same.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "compare_val_acc",
+                "compare_grad_norm_p50",
+                "compare_grad_norm_p99",
+                "compare_lr",
+                "compare_predicted_share_0",
+                "compare_predicted_share_1",
+            ]
+        );
+        let share = &same[4].1;
+        assert_eq!(share.title, "predicted share of class neg on val");
+        assert_eq!(share.series.len(), 2);
+        assert_eq!(share.series[1].name, "b");
+        assert_eq!(
+            share.series[1].points,
+            [(1.0, 70.0), (2.0, 70.0), (3.0, 70.0)]
+        );
+        assert_eq!(share.hlines, [("true share 55.0".to_string(), 55.0)]);
+        // Different val splits: no single true share to draw.
+        let differ = compare_charts(
+            &[("a".into(), run(40.0, 55.0)), ("b".into(), run(70.0, 50.0))],
+            &[],
+        );
+        assert_eq!(differ[4].1.title, "predicted share of class 0 on val");
+        assert!(differ[4].1.hlines.is_empty());
+
+        let svg = line_chart_svg(&same[0].1, (640, 400)).unwrap();
+        assert!(
+            svg.starts_with("<svg width=\"640\" height=\"400\""),
+            "{svg:.80}"
+        );
+        // A line per run in the palette's first two colours (and its legend entry), no third.
+        for colour in ["#E6194B", "#3CB44B"] {
+            let line = format!("stroke=\"{colour}\" stroke-width=\"2\"");
+            assert_eq!(svg.matches(&line).count(), 2, "{colour}");
+        }
+        assert!(!svg.contains("#FFE119"));
+        // A lone reference line is grey, not red beside the first run's red.
+        let svg = line_chart_svg(share, (640, 400)).unwrap();
+        assert!(svg.contains("stroke=\"#5A5A5A\" stroke-width=\"2\""));
+        assert!(!svg.contains("#FF0000"));
+        let svg = confusion_chart_svg("c", &[vec![5, 1], vec![2, 7]], &labels, (480, 450)).unwrap();
+        assert_eq!(
+            svg.matches("<rect").count() - 1,
+            4,
+            "a cell per count, after the background"
+        );
     }
 }

@@ -107,7 +107,8 @@ pub enum Command {
         json: bool,
     },
     /// Compare runs: a Markdown table (final and best accuracy, swings, gradient norms, spectral
-    /// radius, seconds per epoch) and, with --out, figures overlaying the runs.
+    /// radius, seconds per epoch); with --out, figures overlaying the runs; with --html, one
+    /// self-contained report.html.
     Report {
         /// Run folders (each with a metrics.jsonl).
         #[arg(required = true)]
@@ -115,7 +116,11 @@ pub enum Command {
         /// Write report.md and plots/ here.
         #[arg(long)]
         out: Option<PathBuf>,
-        /// K: the last epochs the swing and std look at.
+        /// Write report.html here: the table, the curves and confusion matrices as inline SVG,
+        /// each run's diagnosis and the config differences (no external files, no network).
+        #[arg(long, value_name = "DIR")]
+        html: Option<PathBuf>,
+        /// K: the last epochs the swing and std (and in --html, diagnose) look at.
         #[arg(long, default_value_t = 10)]
         window: usize,
     },
@@ -210,8 +215,17 @@ where
             print!("{}", list::render(registry));
             Ok(())
         }
-        Command::Report { runs, out, window } => {
+        Command::Report {
+            runs,
+            out,
+            html,
+            window,
+        } => {
             print!("{}", report::run(&runs, out.as_deref(), window)?);
+            if let Some(dir) = html {
+                let path = report::html::write(&runs, &dir, window)?;
+                println!("\nwrote {}", path.display());
+            }
             Ok(())
         }
         Command::Diagnose { run, sets, config } => {

@@ -1,5 +1,8 @@
 //! `rnnlab report RUN...`: a Markdown table comparing runs, read from each run's
-//! `metrics.jsonl`, and (with `--out DIR`) figures overlaying the runs.
+//! `metrics.jsonl`, and (with `--out DIR`) figures overlaying the runs; with `--html DIR`, the
+//! self-contained page of [`html`].
+
+pub mod html;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -100,33 +103,64 @@ fn acc(v: Option<(f64, f64, usize)>) -> (String, String) {
     }
 }
 
+/// The column headings of the comparison table (`window`: K of the swing and std columns).
+pub fn headings(window: usize) -> Vec<String> {
+    [
+        "run",
+        "epochs",
+        "val acc final",
+        "val acc best",
+        "test acc final",
+        "test acc best",
+        &format!("swing val / test (last {window})"),
+        "std val / test",
+        "grad p99 (max)",
+        "warning %",
+        "exploding %",
+        "clipped %",
+        "spectral radius (final)",
+        "s / epoch",
+    ]
+    .iter()
+    .map(|h| h.to_string())
+    .collect()
+}
+
+/// The cells of `r` in the comparison table, as formatted text (one per heading).
+pub fn cells(r: &RunRow) -> Vec<String> {
+    let (vf, vb) = acc(r.val_acc);
+    let (tf, tb) = acc(r.test_acc);
+    vec![
+        r.name.clone(),
+        r.epochs.to_string(),
+        vf,
+        vb,
+        tf,
+        tb,
+        format!("{} / {}", f(r.swing.0, 2), f(r.swing.1, 2)),
+        format!("{} / {}", f(r.std.0, 2), f(r.std.1, 2)),
+        f(r.grad_p99, 2),
+        f(r.warning, 1),
+        f(r.exploding, 1),
+        f(r.clipped, 1),
+        f(r.radius, 3),
+        f(r.seconds_per_epoch, 1),
+    ]
+}
+
+/// What the columns of the comparison table mean.
+pub const TABLE_NOTE: &str = "Accuracies in percent; swing = largest change between consecutive \
+     epochs; grad p99 = largest per-epoch 99th percentile of the raw global gradient norm; warning \
+     / exploding / clipped = mean per-epoch share of steps (the `grad_norm` monitor's bands); \
+     spectral radius = largest over the recurrent gate blocks at the final epoch.";
+
 /// The Markdown table of `rows`.
 pub fn table(rows: &[RunRow], window: usize) -> String {
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "| run | epochs | val acc final | val acc best | test acc final | test acc best | swing val / test (last {window}) | std val / test | grad p99 (max) | warning % | exploding % | clipped % | spectral radius (final) | s / epoch |"
-    );
-    let _ = writeln!(s, "|{}", " --- |".repeat(14));
+    let heads = headings(window);
+    let mut s = format!("| {} |\n", heads.join(" | "));
+    let _ = writeln!(s, "|{}", " --- |".repeat(heads.len()));
     for r in rows {
-        let (vf, vb) = acc(r.val_acc);
-        let (tf, tb) = acc(r.test_acc);
-        let _ = writeln!(
-            s,
-            "| {} | {} | {vf} | {vb} | {tf} | {tb} | {} / {} | {} / {} | {} | {} | {} | {} | {} | {} |",
-            r.name,
-            r.epochs,
-            f(r.swing.0, 2),
-            f(r.swing.1, 2),
-            f(r.std.0, 2),
-            f(r.std.1, 2),
-            f(r.grad_p99, 2),
-            f(r.warning, 1),
-            f(r.exploding, 1),
-            f(r.clipped, 1),
-            f(r.radius, 3),
-            f(r.seconds_per_epoch, 1),
-        );
+        let _ = writeln!(s, "| {} |", cells(r).join(" | "));
     }
     s
 }
@@ -145,12 +179,7 @@ pub fn report(runs: &[PathBuf], window: usize) -> Result<(String, Vec<NamedRun>)
     let rows: Vec<RunRow> = loaded.iter().map(|(n, h)| row(n, h, window)).collect();
     let mut md = String::from("# Run comparison\n\n");
     md.push_str(&table(&rows, window));
-    md.push_str(
-        "\nAccuracies in percent; swing = largest change between consecutive epochs; grad p99 = largest \
-         per-epoch 99th percentile of the raw global gradient norm; warning / exploding / clipped = mean \
-         per-epoch share of steps (the `grad_norm` monitor's bands); spectral radius = largest over the \
-         recurrent gate blocks at the final epoch.\n",
-    );
+    let _ = writeln!(md, "\n{TABLE_NOTE}");
     Ok((md, loaded))
 }
 
