@@ -107,6 +107,34 @@ fn a_failed_run_is_reported_and_the_others_finish() {
     );
 }
 
+#[test]
+fn a_variant_name_reused_with_other_overrides_in_a_shared_folder_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = demo_sweep(dir.path(), "[1]", 1, "[[variants]]\nname = \"x\"\n");
+    let out = rnnlab(&["sweep", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let other = dir.path().join("other.toml");
+    std::fs::write(
+        &other,
+        "seeds = [1]\nout = \"runs\"\nthreads = 1\n\
+         set = [\"data.size=600\", \"train.epochs=1\", \"model.cell.hidden=16\"]\n\
+         [[variants]]\nname = \"x\"\nset = [\"data.batch_size=8\"]\n",
+    )
+    .unwrap();
+    for args in [
+        vec!["sweep", other.to_str().unwrap()],
+        vec!["sweep", "status", other.to_str().unwrap()],
+    ] {
+        let out = rnnlab(&args);
+        let t = text(&out);
+        assert!(!out.status.success(), "{t}");
+        assert!(
+            t.contains("made with other overrides") && t.contains("`x`"),
+            "{t}"
+        );
+    }
+}
+
 fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     let start = Instant::now();
     while !ok() {

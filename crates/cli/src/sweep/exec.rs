@@ -36,6 +36,7 @@ pub fn exec(
     run: &PlannedRun,
     threads: Option<usize>,
 ) -> Result<Executed> {
+    status::check_owner(plan, run)?;
     match status::status(plan, run) {
         RunStatus::Done => return Ok(Executed::Skipped),
         RunStatus::Running { host, pid } => {
@@ -60,6 +61,8 @@ pub fn exec(
         started: now(),
         finished: None,
         error: None,
+        sets: run.sets.clone(),
+        base: run.base.clone(),
     };
     status::write_state(plan, run, &state)?;
     let result = train_run(registry, run, threads);

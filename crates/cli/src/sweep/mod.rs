@@ -266,6 +266,9 @@ pub fn load(registry: &Registry, file: &Path) -> Result<Plan> {
         };
         run.epochs = epochs;
     }
+    for run in &runs {
+        status::check_owner(&plan, run)?;
+    }
     plan.runs = runs;
     Ok(plan)
 }

@@ -163,7 +163,9 @@ pub fn launch(
         .output()
         .context("running sbatch (is Slurm installed and on PATH?)")?;
     let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if !out.status.success() && !(wait && !stdout.is_empty()) {
+    // With --wait, sbatch exits with the array's worst task status after printing the id.
+    let submitted = out.status.success() || (wait && !stdout.is_empty());
+    if !submitted {
         bail!(
             "sbatch {} failed ({}): {}",
             path.display(),

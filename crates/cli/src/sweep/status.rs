@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::{Plan, PlannedRun};
@@ -31,6 +31,12 @@ pub struct RunState {
     /// Why it failed.
     #[serde(default)]
     pub error: Option<String>,
+    /// The run's overrides (a run folder shared by sweeps must mean the same run in each).
+    #[serde(default)]
+    pub sets: Vec<String>,
+    /// Its base pipeline.
+    #[serde(default)]
+    pub base: Option<PathBuf>,
 }
 
 /// Where a run stands.
@@ -93,6 +99,25 @@ pub fn write_state(plan: &Plan, run: &PlannedRun, state: &RunState) -> Result<()
         .with_context(|| format!("writing {}", path.display()))?;
     tmp.persist(&path)
         .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Fails when `run`'s folder was made by a run with other overrides or another base pipeline
+/// (sweeps that share `out` share the folders of same-named variants).
+pub fn check_owner(plan: &Plan, run: &PlannedRun) -> Result<()> {
+    if let Some(old) = read_state(plan, run) {
+        if !old.sets.is_empty() && (old.sets != run.sets || old.base != run.base) {
+            bail!(
+                "{}: this run folder was made with other overrides ({}) than {}'s variant `{}` \
+                 ({}): give the variant another name or the sweep another `out`",
+                run.dir.display(),
+                old.sets.join(" "),
+                plan.file.display(),
+                run.variant,
+                run.sets.join(" ")
+            );
+        }
+    }
     Ok(())
 }
 
