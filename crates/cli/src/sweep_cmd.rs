@@ -37,7 +37,7 @@ pub struct RunArgs {
     /// Slurm: print the job script instead of submitting it.
     #[arg(long)]
     pub dry_run: bool,
-    /// Slurm: block until the job array ends (`sbatch --wait`).
+    /// Slurm: wait until the job array ends, printing each run's outcome; exits 1 if one failed.
     #[arg(long)]
     pub wait: bool,
     /// Slurm: `--partition`.
@@ -53,7 +53,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub time: Option<String>,
     /// Slurm: an extra `#SBATCH` line, e.g. `--qos=normal`. Repeatable.
-    #[arg(long = "sbatch", value_name = "LINE")]
+    #[arg(long = "sbatch", value_name = "LINE", allow_hyphen_values = true)]
     pub sbatch: Vec<String>,
 }
 
@@ -175,9 +175,12 @@ fn run_sweep(registry: &Registry, a: RunArgs) -> Result<()> {
                 extra: a.sbatch,
             };
             let settings = plan.sweep.slurm.overridden(&flags);
-            let (script, _) = slurm::launch(&plan, &settings, a.dry_run, a.wait)?;
-            if a.dry_run {
-                print!("{script}");
+            match slurm::launch(&plan, &settings, a.dry_run, a.wait)? {
+                slurm::Submission::DryRun(script) => print!("{script}"),
+                slurm::Submission::Submitted {
+                    waited: Some(done), ..
+                } => local::conclude(&file, &done)?,
+                _ => {}
             }
             Ok(())
         }

@@ -108,7 +108,8 @@ fn interrupt(child: &Child) {
     let _ = child;
 }
 
-fn final_line(run: &PlannedRun) -> String {
+/// `N epochs, final val_acc A test_acc B` of `run`'s metrics.
+pub(super) fn final_line(run: &PlannedRun) -> String {
     let history = rnnlab_core::read_metrics(&run.dir.join("metrics.jsonl")).unwrap_or_default();
     let last = history.last();
     let get = |k: &str| {
@@ -130,6 +131,12 @@ pub fn launch(plan: &Plan, opts: &LocalOptions) -> Result<Launched> {
     let jobs = opts.jobs.max(1);
     let threads = (opts.threads / jobs).max(1);
     let mut outcome = Launched::default();
+    if let Some(job) = super::slurm::active_array(plan) {
+        bail!(
+            "job array {job} of this sweep is still queued or running under Slurm (squeue -j {job}): \
+             wait for it or cancel it (scancel {job}) first"
+        );
+    }
     let mut queue: VecDeque<&PlannedRun> = VecDeque::new();
     for run in &plan.runs {
         match status::status(plan, run) {

@@ -142,6 +142,19 @@ fn alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
+/// Whether the process that wrote "running" into `state` still runs: on this host, whether it
+/// is alive; elsewhere, for a Slurm task, whether Slurm still runs it (a task killed at its time
+/// limit never writes its end), else as written.
+fn still_running(state: &RunState) -> bool {
+    if state.host == hostname() {
+        return alive(state.pid);
+    }
+    match &state.slurm_job {
+        Some(task) => super::slurm::job_active(task).unwrap_or(true),
+        None => true,
+    }
+}
+
 /// Where `run` stands.
 pub fn status(plan: &Plan, run: &PlannedRun) -> RunStatus {
     let done = epochs_done(run);
@@ -153,7 +166,7 @@ pub fn status(plan: &Plan, run: &PlannedRun) -> RunStatus {
         Some(s) => match s.state.as_str() {
             "done" if s.epochs >= run.epochs || done >= run.epochs => RunStatus::Done,
             "failed" => RunStatus::Failed(s.error.unwrap_or_default()),
-            "running" if s.host != hostname() || alive(s.pid) => RunStatus::Running {
+            "running" if still_running(&s) => RunStatus::Running {
                 host: s.host,
                 pid: s.pid,
             },
