@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use rnnlab_core::{read_metrics, EpochMetrics};
+use rnnlab_core::read_metrics;
+
+mod common;
+use common::{metrics, text, without_timings};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rnnlab");
 
@@ -16,14 +19,6 @@ fn rnnlab(args: &[&str]) -> Output {
         .env("RUST_LOG", "warn")
         .output()
         .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// A sweep of the demo pipeline (small corpus, small LSTM) written into `dir/sweep.toml`.
@@ -38,22 +33,6 @@ fn demo_sweep(dir: &Path, seeds: &str, epochs: usize, variants: &str) -> PathBuf
     )
     .unwrap();
     file
-}
-
-/// Every metric but the timings.
-fn without_timings(h: &[EpochMetrics]) -> Vec<Vec<(String, f64)>> {
-    h.iter()
-        .map(|m| {
-            m.iter()
-                .filter(|(k, _)| !k.contains("seconds") && !k.contains("per_second"))
-                .map(|(k, v)| (k.to_string(), v))
-                .collect()
-        })
-        .collect()
-}
-
-fn metrics(run: &Path) -> Vec<EpochMetrics> {
-    read_metrics(&run.join("metrics.jsonl")).unwrap()
 }
 
 const TWO_VARIANTS: &str = "[[variants]]\nname = \"adam\"\n\n[[variants]]\nname = \"sgd\"\n\

@@ -11,21 +11,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use rnnlab_core::{read_metrics, EpochMetrics};
+mod common;
+use common::{metrics, text, without_timings};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rnnlab");
 /// Generous: the machine may be loaded; on an idle one each sweep takes seconds.
 const TIMEOUT: Duration = Duration::from_secs(600);
 
 const RUNS: [&str; 4] = ["adam/seed-1", "adam/seed-2", "sgd/seed-1", "sgd/seed-2"];
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// Runs `rnnlab ARGS` in `dir`; kills it after [`TIMEOUT`] (and cancels the job array it
 /// printed it submitted, if any).
@@ -65,6 +58,13 @@ fn rnnlab_in(dir: &Path, args: &[&str]) -> Output {
     }
 }
 
+/// `rnnlab sweep FILE --launcher slurm FLAGS...` in `dir`.
+fn slurm(dir: &Path, file: &str, flags: &[&str]) -> Output {
+    let mut args = vec!["sweep", file, "--launcher", "slurm"];
+    args.extend_from_slice(flags);
+    rnnlab_in(dir, &args)
+}
+
 /// A folder for a sweep under the target dir (not /tmp: a cluster's tasks may get a private
 /// /tmp).
 fn workdir() -> tempfile::TempDir {
@@ -88,22 +88,6 @@ fn demo_sweep(dir: &Path, extra: &str) -> PathBuf {
     )
     .unwrap();
     file
-}
-
-/// Every metric but the timings.
-fn without_timings(h: &[EpochMetrics]) -> Vec<Vec<(String, f64)>> {
-    h.iter()
-        .map(|m| {
-            m.iter()
-                .filter(|(k, _)| !k.contains("seconds") && !k.contains("per_second"))
-                .map(|(k, v)| (k.to_string(), v))
-                .collect()
-        })
-        .collect()
-}
-
-fn metrics(run: &Path) -> Vec<EpochMetrics> {
-    read_metrics(&run.join("metrics.jsonl")).unwrap()
 }
 
 /// Whether a Slurm cluster is here to test against; prints why not. Under `CI=true` a missing
@@ -159,10 +143,7 @@ fn a_sweep_through_sbatch_equals_the_local_launchers() {
     );
     let file = file.to_str().unwrap();
     let started = Instant::now();
-    let out = rnnlab_in(
-        cluster.path(),
-        &["sweep", file, "--launcher", "slurm", "--wait"],
-    );
+    let out = slurm(cluster.path(), file, &["--wait"]);
     let t = text(&out);
     println!(
         "local launcher: {local_secs:.1} s; slurm launcher: {:.1} s\n{t}",
@@ -194,7 +175,7 @@ fn a_sweep_through_sbatch_equals_the_local_launchers() {
     assert!(st.status.success(), "{}", text(&st));
     assert!(text(&st).contains("4 runs: 4 done"), "{}", text(&st));
 
-    let again = rnnlab_in(cluster.path(), &["sweep", file, "--launcher", "slurm"]);
+    let again = slurm(cluster.path(), file, &[]);
     let t = text(&again);
     assert!(again.status.success(), "{t}");
     assert!(t.contains("is finished: nothing to submit"), "{t}");
@@ -219,10 +200,7 @@ fn failed_tasks_are_reported_after_wait() {
     .unwrap();
     let file = file.to_str().unwrap();
     // A run that fails in its task: its error, from the state file the task wrote.
-    let out = rnnlab_in(
-        dir.path(),
-        &["sweep", file, "--launcher", "slurm", "--wait"],
-    );
+    let out = slurm(dir.path(), file, &["--wait"]);
     let t = text(&out);
     assert!(!out.status.success(), "{t}");
     assert!(t.contains("done good/seed-1"), "{t}");
@@ -234,16 +212,10 @@ fn failed_tasks_are_reported_after_wait() {
 
     // A task Slurm fails before it runs (its output file cannot be opened): Slurm's account,
     // not the run's stale error from the array before.
-    let out = rnnlab_in(
+    let out = slurm(
         dir.path(),
-        &[
-            "sweep",
-            file,
-            "--launcher",
-            "slurm",
-            "--wait",
-            "--sbatch=--output=/nonexistent-dir/%A_%a.out",
-        ],
+        file,
+        &["--wait", "--sbatch=--output=/nonexistent-dir/%A_%a.out"],
     );
     let t = text(&out);
     assert!(!out.status.success(), "{t}");
@@ -291,22 +263,12 @@ fn a_queued_array_blocks_another_launch_of_the_sweep() {
     let file = demo_sweep(dir.path(), "[slurm]\ncpus_per_task = 1\nmem = \"1G\"\n");
     let file = file.to_str().unwrap();
     // Held in the queue for an hour.
-    let out = rnnlab_in(
-        dir.path(),
-        &[
-            "sweep",
-            file,
-            "--launcher",
-            "slurm",
-            "--sbatch",
-            "--begin=now+3600",
-        ],
-    );
+    let out = slurm(dir.path(), file, &["--sbatch", "--begin=now+3600"]);
     let t = text(&out);
     assert!(out.status.success(), "{t}");
     let job = job_id(&t).unwrap_or_else(|| panic!("no job id: {t}"));
     let local = rnnlab_in(dir.path(), &["sweep", file]);
-    let again = rnnlab_in(dir.path(), &["sweep", file, "--launcher", "slurm"]);
+    let again = slurm(dir.path(), file, &[]);
     let _ = Command::new("scancel").arg(&job).status();
     for out in [local, again] {
         let t = text(&out);
@@ -346,19 +308,10 @@ fn the_dry_run_prints_the_array_of_the_unfinished_runs() {
         );
         assert!(out.status.success(), "{}", text(&out));
     }
-    let out = rnnlab_in(
+    let out = slurm(
         dir.path(),
-        &[
-            "sweep",
-            file,
-            "--launcher",
-            "slurm",
-            "--dry-run",
-            "--mem",
-            "2G",
-            "--sbatch",
-            "--constraint=avx2",
-        ],
+        file,
+        &["--dry-run", "--mem", "2G", "--sbatch", "--constraint=avx2"],
     );
     let script = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "{}", text(&out));
@@ -415,10 +368,7 @@ fn the_dry_run_prints_the_array_of_the_unfinished_runs() {
     assert!(state.contains("\"slurm_job\": \"77_0\""), "{state}");
 
     // Only sgd/seed-1 is left; with every run finished, there is no script.
-    let out = rnnlab_in(
-        dir.path(),
-        &["sweep", file, "--launcher", "slurm", "--dry-run"],
-    );
+    let out = slurm(dir.path(), file, &["--dry-run"]);
     assert!(
         sbatch_lines(&String::from_utf8_lossy(&out.stdout)).contains(&"--array=2%3"),
         "{}",
@@ -437,10 +387,7 @@ fn the_dry_run_prints_the_array_of_the_unfinished_runs() {
         ],
     );
     assert!(out.status.success(), "{}", text(&out));
-    let out = rnnlab_in(
-        dir.path(),
-        &["sweep", file, "--launcher", "slurm", "--dry-run"],
-    );
+    let out = slurm(dir.path(), file, &["--dry-run"]);
     let t = text(&out);
     assert!(out.status.success(), "{t}");
     assert!(

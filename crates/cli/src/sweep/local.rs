@@ -42,6 +42,19 @@ pub struct Launched {
     pub interrupted: usize,
 }
 
+impl Launched {
+    /// Records that `run` failed with `error` and prints it after `progress`.
+    pub(super) fn fail(&mut self, progress: &str, run: &PlannedRun, error: String, log: &Path) {
+        println!(
+            "{progress} FAILED {}: {} (log: {})",
+            run.id,
+            error.lines().next().unwrap_or_default(),
+            log.display()
+        );
+        self.failed.push((run.id.clone(), error));
+    }
+}
+
 fn install_interrupt_handler() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -213,13 +226,7 @@ pub fn launch(plan: &Plan, opts: &LocalOptions) -> Result<Launched> {
                         RunStatus::Failed(e) => e,
                         _ => format!("exited with {exit}"),
                     };
-                    println!(
-                        "[{ended}/{total}] FAILED {}: {} (log: {})",
-                        run.id,
-                        error.lines().next().unwrap_or_default(),
-                        log.display()
-                    );
-                    outcome.failed.push((run.id.clone(), error));
+                    outcome.fail(&format!("[{ended}/{total}]"), run, error, &log);
                 }
             }
         }

@@ -387,13 +387,7 @@ fn wait_for(plan: &Plan, job: &str, indices: &[usize], skipped: usize) -> Result
                     println!("[{ended}/{total}] {} was already finished", run.id);
                 }
                 TaskEnd::Failed { error, log } => {
-                    println!(
-                        "[{ended}/{total}] FAILED {}: {} (log: {})",
-                        run.id,
-                        error.lines().next().unwrap_or_default(),
-                        log.display()
-                    );
-                    outcome.failed.push((run.id.clone(), error));
+                    outcome.fail(&format!("[{ended}/{total}]"), run, error, &log)
                 }
             }
         }
