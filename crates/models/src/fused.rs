@@ -158,7 +158,7 @@ impl<T> SharedMut<T> {
 
 /// `dst[m×n] (+)= lhs[m×k] · rhs[k×n]`, each given by its row and column strides.
 #[allow(clippy::too_many_arguments)]
-fn matmul<T: Real>(
+pub(crate) fn matmul<T: Real>(
     (m, n, k): (usize, usize, usize),
     dst: &mut [T],
     (dst_rs, dst_cs): (usize, usize),
@@ -406,7 +406,8 @@ impl FusedSeq {
     }
 }
 
-fn parallelism(threads: usize) -> Parallelism {
+/// `gemm`'s setting for `threads` threads of the current rayon pool.
+pub(crate) fn parallelism(threads: usize) -> Parallelism {
     if threads > 1 {
         Parallelism::Rayon(threads)
     } else {
@@ -670,12 +671,17 @@ fn backward_chunk<T: Real>(
     (dg, db_ih)
 }
 
-fn slice_of<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [T]> {
+/// The values of a contiguous CPU tensor `what` as a slice.
+pub(crate) fn slice_of<'a, T: WithDType>(
+    s: &'a CpuStorage,
+    l: &Layout,
+    what: &str,
+) -> Result<&'a [T]> {
     let data = s.as_slice::<T>()?;
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&data[a..b]),
         None => Err(Error::Mismatch(format!(
-            "fused recurrence: {what} is not contiguous"
+            "custom op input {what} is not contiguous"
         ))),
     }
 }
@@ -707,7 +713,8 @@ impl FusedSeq {
     }
 }
 
-fn to_candle(e: Error) -> candle_core::Error {
+/// An rnnlab error as candle's (custom ops return candle's).
+pub(crate) fn to_candle(e: Error) -> candle_core::Error {
     candle_core::Error::Msg(e.to_string())
 }
 

@@ -59,7 +59,7 @@ use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
 use common::{assert_close, batch, build_model, registry, values};
-use rnnlab_core::{checkpoint, seeded, Batch, Grads, Model};
+use rnnlab_core::{checkpoint, dropout_mask, seeded, Batch, Grads, Model};
 
 /// What the script printed: per case, the logits and then each parameter's gradient, flattened
 /// in row-major order (a name line, then its values).
@@ -186,8 +186,12 @@ padded fc.bias
     1.207461946637631e-01 -7.415172595847491e-02 -4.659446870528815e-02
 ";
 
-/// The fixture's model, as a `[model]` table.
-const MODEL: &str = "type = \"cnn\"\nwidths = [2, 3]\nmaps = 4\nembedding_dim = 5";
+/// The fixture's model, as a `[model]` table, with each kernel.
+fn model_table(kernel: &str) -> String {
+    format!("type = \"cnn\"\nwidths = [2, 3]\nmaps = 4\nembedding_dim = 5\nkernel = \"{kernel}\"")
+}
+
+const KERNELS: [&str; 2] = ["fused", "reference"];
 
 /// The golden entries of `case`: (name, values), in the printed order.
 fn golden(case: &str) -> Vec<(String, Vec<f64>)> {
@@ -243,15 +247,15 @@ fn cases() -> Vec<(&'static str, Batch)> {
 }
 
 /// Logits and gradients of the fixture's model in `dtype` against torch's, within `rtol`/`atol`.
-fn check_against_torch(dtype: DType, rtol: f64, atol: f64) {
+fn check_against_torch(kernel: &str, dtype: DType, rtol: f64, atol: f64) {
     let r = registry();
-    let model = build_model(&r, MODEL, 12, 3, dtype, 0).unwrap();
+    let model = build_model(&r, &model_table(kernel), 12, 3, dtype, 0).unwrap();
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let map = checkpoint::load(&dir.join("cnn.safetensors")).unwrap();
     model.params().load_map(&map).unwrap();
     for (case, b) in cases() {
         let expected = golden(case);
-        let what = |k: &str| format!("{case} {dtype:?} {k}");
+        let what = |k: &str| format!("{kernel} {case} {dtype:?} {k}");
         let logits = model.forward(&b, false, &mut seeded(0)).unwrap();
         let (name, v) = &expected[0];
         assert_eq!(name, "logits");
@@ -272,26 +276,32 @@ fn check_against_torch(dtype: DType, rtol: f64, atol: f64) {
 
 #[test]
 fn logits_and_gradients_match_torch_f64() {
-    check_against_torch(DType::F64, 1e-10, 1e-12);
+    for kernel in KERNELS {
+        check_against_torch(kernel, DType::F64, 1e-10, 1e-12);
+    }
 }
 
 #[test]
 fn logits_and_gradients_match_torch_f32() {
-    check_against_torch(DType::F32, 1e-4, 1e-6);
+    for kernel in KERNELS {
+        check_against_torch(kernel, DType::F32, 1e-4, 1e-6);
+    }
 }
 
 #[test]
 fn gradients_match_finite_differences() {
+    for kernel in KERNELS {
+        check_finite_differences(kernel);
+    }
+}
+
+/// Central differences of the loss against backward, for every entry of every parameter.
+fn check_finite_differences(kernel: &str) {
     let r = registry();
-    let model = build_model(
-        &r,
-        "type = \"cnn\"\nwidths = [1, 2, 4]\nmaps = 3\nembedding_dim = 4",
-        10,
-        3,
-        DType::F64,
-        5,
-    )
-    .unwrap();
+    let src = format!(
+        "type = \"cnn\"\nwidths = [1, 2, 4]\nmaps = 3\nembedding_dim = 4\nkernel = \"{kernel}\""
+    );
+    let model = build_model(&r, &src, 10, 3, DType::F64, 5).unwrap();
     // Lengths 7, 3 (shorter than the widest filter), 1 and 4; the padding holds real tokens.
     let mut b = batch(
         &[
@@ -331,13 +341,150 @@ fn gradients_match_finite_differences() {
             let a = analytic[i];
             assert!(
                 (a - numeric).abs() <= 1e-6 * (1.0 + numeric.abs()),
-                "d loss / d {name}[{i}] = {a}, finite differences {numeric}"
+                "{kernel}: d loss / d {name}[{i}] = {a}, finite differences {numeric}"
             );
             nonzero += usize::from(numeric.abs() > 1e-8);
             checked += 1;
         }
         // The check means something only where the loss depends on the parameter.
-        assert!(nonzero > 0, "{name}: no entry moves the loss");
+        assert!(nonzero > 0, "{kernel}: {name}: no entry moves the loss");
     }
     assert!(checked > 100, "{checked}");
+}
+
+/// A batch of rows with the given lengths, padded to `t` with id 0; no id repeats within a row
+/// (so no two windows tie for a max), labels cycle through 3 classes.
+fn distinct_rows(lengths: &[usize], t: usize, vocab: u32) -> Batch {
+    let rows: Vec<Vec<u32>> = lengths
+        .iter()
+        .enumerate()
+        .map(|(r, &l)| {
+            (0..l as u32)
+                .map(|k| 1 + (r as u32 * 7 + k * 13) % (vocab - 1))
+                .collect()
+        })
+        .collect();
+    let mut b = batch(&rows, 0);
+    if b.ids.dims()[1] < t {
+        let pad =
+            Tensor::zeros((rows.len(), t - b.ids.dims()[1]), DType::U32, &Device::Cpu).unwrap();
+        b.ids = Tensor::cat(&[&b.ids, &pad], 1).unwrap();
+    }
+    let labels: Vec<u32> = (0..rows.len() as u32).map(|i| i % 3).collect();
+    b.labels = Tensor::new(labels, &Device::Cpu).unwrap();
+    b
+}
+
+#[test]
+fn fused_matches_reference_in_training() {
+    let r = registry();
+    // Rows shorter than every filter, than some, and longer than all; dropout on both places.
+    let b = distinct_rows(&[12, 1, 4, 2, 9, 5, 3, 11, 6], 12, 50);
+    for (dtype, rtol, atol) in [(DType::F64, 1e-9, 1e-12), (DType::F32, 1e-4, 1e-6)] {
+        let run = |kernel: &str| {
+            let src = format!(
+                "type = \"cnn\"\nwidths = [2, 3, 5]\nmaps = 16\nembedding_dim = 8\n\
+                 embedding_dropout = 0.3\ndropout = 0.5\nkernel = \"{kernel}\""
+            );
+            let m = build_model(&r, &src, 50, 3, dtype, 4).unwrap();
+            let logits = m.forward(&b, true, &mut seeded(11)).unwrap();
+            let loss = m.loss(&logits, &b.labels).unwrap();
+            let grads = Grads::from_backward(m.params(), &mut loss.backward().unwrap()).unwrap();
+            (logits, grads)
+        };
+        let (fused_logits, fused_grads) = run("fused");
+        let (ref_logits, ref_grads) = run("reference");
+        assert_close(
+            &fused_logits,
+            &ref_logits,
+            rtol,
+            atol,
+            &format!("{dtype:?} logits"),
+        );
+        assert_eq!(fused_grads.len(), 9);
+        for ((name, f), (_, g)) in fused_grads.iter().zip(ref_grads.iter()) {
+            assert_close(f, g, rtol, atol, &format!("{dtype:?} {name}"));
+            assert!(values(g).iter().any(|v| *v != 0.0), "{name}: all zero");
+        }
+    }
+}
+
+/// The model's function written out with loops over the parameters (f64), the embedded tokens
+/// multiplied by `emb_mask` `[B·T·E]`; no dropout before the output layer.
+fn loop_logits(model: &dyn Model, b: &Batch, emb_mask: &[f64]) -> Vec<f64> {
+    let p = |k: &str| values(&model.params().get(k).unwrap().var.as_tensor().clone());
+    let dims = |k: &str| model.params().get(k).unwrap().var.dims().to_vec();
+    let (table, e) = (p("embedding.weight"), dims("embedding.weight")[1]);
+    let ids: Vec<u32> = b.ids.flatten_all().unwrap().to_vec1().unwrap();
+    let t = b.ids.dims()[1];
+    let (fc, fc_b, classes) = (p("fc.weight"), p("fc.bias"), dims("fc.weight")[0]);
+    let mut out = Vec::new();
+    for (row, &l) in b.lengths.iter().enumerate() {
+        let x = |pos: usize, c: usize| {
+            let i = row * t + pos;
+            if pos < l {
+                table[ids[i] as usize * e + c] * emb_mask[i * e + c]
+            } else {
+                0.0
+            }
+        };
+        let mut feats = Vec::new();
+        for i in 0.. {
+            let Some(wd) = model.params().get(&format!("convs.{i}.weight")) else {
+                break;
+            };
+            let [maps, _, w] = wd.var.dims().try_into().unwrap();
+            let (wv, bv) = (values(wd.var.as_tensor()), p(&format!("convs.{i}.bias")));
+            for j in 0..maps {
+                let mut best = f64::NEG_INFINITY;
+                for start in 0..(l + 1).saturating_sub(w).max(1) {
+                    let mut z = bv[j];
+                    for k in 0..w {
+                        for c in 0..e {
+                            z += wv[(j * e + c) * w + k] * x(start + k, c);
+                        }
+                    }
+                    best = best.max(z);
+                }
+                feats.push(best.max(0.0));
+            }
+        }
+        for k in 0..classes {
+            let d = feats.len();
+            out.push(fc_b[k] + (0..d).map(|i| fc[k * d + i] * feats[i]).sum::<f64>());
+        }
+    }
+    out
+}
+
+#[test]
+fn embedding_dropout_drops_embedded_tokens_with_the_runs_generator() {
+    let r = registry();
+    let b = distinct_rows(&[7, 2, 5, 1], 7, 20);
+    let (rows, t, e) = (4, 7, 6);
+    for kernel in KERNELS {
+        let src = format!(
+            "type = \"cnn\"\nwidths = [2, 4]\nmaps = 5\nembedding_dim = {e}\n\
+             embedding_dropout = 0.4\ndropout = 0.0\nkernel = \"{kernel}\""
+        );
+        let m = build_model(&r, &src, 20, 3, DType::F64, 8).unwrap();
+        // The first numbers the forward pass draws are the embedding's mask.
+        let mask =
+            dropout_mask(&mut seeded(5), &[rows, t, e], 0.4, DType::F64, &Device::Cpu).unwrap();
+        let mask = values(&mask);
+        assert!(mask.contains(&0.0) && mask.iter().any(|v| *v > 1.0));
+        let train = m.forward(&b, true, &mut seeded(5)).unwrap();
+        let want =
+            Tensor::from_vec(loop_logits(m.as_ref(), &b, &mask), (rows, 3), &Device::Cpu).unwrap();
+        assert_close(&train, &want, 1e-10, 1e-12, &format!("{kernel} train"));
+        // Evaluation drops nothing.
+        let eval = m.forward(&b, false, &mut seeded(5)).unwrap();
+        let want = Tensor::from_vec(
+            loop_logits(m.as_ref(), &b, &vec![1.0; rows * t * e]),
+            (rows, 3),
+            &Device::Cpu,
+        )
+        .unwrap();
+        assert_close(&eval, &want, 1e-10, 1e-12, &format!("{kernel} eval"));
+    }
 }
