@@ -20,11 +20,12 @@
 
 use std::sync::Mutex;
 
-use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Storage, Tensor};
+use candle_core::{Shape, Tensor};
 use rnnlab_core::{length_mask, Error, Result};
 
 use crate::activation::Real;
-use crate::fused::{matmul, parallelism, slice_of, to_candle};
+use crate::cpu_op::SliceOp3;
+use crate::fused::{matmul, parallelism};
 
 /// No window won: the ReLU zeroed the feature.
 const NONE: u32 = u32::MAX;
@@ -162,100 +163,46 @@ impl ConvMaxPool {
         }
         (dx, dw, db)
     }
+}
 
-    fn check_sizes(&self, x: usize, weight: usize, bias: usize) -> Result<()> {
+impl SliceOp3 for ConvMaxPool {
+    const NAME: &'static str = "conv-max-pool";
+
+    fn forward_slices<T: Real>(
+        &self,
+        x: &[T],
+        weight: &[T],
+        bias: &[T],
+    ) -> Result<(Vec<T>, Shape)> {
         let (b, t, e, m, w) = self.dims;
-        if x != b * t * e || weight != m * e * w || bias != m {
+        if x.len() != b * t * e || weight.len() != m * e * w || bias.len() != m {
             return Err(Error::Mismatch(format!(
-                "conv-max-pool: x {x}, weight {weight}, bias {bias} values for B={b}, T={t}, E={e}, M={m}, w={w}"
+                "conv-max-pool: x {}, weight {}, bias {} values for B={b}, T={t}, E={e}, M={m}, w={w}",
+                x.len(),
+                weight.len(),
+                bias.len()
             )));
         }
-        Ok(())
-    }
-}
-
-impl CustomOp3 for ConvMaxPool {
-    fn name(&self) -> &'static str {
-        "conv-max-pool"
+        Ok((self.forward(x, weight, bias), Shape::from((b, m))))
     }
 
-    fn cpu_fwd(
+    fn backward_slices<T: Real>(
         &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        fn run<T: Real>(
-            op: &ConvMaxPool,
-            (s1, l1): (&CpuStorage, &Layout),
-            (s2, l2): (&CpuStorage, &Layout),
-            (s3, l3): (&CpuStorage, &Layout),
-        ) -> Result<CpuStorage> {
-            let x = slice_of::<T>(s1, l1, "x")?;
-            let weight = slice_of::<T>(s2, l2, "weight")?;
-            let bias = slice_of::<T>(s3, l3, "bias")?;
-            op.check_sizes(x.len(), weight.len(), bias.len())?;
-            Ok(T::to_cpu_storage_owned(op.forward(x, weight, bias)))
-        }
-        let (b, _, _, m, _) = self.dims;
-        let args = ((s1, l1), (s2, l2), (s3, l3));
-        let out = match s1 {
-            CpuStorage::F32(_) => run::<f32>(self, args.0, args.1, args.2),
-            CpuStorage::F64(_) => run::<f64>(self, args.0, args.1, args.2),
-            _ => Err(Error::Mismatch("conv-max-pool: f32 or f64 only".into())),
-        }
-        .map_err(to_candle)?;
-        Ok((out, Shape::from((b, m))))
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        weight: &Tensor,
-        _bias: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        grad: &[T],
+        x: &[T],
+        weight: &[T],
+    ) -> Result<[(Vec<T>, Shape); 3]> {
         let (b, t, e, m, w) = self.dims;
-        let dev = x.device();
-        let (grad, x, weight) = (grad.contiguous()?, x.contiguous()?, weight.contiguous()?);
-        let (gs, gl) = grad.storage_and_layout();
-        let (xs, xl) = x.storage_and_layout();
-        let (ws, wl) = weight.storage_and_layout();
-        let (Storage::Cpu(gs), Storage::Cpu(xs), Storage::Cpu(ws)) = (&*gs, &*xs, &*ws) else {
-            return Err(candle_core::Error::Msg(
-                "conv-max-pool: backward on a CPU op with tensors elsewhere".into(),
-            ));
-        };
-        macro_rules! run {
-            ($t:ty) => {{
-                let (dx, dw, db) = self.backward::<$t>(
-                    slice_of(gs, gl, "grad").map_err(to_candle)?,
-                    slice_of(xs, xl, "x").map_err(to_candle)?,
-                    slice_of(ws, wl, "weight").map_err(to_candle)?,
-                );
-                (
-                    Tensor::from_vec(dx, (b, t, e), dev)?,
-                    Tensor::from_vec(dw, (m, e, w), dev)?,
-                    Tensor::from_vec(db, m, dev)?,
-                )
-            }};
-        }
-        let (dx, dw, db) = match weight.dtype() {
-            DType::F32 => run!(f32),
-            DType::F64 => run!(f64),
-            other => {
-                return Err(candle_core::Error::Msg(format!(
-                    "conv-max-pool: dtype {other:?} (f32 or f64 only)"
-                )))
-            }
-        };
-        Ok((Some(dx), Some(dw), Some(db)))
+        let (dx, dw, db) = self.backward(grad, x, weight);
+        Ok([
+            (dx, Shape::from((b, t, e))),
+            (dw, Shape::from((m, e, w))),
+            (db, Shape::from(m)),
+        ])
     }
 }
+
+crate::cpu_op::custom_op3!(ConvMaxPool);
 
 /// Checks the shapes and returns (B, T, E, M, w).
 fn dims(

@@ -7,6 +7,7 @@ mod activation;
 mod classifier;
 mod cnn;
 mod conv_pool;
+mod cpu_op;
 mod embedding;
 mod encoder;
 mod fused;

@@ -488,6 +488,22 @@ mod tests {
         assert_eq!(timed(&[7.0]), &[7.0]);
     }
 
+    /// Options for one cell with the peer (python3), seeds from 42, two threads.
+    fn options(cell: &str, epochs: usize, seeds: usize) -> EpochOptions {
+        EpochOptions {
+            cells: vec![cell.into()],
+            epochs,
+            seeds,
+            first_seed: 42,
+            threads: 2,
+            kernel: "fused".into(),
+            sets: vec![],
+            torch: Some("python3".into()),
+            peer: None,
+            keep: None,
+        }
+    }
+
     #[test]
     fn sides_average_over_seeds_and_ratios_are_reported() {
         let run = |secs: Vec<f64>, acc: f64, rss: f64| RunFigures {
@@ -514,18 +530,7 @@ mod tests {
         assert_eq!(ours.test_acc(), 60.5);
         assert_eq!(ours.max_rss_mib(), Some(350.0));
         let b = EpochBench {
-            opts: EpochOptions {
-                cells: vec!["gru".into()],
-                epochs: 3,
-                seeds: 2,
-                first_seed: 42,
-                threads: 2,
-                kernel: "fused".into(),
-                sets: vec![],
-                torch: Some("python3".into()),
-                peer: None,
-                keep: None,
-            },
+            opts: options("gru", 3, 2),
             cells: vec![CellEpochs {
                 cell: "gru".into(),
                 rnnlab: ours,
@@ -557,18 +562,7 @@ mod tests {
             max_rss_mib: None,
             tokens_per_s: None,
         };
-        let opts = EpochOptions {
-            cells: vec!["cnn".into()],
-            epochs: 2,
-            seeds: 1,
-            first_seed: 42,
-            threads: 2,
-            kernel: "fused".into(),
-            sets: vec![],
-            torch: Some("python3".into()),
-            peer: None,
-            keep: None,
-        };
+        let opts = options("cnn", 2, 1);
         let b = EpochBench {
             opts: opts.clone(),
             cells: vec![CellEpochs {
