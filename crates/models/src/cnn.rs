@@ -1,15 +1,17 @@
-//! The CNN baseline of Kim (2014): embedding → one 1-D convolution per filter width → ReLU → max
-//! over time → concatenation → dropout → linear.
+//! The CNN baseline of Kim (2014): embedding → dropout → one 1-D convolution per filter width →
+//! ReLU → max over time → concatenation → dropout → linear. Each width's convolution and pooling
+//! runs as one custom op ([`crate::conv_pool`]), or as candle ops with `kernel = "reference"`.
 
 use candle_core::Tensor;
 use rnnlab_core::{
-    cross_entropy, dropout, length_mask, Batch, Error, Model, ModelContext, ParamBuilder, Params,
-    PluginParams, Result, Rng,
+    cross_entropy, dropout, Batch, Error, Model, ModelContext, ParamBuilder, Params, PluginParams,
+    Result, Rng,
 };
 
+use crate::conv_pool::{conv_max_pool, reference_conv_max_pool};
 use crate::encoder::check_probability;
-use crate::{build_owned, check_lengths, class_weights, embedding_from_context, linear};
-use crate::{Embedding, Linear};
+use crate::{build_owned, check_lengths, class_weights, embedding_from_context, fused, linear};
+use crate::{Embedding, Kernel, Linear};
 
 /// One convolution: `weight` `[maps, E, width]`, `bias` `[maps]`.
 #[derive(Clone, Debug)]
@@ -26,7 +28,9 @@ pub struct KimCnn {
     embedding: Embedding,
     convs: Vec<Conv>,
     fc: Linear,
+    embedding_dropout: f64,
     dropout: f64,
+    kernel: Kernel,
     class_weights: Option<Tensor>,
 }
 
@@ -50,6 +54,9 @@ pub fn kim_cnn(p: &PluginParams, ctx: &ModelContext, pb: &mut ParamBuilder) -> R
     p.check("embedding_dim", embedding_dim > 0, "must be positive")?;
     let drop = p.f64("dropout")?;
     check_probability(p, "dropout", drop)?;
+    let embedding_dropout = p.f64("embedding_dropout")?;
+    check_probability(p, "embedding_dropout", embedding_dropout)?;
+    let kernel: Kernel = p.choice("kernel", &["fused", "reference"])?.parse()?;
     if ctx.num_classes < 2 {
         return Err(Error::invalid(
             p.path(),
@@ -82,7 +89,9 @@ pub fn kim_cnn(p: &PluginParams, ctx: &ModelContext, pb: &mut ParamBuilder) -> R
         embedding,
         convs,
         fc,
+        embedding_dropout,
         dropout: drop,
+        kernel,
         class_weights,
     })
 }
@@ -94,46 +103,37 @@ impl KimCnn {
     }
 
     /// The pooled features `[B, maps · widths]` that the output layer reads (before dropout).
-    pub fn features(&self, batch: &Batch) -> Result<Tensor> {
+    /// A window reads only its row's true tokens, and zeros past the row's end (a row shorter
+    /// than a filter has one window): the padding never matters.
+    pub fn features(&self, batch: &Batch, train: bool, rng: &mut Rng) -> Result<Tensor> {
         let (b, t) = batch.ids.dims2()?;
         check_lengths(&batch.lengths, b, t)?;
         let x = self.embedding.forward(&batch.ids)?;
-        let (dtype, device) = (x.dtype(), x.device().clone());
-        // Zero the padding, then pad on the right to the widest filter: a sequence shorter than
-        // a filter sees zeros past its end, whatever the batch's padding.
-        let mask = length_mask(&batch.lengths, t, dtype, &device)?.unsqueeze(2)?;
-        let mut x = x.broadcast_mul(&mask)?;
-        let widest = self.convs.iter().map(|c| c.width).max().unwrap_or(1);
-        if t < widest {
-            let pad = Tensor::zeros((b, widest - t, x.dim(2)?), dtype, &device)?;
-            x = Tensor::cat(&[&x, &pad], 1)?;
-        }
-        let len = t.max(widest);
-        let x = x.transpose(1, 2)?.contiguous()?; // [B, E, L]
-        let mut feats = Vec::with_capacity(self.convs.len());
-        for c in &self.convs {
-            let positions = len - c.width + 1;
-            let y = x
-                .conv1d(&c.weight, 0, 1, 1, 1)?
-                .broadcast_add(&c.bias.reshape((1, (), 1))?)?
-                .relu()?; // [B, maps, positions]
-                          // Windows starting at or past max(len - w + 1, 1) read padding: they become 0, which
-                          // never beats a valid window after the ReLU.
-            let valid: Vec<usize> = batch
-                .lengths
-                .iter()
-                .map(|&l| (l + 1).saturating_sub(c.width).max(1))
-                .collect();
-            let m = length_mask(&valid, positions, dtype, &device)?.unsqueeze(1)?;
-            feats.push(y.broadcast_mul(&m)?.max(2)?);
-        }
+        let x = dropout(&x, self.embedding_dropout, train, rng)?;
+        let fused = self.kernel == Kernel::Fused && fused::supported(&x);
+        let feats = self
+            .convs
+            .iter()
+            .map(|c| {
+                if fused {
+                    conv_max_pool(&x, &c.weight, &c.bias, &batch.lengths)
+                } else {
+                    reference_conv_max_pool(&x, &c.weight, &c.bias, &batch.lengths)
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Tensor::cat(&feats, 1)?)
+    }
+
+    /// How each width's convolution and pooling runs.
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
     }
 }
 
 impl Model for KimCnn {
     fn forward(&self, batch: &Batch, train: bool, rng: &mut Rng) -> Result<Tensor> {
-        let h = self.features(batch)?;
+        let h = self.features(batch, train, rng)?;
         let h = dropout(&h, self.dropout, train, rng)?;
         self.fc.forward(&h)
     }

@@ -33,14 +33,15 @@ pub fn shared_cell_params() -> Vec<ParamSpec> {
     ]
 }
 
-/// How the encoder runs each cell over a sequence.
+/// How the encoder runs each cell over a sequence (and the CNN each filter width).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Kernel {
     /// The cell's own [`Cell::forward_seq`] (for the built-in cells: one fused op forward and one
-    /// backward).
+    /// backward); for the CNN, one custom op per filter width.
     #[default]
     Fused,
-    /// [`reference_forward_seq`]: one [`Cell::step`] per time step, differentiated by autograd.
+    /// [`reference_forward_seq`]: one [`Cell::step`] per time step, differentiated by autograd;
+    /// for the CNN, candle ops.
     Reference,
 }
 

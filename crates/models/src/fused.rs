@@ -19,11 +19,12 @@
 use std::any::Any;
 use std::sync::Mutex;
 
-use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Storage, Tensor, WithDType};
+use candle_core::{DType, Shape, Tensor};
 use gemm::Parallelism;
 use rnnlab_core::{CellState, Error, Result, SeqOutput};
 
 use crate::activation::Real;
+use crate::cpu_op::SliceOp3;
 use crate::rows::{GruBackward, GruForward, LstmBackward, LstmForward};
 
 /// Which cell's equations the op runs.
@@ -158,7 +159,7 @@ impl<T> SharedMut<T> {
 
 /// `dst[m×n] (+)= lhs[m×k] · rhs[k×n]`, each given by its row and column strides.
 #[allow(clippy::too_many_arguments)]
-fn matmul<T: Real>(
+pub(crate) fn matmul<T: Real>(
     (m, n, k): (usize, usize, usize),
     dst: &mut [T],
     (dst_rs, dst_cs): (usize, usize),
@@ -406,7 +407,8 @@ impl FusedSeq {
     }
 }
 
-fn parallelism(threads: usize) -> Parallelism {
+/// `gemm`'s setting for `threads` threads of the current rayon pool.
+pub(crate) fn parallelism(threads: usize) -> Parallelism {
     if threads > 1 {
         Parallelism::Rayon(threads)
     } else {
@@ -670,29 +672,16 @@ fn backward_chunk<T: Real>(
     (dg, db_ih)
 }
 
-fn slice_of<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [T]> {
-    let data = s.as_slice::<T>()?;
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => Err(Error::Mismatch(format!(
-            "fused recurrence: {what} is not contiguous"
-        ))),
-    }
-}
+impl SliceOp3 for FusedSeq {
+    const NAME: &'static str = "fused recurrence";
 
-impl FusedSeq {
-    fn run_fwd<T: Real>(
+    /// The outputs from `x`, both weight matrices and both biases.
+    fn forward_slices<T: Real>(
         &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<CpuStorage> {
-        let x = slice_of::<T>(s1, l1, "x")?;
-        let weights = slice_of::<T>(s2, l2, "weights")?;
-        let bias = slice_of::<T>(s3, l3, "bias")?;
+        x: &[T],
+        weights: &[T],
+        bias: &[T],
+    ) -> Result<(Vec<T>, Shape)> {
         let Dims { b, t, e, h } = self.dims;
         let g = self.cell.gates() * h;
         if x.len() != b * t * e || weights.len() != g * (e + h) || bias.len() != 2 * g {
@@ -703,88 +692,29 @@ impl FusedSeq {
                 bias.len()
             )));
         }
-        Ok(T::to_cpu_storage_owned(self.forward(x, weights, bias)))
-    }
-}
-
-fn to_candle(e: Error) -> candle_core::Error {
-    candle_core::Error::Msg(e.to_string())
-}
-
-impl CustomOp3 for FusedSeq {
-    fn name(&self) -> &'static str {
-        "fused-recurrence"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let Dims { b, t, h, .. } = self.dims;
         let shape = Shape::from((self.cell.planes() * b, t, h));
-        let out = match s1 {
-            CpuStorage::F32(_) => self.run_fwd::<f32>(s1, l1, s2, l2, s3, l3),
-            CpuStorage::F64(_) => self.run_fwd::<f64>(s1, l1, s2, l2, s3, l3),
-            _ => Err(Error::Mismatch("fused recurrence: f32 or f64 only".into())),
-        }
-        .map_err(to_candle)?;
-        Ok((out, shape))
+        Ok((self.forward(x, weights, bias), shape))
     }
 
-    fn bwd(
+    /// `dx`, `[dW_ih, dW_hh]` and both biases' gradients.
+    fn backward_slices<T: Real>(
         &self,
-        x: &Tensor,
-        weights: &Tensor,
-        _bias: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        grad: &[T],
+        x: &[T],
+        weights: &[T],
+    ) -> Result<[(Vec<T>, Shape); 3]> {
         let Dims { b, t, e, h } = self.dims;
         let g = self.cell.gates() * h;
-        let dev = weights.device();
-        let grad = grad.contiguous()?;
-        let (x, weights) = (x.contiguous()?, weights.contiguous()?);
-        let (gs, gl) = grad.storage_and_layout();
-        let (xs, xl) = x.storage_and_layout();
-        let (ws, wl) = weights.storage_and_layout();
-        let (Storage::Cpu(gs), Storage::Cpu(xs), Storage::Cpu(ws)) = (&*gs, &*xs, &*ws) else {
-            return Err(candle_core::Error::Msg(
-                "fused recurrence: backward on a CPU op with tensors elsewhere".into(),
-            ));
-        };
-        macro_rules! run {
-            ($t:ty) => {{
-                let (dx, dw, db) = self
-                    .backward::<$t>(
-                        slice_of(gs, gl, "grad").map_err(to_candle)?,
-                        slice_of(xs, xl, "x").map_err(to_candle)?,
-                        slice_of(ws, wl, "weights").map_err(to_candle)?,
-                    )
-                    .map_err(to_candle)?;
-                (
-                    Tensor::from_vec(dx, (b, t, e), dev)?,
-                    Tensor::from_vec(dw, g * (e + h), dev)?,
-                    Tensor::from_vec(db, 2 * g, dev)?,
-                )
-            }};
-        }
-        let (dx, dw, db) = match weights.dtype() {
-            DType::F32 => run!(f32),
-            DType::F64 => run!(f64),
-            other => {
-                return Err(candle_core::Error::Msg(format!(
-                    "fused recurrence: dtype {other:?} (f32 or f64 only)"
-                )))
-            }
-        };
-        Ok((Some(dx), Some(dw), Some(db)))
+        let (dx, dw, db) = self.backward(grad, x, weights)?;
+        Ok([
+            (dx, Shape::from((b, t, e))),
+            (dw, Shape::from(g * (e + h))),
+            (db, Shape::from(2 * g)),
+        ])
     }
 }
+
+crate::cpu_op::custom_op3!(FusedSeq);
 
 /// Whether the fused op can run on `x` (a CPU tensor of f32 or f64).
 pub(crate) fn supported(x: &Tensor) -> bool {

@@ -6,6 +6,8 @@
 mod activation;
 mod classifier;
 mod cnn;
+mod conv_pool;
+mod cpu_op;
 mod embedding;
 mod encoder;
 mod fused;
@@ -76,7 +78,7 @@ pub fn register(r: &mut Registry) {
     r.models.add(
         PluginSpec {
             name: "cnn",
-            doc: "Kim (2014) CNN: embedding → 1-D convolutions → ReLU → max over time → dropout → linear",
+            doc: "Kim (2014) CNN: embedding → dropout → 1-D convolutions → ReLU → max over time → dropout → linear",
             params: cnn_params(),
         },
         Arc::new(make_cnn),
@@ -135,9 +137,19 @@ pub fn cnn_params() -> Vec<ParamSpec> {
             "embedding width when no pretrained vectors are loaded (> 0)",
         ),
         ParamSpec::new(
+            "embedding_dropout",
+            "0.0",
+            "dropout on the embedded tokens, in [0, 1)",
+        ),
+        ParamSpec::new(
             "dropout",
             "0.5",
             "dropout before the output layer, in [0, 1)",
+        ),
+        ParamSpec::new(
+            "kernel",
+            "\"fused\"",
+            "convolution and pooling: fused (one CPU op per width) or reference (candle ops)",
         ),
         ParamSpec::new(
             "class_weights",
