@@ -1657,6 +1657,7 @@ mod tests {
         let common = [
             "data.type=\"tsv\"",
             tsv.as_str(),
+            "data.labels=[\"negative\", \"neutral\", \"positive\"]",
             "data.batch_size=32",
             "train.epochs=8",
             "model.cell={type=\"rnn\", hidden=64}",
