@@ -1,5 +1,6 @@
 //! The Kim CNN against PyTorch (logits and the gradient of every parameter, from a state_dict
-//! saved by torch) and against finite differences.
+//! saved by torch) and against finite differences, with both kernels; the fused op against the
+//! candle-ops reference in training; the embedding dropout against the model written as loops.
 //!
 //! `tests/fixtures/cnn.safetensors` and the golden values in [`GOLDEN`] were produced once, with
 //! torch 2.15.0 and safetensors 0.8.0 on CPU, by this script (run from `crates/models/tests`); it
