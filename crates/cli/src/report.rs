@@ -43,7 +43,8 @@ pub struct RunRow {
     pub seconds_per_epoch: Option<f64>,
 }
 
-fn mean(history: &[EpochMetrics], key: &str) -> Option<f64> {
+/// The mean of `key`'s finite values over the epochs.
+pub(crate) fn mean(history: &[EpochMetrics], key: &str) -> Option<f64> {
     let v: Vec<f64> = history
         .iter()
         .filter_map(|m| m.get(key))
@@ -60,17 +61,21 @@ fn max(history: &[EpochMetrics], key: &str) -> Option<f64> {
         .reduce(f64::max)
 }
 
-/// The row of one run's history.
-pub fn row(name: &str, history: &[EpochMetrics], window: usize) -> RunRow {
-    let acc = |k: &str| series_stability(history, k, window);
-    let (val, test) = (acc("val_acc"), acc("test_acc"));
-    let last = history.last();
-    let radius = last.and_then(|m| {
+/// The largest spectral radius over the recurrent gate blocks at the last epoch.
+pub(crate) fn final_radius(history: &[EpochMetrics]) -> Option<f64> {
+    history.last().and_then(|m| {
         m.iter()
             .filter(|(k, _)| k.starts_with("spectral.") && k.ends_with(".radius"))
             .map(|(_, v)| v)
             .reduce(f64::max)
-    });
+    })
+}
+
+/// The row of one run's history.
+pub fn row(name: &str, history: &[EpochMetrics], window: usize) -> RunRow {
+    let acc = |k: &str| series_stability(history, k, window);
+    let (val, test) = (acc("val_acc"), acc("test_acc"));
+    let radius = final_radius(history);
     RunRow {
         name: name.to_string(),
         epochs: history.len(),

@@ -12,6 +12,7 @@ use rnnlab_callbacks::stability::series_stability;
 use rnnlab_core::{read_metrics, EpochMetrics};
 
 use super::Plan;
+use crate::report::{final_radius, mean};
 
 /// The figures of one run that the table averages.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -44,15 +45,8 @@ pub struct RunFigures {
     pub params: Option<f64>,
 }
 
-fn mean_of(history: &[EpochMetrics], key: &str) -> Option<f64> {
-    let v: Vec<f64> = history
-        .iter()
-        .filter_map(|m| m.get(key))
-        .filter(|v| v.is_finite())
-        .collect();
-    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
-}
-
+/// The largest value of `key` over the epochs; unlike the run report's p99 column, an infinite
+/// value (a step whose norm overflowed) counts.
 fn max_of(history: &[EpochMetrics], key: &str) -> Option<f64> {
     history
         .iter()
@@ -64,26 +58,19 @@ fn max_of(history: &[EpochMetrics], key: &str) -> Option<f64> {
 /// The figures of one run's history (`window` = K).
 pub fn run_figures(history: &[EpochMetrics], window: usize) -> RunFigures {
     let test = series_stability(history, "test_acc", window);
-    let radius = history.last().and_then(|m| {
-        m.iter()
-            .filter(|(k, _)| k.starts_with("spectral.") && k.ends_with(".radius"))
-            .map(|(_, v)| v)
-            .filter(|v| v.is_finite())
-            .reduce(f64::max)
-    });
     RunFigures {
         epochs: history.len(),
         final_test: test.as_ref().map(|s| s.last),
         best_test: test.as_ref().map(|s| s.best),
         swing: test.as_ref().map(|s| s.max_swing),
         std: test.as_ref().map(|s| s.std),
-        grad_p50: mean_of(history, "grad_norm_p50"),
+        grad_p50: mean(history, "grad_norm_p50"),
         grad_p99: max_of(history, "grad_norm_p99"),
         grad_max: max_of(history, "grad_norm_max"),
-        exploding: mean_of(history, "grad_norm.frac_exploding"),
-        clipped: mean_of(history, "clipped_frac").map(|f| 100.0 * f),
-        radius,
-        seconds: mean_of(history, "epoch_seconds"),
+        exploding: mean(history, "grad_norm.frac_exploding"),
+        clipped: mean(history, "clipped_frac").map(|f| 100.0 * f),
+        radius: final_radius(history),
+        seconds: mean(history, "epoch_seconds"),
         params: None,
     }
 }
