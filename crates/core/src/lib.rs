@@ -5,6 +5,7 @@
 //! crates and are added to a [`Registry`].
 #![warn(missing_docs)]
 
+mod atomic;
 mod callback;
 mod cell;
 pub mod checkpoint;
@@ -18,6 +19,7 @@ mod state;
 mod trainer;
 mod transform;
 
+pub use atomic::{sync_dir, write_atomic, write_atomic_with};
 pub use callback::{BatchStats, Callback, Control, TrainView};
 pub use cell::{length_mask, reference_forward_seq, Cell, CellState, RecurrentWeight, SeqOutput};
 pub use error::{suggest, Error, Result, UnknownName};
