@@ -12,6 +12,7 @@ pub mod checkpoint;
 mod error;
 mod metrics;
 mod model;
+mod monitor;
 mod params;
 mod registry;
 mod scheduler;
@@ -25,6 +26,7 @@ pub use cell::{length_mask, reference_forward_seq, Cell, CellState, RecurrentWei
 pub use error::{suggest, Error, Result, UnknownName};
 pub use metrics::{parse_metrics, quantile, read_metrics, Confusion, EpochMetrics, MetricsWriter};
 pub use model::{cross_entropy, Batch, BatchSource, EvalSplit, Model};
+pub use monitor::{MetricContext, Watched};
 pub use params::{
     dropout, dropout_mask, normal_tensor, squared_norm, uniform_tensor, Grads, Param, ParamBuilder,
     Params,
