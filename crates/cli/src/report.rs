@@ -173,7 +173,7 @@ pub fn report(runs: &[PathBuf], window: usize) -> Result<(String, Vec<NamedRun>)
     let mut loaded = Vec::new();
     for run in runs {
         let path = run.join("metrics.jsonl");
-        let history = read_metrics(&path).with_context(|| format!("reading {}", path.display()))?;
+        let history = read_metrics(&path)?;
         loaded.push((run_name(run, runs), history));
     }
     let rows: Vec<RunRow> = loaded.iter().map(|(n, h)| row(n, h, window)).collect();
