@@ -215,8 +215,7 @@ pub fn run(runs: &[PathBuf], out: Option<&Path>, window: usize) -> Result<String
                 let _ = writeln!(text, "![{}]({})", rel.display(), rel.display());
             }
         }
-        std::fs::write(dir.join("report.md"), text)
-            .with_context(|| format!("writing {}", dir.join("report.md").display()))?;
+        rnnlab_core::write_atomic(&dir.join("report.md"), text.as_bytes())?;
     }
     Ok(md)
 }

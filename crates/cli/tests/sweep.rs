@@ -160,11 +160,15 @@ fn a_killed_sweep_run_again_ends_as_an_unbroken_one() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // Kill the launcher (its run dies with it) when the second run has one epoch of three.
+    // Kill the launcher (its run dies with it) when the second run has one epoch of three and
+    // its snapshot (written after the epoch's metrics line, atomically).
     wait_for(
         "an epoch of the second run",
         Duration::from_secs(300),
-        || read_metrics(&second.join("metrics.jsonl")).is_ok_and(|m| !m.is_empty()),
+        || {
+            read_metrics(&second.join("metrics.jsonl")).is_ok_and(|m| !m.is_empty())
+                && second.join("checkpoints/last.state.safetensors").is_file()
+        },
     );
     child.kill().unwrap();
     child.wait().unwrap();
