@@ -35,23 +35,24 @@ fn write_data(dir: &Path, long: usize) -> std::path::PathBuf {
     pipeline
 }
 
+/// `rnnlab train PIPELINE --threads 1 --out RUN`.
+fn train(pipeline: &Path, run: &Path) -> std::process::Output {
+    Command::new(BIN)
+        .arg("train")
+        .arg(pipeline)
+        .args(["--threads", "1", "--out"])
+        .arg(run)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn a_long_training_text_is_cut_counted_and_reported() {
     let dir = tempfile::tempdir().unwrap();
     let pipeline = write_data(dir.path(), 3000);
     let run = dir.path().join("run");
-    let o = Command::new(BIN)
-        .args([
-            "train",
-            pipeline.to_str().unwrap(),
-            "--threads",
-            "1",
-            "--out",
-        ])
-        .arg(&run)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
+    let o = train(&pipeline, &run);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
     assert!(
@@ -90,18 +91,7 @@ fn predict_on_a_huge_text_reads_a_bounded_part() {
     let dir = tempfile::tempdir().unwrap();
     let pipeline = write_data(dir.path(), 10);
     let run = dir.path().join("run");
-    let o = Command::new(BIN)
-        .args([
-            "train",
-            pipeline.to_str().unwrap(),
-            "--threads",
-            "1",
-            "--out",
-        ])
-        .arg(&run)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
+    let o = train(&pipeline, &run);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let input = dir.path().join("input.txt");
     std::fs::write(&input, format!("{}\na bad film\n", "good ".repeat(400_000))).unwrap();

@@ -149,13 +149,16 @@ const SMALL: [&str; 6] = [
 /// Trains a small demo run into `run` with `threads`.
 fn small_run(run: &Path, threads: &str) {
     let demo = demo();
-    let out = Command::new(BIN)
-        .args(["train", &demo, "--threads", threads, "--out"])
+    let mut c = Command::new(BIN);
+    c.args(["train", &demo, "--threads", threads, "--out"])
         .arg(run)
-        .args(SMALL)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
+        .args(SMALL);
+    succeeds(c);
+}
+
+/// Runs `c` (logging warnings only) and checks it succeeded.
+fn succeeds(mut c: Command) {
+    let out = c.env("RUST_LOG", "warn").output().unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -220,18 +223,9 @@ fn a_failed_resume_changes_nothing_and_names_the_cause() {
 
     // The folder is still whole: with the snapshot back, predict and resume work.
     std::fs::write(&snap, &good).unwrap();
-    let out = Command::new(BIN)
-        .args(["predict"])
-        .arg(&run)
-        .arg("a good film")
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut c = Command::new(BIN);
+    c.arg("predict").arg(&run).arg("a good film");
+    succeeds(c);
     let (ok, err) = resume(
         &run,
         &["--set", "train.epochs=3", "--set", "model.dropout=0.3"],

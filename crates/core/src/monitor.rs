@@ -163,14 +163,7 @@ impl Trainer {
     pub fn check_watched_metrics(&self, data: &dyn BatchSource) -> Result<()> {
         let recurrent = self.model.recurrent_weights();
         let ctx = self.metric_context(data, &recurrent)?;
-        let mut logged = Logged::default();
-        logged.add(
-            "trainer",
-            Some(trainer_names(&ctx, self.chain.averages_weights())),
-        );
-        for (name, names) in self.chain.metric_names() {
-            logged.add(&name, names);
-        }
+        let mut logged = self.trainer_and_chain_names(&ctx);
         for w in self.scheduler.watched_metrics() {
             let later = self.later_names(&ctx, 0);
             check(
@@ -205,18 +198,24 @@ impl Trainer {
     pub fn logged_metric_names(&self, data: &dyn BatchSource) -> Result<Vec<String>> {
         let recurrent = self.model.recurrent_weights();
         let ctx = self.metric_context(data, &recurrent)?;
-        let mut logged = Logged::default();
-        logged.add(
-            "trainer",
-            Some(trainer_names(&ctx, self.chain.averages_weights())),
-        );
-        for (name, names) in self.chain.metric_names() {
-            logged.add(&name, names);
-        }
+        let mut logged = self.trainer_and_chain_names(&ctx);
         for cb in &self.callbacks {
             logged.add(cb.name(), cb.metric_names(&ctx));
         }
         Ok(logged.names.into_iter().collect())
+    }
+
+    /// The names the trainer and the transforms log.
+    fn trainer_and_chain_names(&self, ctx: &MetricContext) -> Logged {
+        let mut logged = Logged::default();
+        logged.add(
+            "trainer",
+            Some(trainer_names(ctx, self.chain.averages_weights())),
+        );
+        for (name, names) in self.chain.metric_names() {
+            logged.add(&name, names);
+        }
+        logged
     }
 
     fn metric_context<'a>(
