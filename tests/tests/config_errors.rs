@@ -132,3 +132,137 @@ fn list_shows_every_plugin_with_parameters() {
         assert!(text.contains(name), "`rnnlab list` lacks {name}:\n{text}");
     }
 }
+
+#[test]
+fn keys_inside_plugin_tables_and_unknown_plugins_name_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = std::fs::read_to_string(rnnlab_tests::pipeline("demo.toml")).unwrap();
+    let line_of =
+        |text: &str, needle: &str| text.lines().position(|l| l.contains(needle)).unwrap() + 1;
+
+    let bad = demo.replace("max_norm = 5.0", "max_nrom = 5.0");
+    let e = fails(Some(&bad), &[], &dir.path().join("a"));
+    let line = line_of(&bad, "max_nrom");
+    assert!(
+        e.contains(&format!("bad.toml, line {line}: unknown key `max_nrom`")),
+        "{e}"
+    );
+    assert!(e.contains("did you mean `max_norm`?"), "{e}");
+
+    let bad = demo.replace("type = \"adam\"", "type = \"adamm\"");
+    let e = fails(Some(&bad), &[], &dir.path().join("b"));
+    let line = line_of(&bad, "adamm");
+    assert!(
+        e.contains(&format!("bad.toml, line {line}: unknown transform `adamm`")),
+        "{e}"
+    );
+
+    let bad = format!("{demo}\n[[callbacks]]\ntype = \"early_stopping\"\npatience = 0\n");
+    let e = fails(Some(&bad), &[], &dir.path().join("c"));
+    let line = line_of(&bad, "patience = 0");
+    assert!(
+        e.contains(&format!(
+            "bad.toml, line {line}: invalid value for `callbacks[0].patience`"
+        )),
+        "{e}"
+    );
+
+    // The same key set by --set names the override instead.
+    let e = fails(
+        None,
+        &["optim.transforms.0.max_nrom=1.0"],
+        &dir.path().join("d"),
+    );
+    assert!(
+        e.starts_with("--set optim.transforms.0.max_nrom=1.0: unknown key"),
+        "{e}"
+    );
+}
+
+#[test]
+fn watched_metrics_are_checked_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = fails(None, &["train.monitor=val_accc"], &dir.path().join("a"));
+    assert!(e.contains("`train.monitor`"), "{e}");
+    assert!(e.contains("did you mean `val_acc`?"), "{e}");
+
+    let e = fails(
+        None,
+        &["callbacks=[{type=\"early_stopping\", monitor=\"val_los\"}]"],
+        &dir.path().join("b"),
+    );
+    assert!(e.contains("`callbacks[0].monitor`"), "{e}");
+    assert!(e.contains("did you mean `val_loss`?"), "{e}");
+
+    let e = fails(
+        None,
+        &["optim.scheduler={type=\"reduce_on_plateau\", monitor=\"val_macro_f\"}"],
+        &dir.path().join("c"),
+    );
+    assert!(e.contains("`optim.scheduler.monitor`"), "{e}");
+    assert!(e.contains("did you mean `val_macro_f1`?"), "{e}");
+
+    // No test split: no test_acc to watch.
+    let e = fails(
+        None,
+        &["data.split.test=0.0", "train.monitor=test_acc"],
+        &dir.path().join("d"),
+    );
+    assert!(
+        e.contains("metric `test_acc` is not logged by this run"),
+        "{e}"
+    );
+
+    // A monitor's figure read by a callback that runs before the monitor has logged it.
+    let e = fails(
+        None,
+        &["callbacks=[{type=\"early_stopping\", monitor=\"grad_norm.global.p99\"}, {type=\"grad_norm\"}]"],
+        &dir.path().join("e"),
+    );
+    assert!(e.contains("logged by callbacks[1] (grad_norm)"), "{e}");
+}
+
+/// `train.monitor = "val_loss"` picks the epoch with the lowest validation loss (the mode
+/// follows the name), and the summary reports that metric.
+#[test]
+fn a_loss_monitor_keeps_the_lowest_and_the_summary_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let s = rnnlab_tests::train(
+        "demo.toml",
+        &[
+            "train.monitor=val_loss",
+            "train.epochs=4",
+            "data.size=600",
+            "optim.transforms.1.lr=0.05",
+        ],
+        &out,
+    )
+    .unwrap();
+    let losses: Vec<f64> = s
+        .history
+        .iter()
+        .map(|m| m.get("val_loss").unwrap())
+        .collect();
+    let (best_epoch, best) =
+        losses.iter().enumerate().fold(
+            (0, f64::INFINITY),
+            |b, (i, &v)| if v < b.1 { (i + 1, v) } else { b },
+        );
+    let worst = losses.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    assert!(worst > best, "the losses do not differ: {losses:?}");
+    let snap =
+        rnnlab_core::checkpoint::load(&out.join("checkpoints/last.state.safetensors")).unwrap();
+    let kept = snap["trainer.best"].to_vec1::<f64>().unwrap()[0];
+    assert_eq!(
+        kept, best,
+        "best checkpoint value {kept}, val_loss per epoch {losses:?}"
+    );
+    let line = s.line();
+    assert!(
+        line.contains(&format!(
+            "best val_loss {best:.4} (min) at epoch {best_epoch}"
+        )),
+        "{line}"
+    );
+}

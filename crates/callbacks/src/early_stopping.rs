@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use rnnlab_core::{
     Callback, Control, EpochMetrics, Error, Mode, ParamSpec, PluginParams, PluginSpec, Registry,
-    Result, StateDict, TrainView,
+    Result, StateDict, TrainView, Watched,
 };
 
 /// Stops when `monitor` has not improved by more than `min_delta` for `patience` epochs.
@@ -19,6 +19,8 @@ pub struct EarlyStopping {
     pub patience: usize,
     /// The smallest change that counts as an improvement.
     pub min_delta: f64,
+    /// The config path of `monitor`, for errors.
+    pub monitor_at: String,
     best: Option<f64>,
     bad_epochs: usize,
 }
@@ -30,6 +32,7 @@ pub fn early_stopping(monitor: &str, mode: Mode, patience: usize, min_delta: f64
         mode,
         patience,
         min_delta,
+        monitor_at: "monitor".into(),
         best: None,
         bad_epochs: 0,
     }
@@ -43,7 +46,7 @@ impl Callback for EarlyStopping {
     fn on_epoch_end(&mut self, metrics: &mut EpochMetrics, _view: &TrainView) -> Result<Control> {
         let v = metrics.get(&self.monitor).ok_or_else(|| {
             Error::invalid(
-                "callbacks.early_stopping.monitor",
+                &self.monitor_at,
                 format!("metric `{}` is not logged by this run", self.monitor),
             )
         })?;
@@ -72,6 +75,14 @@ impl Callback for EarlyStopping {
         }
     }
 
+    fn watched_metrics(&self) -> Vec<Watched> {
+        vec![Watched::new(self.monitor_at.clone(), self.monitor.clone())]
+    }
+
+    fn metric_names(&self, _ctx: &rnnlab_core::MetricContext) -> Option<Vec<String>> {
+        Some(Vec::new())
+    }
+
     fn state_dict(&self) -> Result<StateDict> {
         let mut s = StateDict::new();
         s.insert_scalar("best", self.best.unwrap_or(f64::NAN))?;
@@ -97,8 +108,8 @@ pub fn register(r: &mut Registry) {
                 ParamSpec::new("monitor", "\"val_acc\"", "the metric watched"),
                 ParamSpec::new(
                     "mode",
-                    "\"max\"",
-                    "max or min: which way the metric improves",
+                    "\"auto\"",
+                    "max or min: which way the metric improves; auto: min when the monitor's name contains `loss`, else max",
                 ),
                 ParamSpec::new(
                     "patience",
@@ -113,18 +124,15 @@ pub fn register(r: &mut Registry) {
             ],
         },
         Arc::new(|p: &PluginParams| {
-            let mode = match p.choice("mode", &["max", "min"])?.as_str() {
-                "min" => Mode::Min,
-                _ => Mode::Max,
-            };
+            let monitor = p.str("monitor")?;
+            let mode = Mode::resolve(p.str("mode")?, monitor, &p.at("mode"))?;
             let patience = p.usize("patience")?;
             p.check("patience", patience >= 1, "must be at least 1")?;
             let min_delta = p.f64("min_delta")?;
             p.check("min_delta", min_delta >= 0.0, "must be >= 0")?;
-            Ok(
-                Box::new(early_stopping(p.str("monitor")?, mode, patience, min_delta))
-                    as Box<dyn Callback>,
-            )
+            let mut cb = early_stopping(monitor, mode, patience, min_delta);
+            cb.monitor_at = p.at("monitor");
+            Ok(Box::new(cb) as Box<dyn Callback>)
         }),
     );
 }

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use rnnlab_core::{
-    quantile, BatchStats, Callback, Control, EpochMetrics, Grads, ParamSpec, PluginParams,
-    PluginSpec, Registry, Result, TrainView,
+    quantile, BatchStats, Callback, Control, EpochMetrics, Grads, MetricContext, ParamSpec,
+    PluginParams, PluginSpec, Registry, Result, TrainView,
 };
 
 /// The percentiles logged per epoch, as (metric suffix, quantile).
@@ -154,6 +154,32 @@ impl Callback for GradNorm {
     fn on_epoch_end(&mut self, metrics: &mut EpochMetrics, _view: &TrainView) -> Result<Control> {
         self.flush(metrics);
         Ok(Control::Continue)
+    }
+
+    fn metric_names(&self, ctx: &MetricContext) -> Option<Vec<String>> {
+        let mut prefixes = vec!["grad_norm.global".to_string()];
+        if self.per_param {
+            prefixes.extend(
+                ctx.params
+                    .trainable()
+                    .map(|p| format!("grad_norm.{}", p.name)),
+            );
+        }
+        let mut names: Vec<String> = prefixes
+            .iter()
+            .flat_map(|p| {
+                PERCENTILES
+                    .iter()
+                    .map(|(q, _)| q.to_string())
+                    .chain(["max".to_string()])
+                    .map(move |q| format!("{p}.{q}"))
+            })
+            .collect();
+        for f in ["healthy", "warning", "exploding", "clipped"] {
+            names.push(format!("grad_norm.frac_{f}"));
+        }
+        names.extend(["grad_norm.warn".into(), "grad_norm.explode".into()]);
+        Some(names)
     }
 }
 

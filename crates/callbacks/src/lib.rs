@@ -15,9 +15,10 @@ pub mod spectral;
 pub mod stability;
 pub mod tensorboard;
 
-use std::path::Path;
+use rnnlab_core::Registry;
 
-use rnnlab_core::{Error, Registry, Result};
+/// Replaces a file atomically (rnnlab-core's one helper: temporary file, fsync, rename).
+pub use rnnlab_core::write_atomic;
 
 /// Registers every callback of this crate.
 pub fn register(r: &mut Registry) {
@@ -33,22 +34,13 @@ pub fn register(r: &mut Registry) {
     tensorboard::register(r);
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename, so readers never see half a file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-}
-
 /// A view with no recurrent weights and no evaluations, for callbacks' tests.
 #[cfg(test)]
 pub(crate) fn test_view<'a>(
     params: &'a rnnlab_core::Params,
     epoch: usize,
     step: usize,
-    run_dir: Option<&'a Path>,
+    run_dir: Option<&'a std::path::Path>,
 ) -> rnnlab_core::TrainView<'a> {
     rnnlab_core::TrainView {
         params,

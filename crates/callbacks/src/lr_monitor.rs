@@ -56,6 +56,15 @@ impl Callback for LrMonitor {
         self.flush(metrics);
         Ok(Control::Continue)
     }
+
+    fn metric_names(&self, _ctx: &rnnlab_core::MetricContext) -> Option<Vec<String>> {
+        Some(
+            ["first", "last", "min", "max", "mean"]
+                .iter()
+                .map(|f| format!("lr_monitor.{f}"))
+                .collect(),
+        )
+    }
 }
 
 /// Registers `lr_monitor`.

@@ -186,16 +186,16 @@ impl Figure<'_> {
         for f in formats {
             let path = stem.with_extension(f);
             match f.as_str() {
-                "png" => {
-                    let root = BitMapBackend::new(&path, self.size()).into_drawing_area();
+                "png" => rnnlab_core::write_atomic_with(&path, |tmp| {
+                    let root = BitMapBackend::new(tmp, self.size()).into_drawing_area();
                     self.draw(&root).map_err(|e| perr(&path, e))?;
-                    root.present().map_err(|e| perr(&path, e))?;
-                }
-                "svg" => {
-                    let root = SVGBackend::new(&path, self.size()).into_drawing_area();
+                    root.present().map_err(|e| perr(&path, e))
+                })?,
+                "svg" => rnnlab_core::write_atomic_with(&path, |tmp| {
+                    let root = SVGBackend::new(tmp, self.size()).into_drawing_area();
                     self.draw(&root).map_err(|e| perr(&path, e))?;
-                    root.present().map_err(|e| perr(&path, e))?;
-                }
+                    root.present().map_err(|e| perr(&path, e))
+                })?,
                 other => {
                     return Err(Error::invalid(
                         "plots.formats",

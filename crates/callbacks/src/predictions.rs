@@ -87,6 +87,19 @@ impl Callback for Predictions {
         Ok(Control::Continue)
     }
 
+    fn metric_names(&self, ctx: &rnnlab_core::MetricContext) -> Option<Vec<String>> {
+        let mut names = Vec::new();
+        for split in ctx.eval_splits() {
+            for k in 0..ctx.num_classes {
+                names.push(format!("predictions.{split}.share.{k}"));
+                names.push(format!("predictions.{split}.true_share.{k}"));
+            }
+            names.push(format!("predictions.{split}.max_share"));
+            names.push(format!("predictions.{split}.max_shift"));
+        }
+        Some(names)
+    }
+
     fn state_dict(&self) -> Result<StateDict> {
         let mut s = StateDict::new();
         for (i, p) in self.prev.iter().enumerate() {

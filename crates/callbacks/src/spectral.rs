@@ -123,6 +123,18 @@ impl Callback for Spectral {
         }
         Ok(Control::Continue)
     }
+
+    fn metric_names(&self, ctx: &rnnlab_core::MetricContext) -> Option<Vec<String>> {
+        let mut names = Vec::new();
+        for rw in ctx.recurrent {
+            for g in &rw.gates {
+                for f in ["radius", "sigma_max"] {
+                    names.push(format!("spectral.{}.{g}.{f}", rw.name));
+                }
+            }
+        }
+        Some(names)
+    }
 }
 
 /// Registers `spectral`.

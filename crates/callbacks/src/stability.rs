@@ -224,6 +224,16 @@ impl Callback for Stability {
         Ok(Control::Continue)
     }
 
+    fn metric_names(&self, ctx: &rnnlab_core::MetricContext) -> Option<Vec<String>> {
+        let mut names = vec!["stability.loss_spikes".to_string()];
+        names.extend(
+            ctx.eval_splits()
+                .iter()
+                .map(|s| format!("stability.{s}_acc_swing")),
+        );
+        Some(names)
+    }
+
     fn on_train_end(&mut self, history: &[EpochMetrics], view: &TrainView) -> Result<()> {
         let report = StabilityReport {
             window: self.window,

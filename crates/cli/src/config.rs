@@ -91,12 +91,24 @@ pub struct TrainSection {
     /// The metric that picks the best checkpoint.
     #[serde(default = "default_monitor")]
     pub monitor: String,
-    /// `max` or `min`: which way `monitor` improves.
+    /// `max`, `min`, or `auto` (min for a name containing `loss`, else max): which way
+    /// `monitor` improves.
     #[serde(default = "default_mode")]
     pub mode: String,
     /// Show a progress bar when stderr is a terminal.
     #[serde(default = "default_true")]
     pub progress: bool,
+}
+
+impl TrainSection {
+    /// Which way `monitor` improves: `mode`, with `auto` read from the metric's name.
+    pub fn monitor_mode(&self) -> rnnlab_core::Mode {
+        match self.mode.as_str() {
+            "min" => rnnlab_core::Mode::Min,
+            "max" => rnnlab_core::Mode::Max,
+            _ => rnnlab_core::Mode::for_metric(&self.monitor),
+        }
+    }
 }
 
 impl Default for TrainSection {
@@ -121,13 +133,14 @@ fn default_monitor() -> String {
     "val_acc".into()
 }
 fn default_mode() -> String {
-    "max".into()
+    "auto".into()
 }
 fn default_true() -> bool {
     true
 }
 
 /// Where a pipeline's text comes from.
+#[derive(Clone, Copy, Debug)]
 pub enum Source<'a> {
     /// A file on disk.
     File(&'a Path),
@@ -136,7 +149,8 @@ pub enum Source<'a> {
 }
 
 impl Source<'_> {
-    fn label(&self) -> String {
+    /// The file's path, or `<embedded demo.toml>`.
+    pub fn label(&self) -> String {
         match self {
             Source::File(p) => p.display().to_string(),
             Source::Demo => "<embedded demo.toml>".into(),
@@ -192,9 +206,9 @@ fn validate(cfg: &PipelineConfig) -> Result<()> {
     if cfg.train.epochs == 0 {
         bail!("invalid value for `train.epochs`: 0: must be at least 1");
     }
-    if !matches!(cfg.train.mode.as_str(), "max" | "min") {
+    if !matches!(cfg.train.mode.as_str(), "auto" | "max" | "min") {
         bail!(
-            "invalid value for `train.mode`: `{}` is not one of max, min",
+            "invalid value for `train.mode`: `{}` is not one of auto, max, min",
             cfg.train.mode
         );
     }
@@ -202,6 +216,90 @@ fn validate(cfg: &PipelineConfig) -> Result<()> {
         bail!("`optim.transforms` is empty: it needs at least an optimizer (e.g. {{ type = \"adam\" }})");
     }
     Ok(())
+}
+
+/// Says where the value behind a plugin error comes from: a registry error (unknown plugin or
+/// key, bad value) names a config path such as `optim.transforms[0].max_nrom`; this prefixes it
+/// with `FILE, line N` when the pipeline file sets that key, or with the `--set` that does.
+pub fn locate_error(e: rnnlab_core::Error, source: &Source, sets: &[String]) -> anyhow::Error {
+    use rnnlab_core::Error as E;
+    let path = match &e {
+        E::UnknownKey(u) => format!("{}.{}", u.at, u.name),
+        E::UnknownPlugin(u) => u.at.clone(),
+        E::InvalidValue { at, .. } => at.clone(),
+        _ => return anyhow!("{}: {e}", source.label()),
+    };
+    let segments = path_segments(&path);
+    let from_set = sets.iter().find(|s| {
+        let key = s.split_once('=').map_or(s.as_str(), |(k, _)| k).trim();
+        let key = path_segments(key);
+        let n = key.len().min(segments.len());
+        n > 0 && key[..n] == segments[..n]
+    });
+    if let Some(set) = from_set {
+        return anyhow!("--set {set}: {e}");
+    }
+    let text = match source {
+        Source::File(p) => std::fs::read_to_string(p).ok(),
+        Source::Demo => Some(DEMO_PIPELINE.to_string()),
+    };
+    match text.and_then(|t| line_of(&t, &segments)) {
+        Some(line) => anyhow!("{}, line {line}: {e}", source.label()),
+        None => anyhow!("{}: {e}", source.label()),
+    }
+}
+
+/// `optim.transforms[0].lr` or `optim.transforms.0.lr` → `["optim", "transforms", "0", "lr"]`.
+fn path_segments(path: &str) -> Vec<String> {
+    path.replace('[', ".")
+        .replace(']', "")
+        .split('.')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The 1-based line of the key at `segments` in the TOML `text` (for an array entry, the line
+/// where the entry starts), if the text sets it.
+fn line_of(text: &str, segments: &[String]) -> Option<usize> {
+    enum Node<'a> {
+        Item(&'a toml_edit::Item),
+        Value(&'a toml_edit::Value),
+        Table(&'a toml_edit::Table),
+    }
+    let doc = toml_edit::ImDocument::parse(text).ok()?;
+    let mut node = Node::Table(doc.as_table());
+    let mut span = None;
+    for seg in segments {
+        let table_like = match &node {
+            Node::Table(t) => Some(*t as &dyn toml_edit::TableLike),
+            Node::Item(i) => i.as_table_like(),
+            Node::Value(v) => v.as_inline_table().map(|t| t as &dyn toml_edit::TableLike),
+        };
+        if let Some(t) = table_like {
+            let (key, item) = t.get_key_value(seg)?;
+            span = key.span().or(span);
+            node = Node::Item(item);
+            continue;
+        }
+        let i: usize = seg.parse().ok()?;
+        node = match node {
+            Node::Item(toml_edit::Item::ArrayOfTables(a)) => {
+                let t = a.get(i)?;
+                span = t.span().or(span);
+                Node::Table(t)
+            }
+            Node::Item(toml_edit::Item::Value(toml_edit::Value::Array(a)))
+            | Node::Value(toml_edit::Value::Array(a)) => {
+                let v = a.get(i)?;
+                span = v.span().or(span);
+                Node::Value(v)
+            }
+            _ => return None,
+        };
+    }
+    let start = span?.start;
+    Some(text[..start.min(text.len())].matches('\n').count() + 1)
 }
 
 /// Splits `key=value` and parses the value as TOML (a bare word that is not TOML is a string).
@@ -363,6 +461,18 @@ mod tests {
     fn suggestion_is_appended_to_unknown_fields() {
         let m = "unknown field `epochz`, expected one of `epochs`, `threads`";
         assert!(with_suggestion(m).ends_with("did you mean `epochs`?"));
+    }
+
+    #[test]
+    fn keys_inside_plugin_tables_are_found_on_their_line() {
+        let text = "seed = 1\n[optim]\ntransforms = [\n  { type = \"clip_global_norm\" },\n  { type = \"adam\", lr = 0.1 },\n]\n[[callbacks]]\ntype = \"grad_norm\"\n\n[[callbacks]]\ntype = \"early_stopping\"\nmonitor = \"val_los\"\n";
+        let line = |p: &str| line_of(text, &path_segments(p));
+        assert_eq!(line("optim.transforms[1].lr"), Some(5));
+        assert_eq!(line("optim.transforms[0].type"), Some(4));
+        assert_eq!(line("callbacks[1].monitor"), Some(12));
+        assert_eq!(line("callbacks[0].type"), Some(8));
+        assert_eq!(line("callbacks[1].patience"), None);
+        assert_eq!(line("seed"), Some(1));
     }
 
     #[test]

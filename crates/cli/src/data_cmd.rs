@@ -139,6 +139,8 @@ pub struct Inspection {
     pub length_histogram: Vec<(String, usize)>,
     /// With `--compare-group-by COL`: the column and the leakage of that grouped split.
     pub compared: Option<(String, Leakage)>,
+    /// `data.tokenizer.max_len` (0: no limit).
+    pub max_len: usize,
 }
 
 /// Loads `pipeline` (with `--set` overrides), prepares its data and gathers the figures.
@@ -195,6 +197,7 @@ pub fn inspect(
         report: p.report,
         length_histogram,
         compared,
+        max_len: cfg.data.tokenizer.max_len,
     })
 }
 
@@ -280,6 +283,20 @@ impl Inspection {
             "lengths (tokens): mean train {:.1} / val {:.1} / test {:.1}, max {}",
             r.mean_length.train, r.mean_length.val, r.mean_length.test, r.max_length
         );
+        let t = &r.truncated_texts;
+        let _ = if self.max_len == 0 {
+            writeln!(s, "  no max_len (data.tokenizer.max_len = 0): no text cut")
+        } else {
+            writeln!(
+                s,
+                "  cut to max_len = {} tokens: {} texts (train {} / val {} / test {})",
+                self.max_len,
+                thousands(t.train + t.val + t.test),
+                thousands(t.train),
+                thousands(t.val),
+                thousands(t.test)
+            )
+        };
         let most = self
             .length_histogram
             .iter()

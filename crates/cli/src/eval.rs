@@ -418,7 +418,7 @@ pub fn evaluate_file(
             run,
             &opts.checkpoint,
             &run_cfg.train.monitor,
-            run_cfg.train.mode != "min",
+            run_cfg.train.monitor_mode() == rnnlab_core::Mode::Max,
         ),
         reader: cfg.kind.clone(),
         labels: loaded.labels,

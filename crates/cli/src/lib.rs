@@ -16,6 +16,7 @@ pub mod eval;
 pub mod list;
 pub mod predict;
 pub mod report;
+pub mod run_dir;
 pub mod sweep;
 mod sweep_cmd;
 pub mod train;
@@ -40,8 +41,11 @@ pub fn registry() -> Registry {
 }
 
 /// rnnlab: train recurrent text classifiers and find out why their training is unstable.
+///
+/// Bare `rnnlab` (or `rnnlab data`, `rnnlab bench`) prints the help to stderr and exits with 2,
+/// as a missing argument does (clap's `arg_required_else_help`).
 #[derive(Parser, Debug)]
-#[command(name = "rnnlab", version, about)]
+#[command(name = "rnnlab", version, about, arg_required_else_help = true)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -154,6 +158,7 @@ pub enum Command {
         once: bool,
     },
     /// Look at a pipeline's data (`rnnlab data inspect PIPELINE.toml`).
+    #[command(arg_required_else_help = true)]
     Data {
         /// What to do.
         #[command(subcommand)]
@@ -161,6 +166,7 @@ pub enum Command {
     },
     /// Measurements: `rnnlab bench glove FILE`, `bench step`, `bench epoch` (with `--torch
     /// PYTHON`: side by side with PyTorch).
+    #[command(arg_required_else_help = true)]
     Bench {
         /// What to measure.
         #[command(subcommand)]
@@ -174,23 +180,14 @@ pub enum Command {
     },
 }
 
-/// Parses `args` (program name first) and runs the command.
+/// Parses `args` (program name first) and runs the command. A command line clap rejects (or
+/// `--help`, `--version`) is returned as the [`clap::Error`], which [`run`] prints as clap does.
 pub fn run_args<I, S>(registry: &Registry, args: I) -> Result<()>
 where
     I: IntoIterator<Item = S>,
     S: Into<std::ffi::OsString> + Clone,
 {
-    let cli = Cli::try_parse_from(args).map_err(|e| {
-        // Help and version are not failures: print them and succeed.
-        if matches!(
-            e.kind(),
-            clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
-        ) {
-            let _ = e.print();
-            std::process::exit(0);
-        }
-        anyhow::anyhow!(e.render().to_string())
-    })?;
+    let cli = Cli::try_parse_from(args)?;
     match cli.command {
         Command::Train {
             pipeline,
@@ -266,26 +263,92 @@ where
     }
 }
 
-/// Runs the command line of this process with `registry`; returns the exit code.
+/// Runs the command line of this process with `registry`; returns the exit code: 0, 1 for a
+/// failed command (`error: ...` on stderr), or clap's code for the command line itself (0 for
+/// `--help` and `--version`, 2 for a usage error or a missing subcommand, whose help it prints).
 pub fn run(registry: Registry) -> i32 {
+    let candle_threads = candle_threads_from_env();
     init_tracing();
+    if let Err(e) = candle_threads {
+        tracing::warn!("could not restart with CANDLE_NUM_THREADS=1 ({e}): candle's element-wise ops use all cores");
+    }
     match run_args(&registry, std::env::args_os()) {
         Ok(()) => 0,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            1
-        }
+        Err(e) => match e.downcast_ref::<clap::Error>() {
+            Some(clap_error) => {
+                let _ = clap_error.print();
+                clap_error.exit_code()
+            }
+            None => {
+                eprintln!("error: {}", error_text(&e));
+                1
+            }
+        },
     }
 }
 
-/// Logs through `tracing` to stderr; `RUST_LOG` sets the level (default `info`).
+/// Candle runs its element-wise ops in a pool it sizes once, from the `CANDLE_NUM_THREADS`
+/// environment variable (default: all cores). That pool spin-waits after every op, which costs
+/// more than it gains on rnnlab's tensors and takes a core from the fused kernels (measured with
+/// `rnnlab bench step`: twice the CPU time for the same step). So when the variable is unset the
+/// binary starts itself again (`execve`) with `CANDLE_NUM_THREADS=1` in the new program's
+/// environment; this process's environment is never changed. Returns only when it does not
+/// restart: the variable is set (by the user, or by the restart), or the restart failed.
+fn candle_threads_from_env() -> std::io::Result<()> {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_some() {
+        return Ok(());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        let exe = std::env::current_exe()?;
+        let mut args = std::env::args_os();
+        let mut cmd = std::process::Command::new(exe);
+        if let Some(arg0) = args.next() {
+            cmd.arg0(arg0);
+        }
+        // `exec` returns only on failure.
+        Err(cmd.args(args).env("CANDLE_NUM_THREADS", "1").exec())
+    }
+    #[cfg(not(unix))]
+    Ok(())
+}
+
+/// An error and its causes as one line (`context: cause: ...`), leaving out a cause whose text
+/// the message before it already ends with (a library error that prints its source).
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain().map(|c| c.to_string()) {
+        if out.is_empty() {
+            out = cause;
+        } else if !out.ends_with(&cause) {
+            out.push_str(": ");
+            out.push_str(&cause);
+        }
+    }
+    out
+}
+
+/// Whether log lines get ANSI colours: only on a terminal, and never with `NO_COLOR` set to a
+/// non-empty value (<https://no-color.org>).
+pub fn use_colour(is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+/// Logs through `tracing` to stderr; `RUST_LOG` sets the level (default `info`). Colours only
+/// when stderr is a terminal and `NO_COLOR` is not set.
 pub fn init_tracing() {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let colour = use_colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         // No colour codes in log files (the sweep launchers' logs, Slurm's output files).
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(colour)
         .try_init();
 }

@@ -1,7 +1,7 @@
 //! `rnnlab predict RUN "text" ...`: the label and class probabilities of each text, from a run
 //! folder's resolved config, tokenizer, labels and checkpoint.
 
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -18,7 +18,14 @@ pub struct LoadedRun {
     pub tokenizer: tokenizers::Tokenizer,
     /// Class index → label.
     pub labels: Vec<String>,
+    /// Tokens of a text the model sees at most: the run's `data.tokenizer.max_len`, or
+    /// [`rnnlab_data::config::DEFAULT_MAX_LEN`] when the run has none.
+    pub max_tokens: usize,
 }
+
+/// The most of one text `predict` reads (1 MiB); the rest of a longer line is skipped, with a
+/// warning. Far more than `max_len` tokens of any text.
+pub const MAX_TEXT_BYTES: usize = 1 << 20;
 
 /// One text's prediction.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -44,7 +51,13 @@ pub fn load_run(registry: &Registry, run: &Path, which: &str) -> Result<LoadedRu
     )
     .with_context(|| format!("parsing {}", labels_path.display()))?;
     let ckpt_path = run.join("checkpoints").join(format!("{which}.safetensors"));
-    let weights = checkpoint::load(&ckpt_path)?;
+    let weights = checkpoint::load(&ckpt_path).map_err(|e| match which {
+        "best" => anyhow!(
+            "{e}; `--checkpoint last` loads the last epoch's weights \
+             (checkpoints/last.safetensors) instead"
+        ),
+        _ => anyhow!("{e}"),
+    })?;
     let emb = weights
         .get("embedding.weight")
         .ok_or_else(|| anyhow!("{}: no `embedding.weight`", ckpt_path.display()))?;
@@ -78,10 +91,15 @@ pub fn load_run(registry: &Registry, run: &Path, which: &str) -> Result<LoadedRu
         .params()
         .load_map(&weights)
         .with_context(|| format!("loading {}", ckpt_path.display()))?;
+    let max_tokens = match cfg.data.tokenizer.max_len {
+        0 => rnnlab_data::config::DEFAULT_MAX_LEN,
+        n => n,
+    };
     Ok(LoadedRun {
         model,
         tokenizer,
         labels,
+        max_tokens,
     })
 }
 
@@ -99,7 +117,8 @@ impl LoadedRun {
                         .tokenizer
                         .encode(t.as_str(), false)
                         .map_err(|e| anyhow!("tokenizing {t:?}: {e}"))?;
-                    let ids = enc.get_ids().to_vec();
+                    let ids = enc.get_ids();
+                    let ids = ids[..ids.len().min(self.max_tokens)].to_vec();
                     // A text with no token is one <unk>, as in training.
                     Ok(if ids.is_empty() { vec![unk] } else { ids })
                 })
@@ -142,19 +161,65 @@ fn softmax_rows(logits: &Tensor) -> Result<Vec<Vec<f64>>> {
     Ok(p.to_vec2::<f64>()?)
 }
 
-/// `rnnlab predict`: texts from the arguments, or one per line from stdin when none are given.
-pub fn run(registry: &Registry, run_dir: &Path, texts: Vec<String>, which: &str) -> Result<()> {
-    let loaded = load_run(registry, run_dir, which)?;
-    let texts = if texts.is_empty() {
-        std::io::stdin()
-            .lock()
-            .lines()
-            .collect::<std::io::Result<Vec<_>>>()
-            .context("reading texts from stdin")?
-    } else {
-        texts
-    };
-    for p in loaded.predict(&texts)? {
+/// Reads one line of at most `cap` bytes (without its line end) into `line`; the rest of a
+/// longer line is skipped. Returns `None` at the end of the input, else whether it was cut.
+pub fn read_capped_line(
+    input: &mut impl BufRead,
+    cap: usize,
+    line: &mut String,
+) -> std::io::Result<Option<bool>> {
+    let mut buf = Vec::new();
+    // Room for the line end (`\r\n`) after `cap` bytes of text.
+    let n = (&mut *input)
+        .take(cap as u64 + 2)
+        .read_until(b'\n', &mut buf)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    let ended = buf.last() == Some(&b'\n');
+    if ended {
+        buf.pop();
+        if buf.last() == Some(&b'\r') {
+            buf.pop();
+        }
+    }
+    let cut = buf.len() > cap;
+    if cut {
+        buf.truncate(cap);
+        if !ended {
+            input.skip_until(b'\n')?;
+        }
+    }
+    line.clear();
+    match String::from_utf8(buf) {
+        Ok(s) => line.push_str(&s),
+        // A cut may split a character: keep the whole ones.
+        Err(e) if cut => {
+            let valid = e.utf8_error().valid_up_to();
+            let bytes = e.into_bytes();
+            line.push_str(std::str::from_utf8(&bytes[..valid]).unwrap_or_default());
+        }
+        Err(e) => {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e));
+        }
+    }
+    Ok(Some(cut))
+}
+
+/// `text` cut to at most `cap` bytes, on a character boundary.
+fn capped(text: &str, cap: usize) -> &str {
+    if text.len() <= cap {
+        return text;
+    }
+    let mut end = cap;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+fn print_predictions(loaded: &LoadedRun, texts: &[String]) -> Result<()> {
+    for p in loaded.predict(texts)? {
         let probs = p
             .probabilities
             .iter()
@@ -165,4 +230,77 @@ pub fn run(registry: &Registry, run_dir: &Path, texts: Vec<String>, which: &str)
         println!("{}\t{}\t{}", p.label, probs, p.text);
     }
     Ok(())
+}
+
+/// `rnnlab predict`: texts from the arguments, or one per line from stdin when none are given,
+/// 256 at a time. Each text is read up to [`MAX_TEXT_BYTES`] and cut to the run's `max_len`
+/// tokens.
+pub fn run(registry: &Registry, run_dir: &Path, texts: Vec<String>, which: &str) -> Result<()> {
+    let loaded = load_run(registry, run_dir, which)?;
+    let warn_cut = |n: usize| {
+        tracing::warn!(
+            "text {n} is longer than {} MiB: only its beginning was read (the model sees at \
+             most {} tokens)",
+            MAX_TEXT_BYTES >> 20,
+            loaded.max_tokens
+        )
+    };
+    if !texts.is_empty() {
+        let texts: Vec<String> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                if t.len() > MAX_TEXT_BYTES {
+                    warn_cut(i + 1);
+                }
+                capped(t, MAX_TEXT_BYTES).to_string()
+            })
+            .collect();
+        return print_predictions(&loaded, &texts);
+    }
+    let mut input = std::io::stdin().lock();
+    let mut batch = Vec::new();
+    let mut line = String::new();
+    let mut n = 0;
+    while let Some(cut) = read_capped_line(&mut input, MAX_TEXT_BYTES, &mut line)
+        .context("reading texts from stdin")?
+    {
+        n += 1;
+        if cut {
+            warn_cut(n);
+        }
+        batch.push(std::mem::take(&mut line));
+        if batch.len() == 256 {
+            print_predictions(&loaded, &batch)?;
+            batch.clear();
+        }
+    }
+    print_predictions(&loaded, &batch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_lines_are_cut_and_skipped_to_their_end() {
+        let text = "short\r\nééééé tail\nlast";
+        let mut input = std::io::Cursor::new(text.as_bytes());
+        let mut line = String::new();
+        let mut got = Vec::new();
+        while let Some(cut) = read_capped_line(&mut input, 5, &mut line).unwrap() {
+            got.push((line.clone(), cut));
+        }
+        // "ééééé" is 10 bytes: 5 bytes hold two whole characters.
+        assert_eq!(
+            got,
+            [
+                ("short".to_string(), false),
+                ("éé".to_string(), true),
+                ("last".to_string(), false)
+            ]
+        );
+        assert_eq!(capped("ééé", 5), "éé");
+        assert_eq!(capped("abc", 5), "abc");
+    }
 }

@@ -178,7 +178,7 @@ pub fn report(runs: &[PathBuf], window: usize) -> Result<(String, Vec<NamedRun>)
     let mut loaded = Vec::new();
     for run in runs {
         let path = run.join("metrics.jsonl");
-        let history = read_metrics(&path).with_context(|| format!("reading {}", path.display()))?;
+        let history = read_metrics(&path)?;
         loaded.push((run_name(run, runs), history));
     }
     let rows: Vec<RunRow> = loaded.iter().map(|(n, h)| row(n, h, window)).collect();
@@ -220,8 +220,7 @@ pub fn run(runs: &[PathBuf], out: Option<&Path>, window: usize) -> Result<String
                 let _ = writeln!(text, "![{}]({})", rel.display(), rel.display());
             }
         }
-        std::fs::write(dir.join("report.md"), text)
-            .with_context(|| format!("writing {}", dir.join("report.md").display()))?;
+        rnnlab_core::write_atomic(&dir.join("report.md"), text.as_bytes())?;
     }
     Ok(md)
 }

@@ -140,7 +140,7 @@ fn a_killed_sweep_run_again_ends_as_an_unbroken_one() {
         .spawn()
         .unwrap();
     // Kill the launcher (its run dies with it) when the second run has one epoch of three and
-    // its snapshot (written after the epoch's metrics line).
+    // its snapshot (written after the epoch's metrics line, atomically).
     wait_for(
         "an epoch of the second run",
         Duration::from_secs(300),

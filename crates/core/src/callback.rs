@@ -2,7 +2,10 @@
 
 use std::path::Path;
 
-use crate::{EpochMetrics, Evaluation, Grads, Params, RecurrentWeight, Result, StateDict};
+use crate::{
+    EpochMetrics, Evaluation, Grads, MetricContext, Params, RecurrentWeight, Result, StateDict,
+    Watched,
+};
 
 /// Whether training goes on after an epoch.
 #[derive(Clone, Debug, PartialEq)]
@@ -83,6 +86,18 @@ pub trait Callback: Send {
     /// After the last epoch, with every epoch's metrics.
     fn on_train_end(&mut self, _history: &[EpochMetrics], _view: &TrainView) -> Result<()> {
         Ok(())
+    }
+
+    /// The metrics this callback reads from each epoch's record (e.g. its `monitor`), with their
+    /// config paths; checked against the names the run logs before anything is written.
+    fn watched_metrics(&self) -> Vec<Watched> {
+        Vec::new()
+    }
+
+    /// The names this callback adds to the epoch records of a run like `ctx` (in some epoch).
+    /// `None` (the default): not listed, so any name under `<name>.` is taken to be one of them.
+    fn metric_names(&self, _ctx: &MetricContext) -> Option<Vec<String>> {
+        None
     }
 
     /// The state to checkpoint.

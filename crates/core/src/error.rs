@@ -13,12 +13,13 @@ pub enum Error {
     Candle(#[from] candle_core::Error),
 
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file concerned.
         path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (in the message, so not also a `source()`: printed chains
+        /// would say it twice).
+        error: std::io::Error,
     },
 
     /// A plugin name that no registry entry has.
@@ -86,7 +87,7 @@ impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 

@@ -5,12 +5,14 @@
 //! crates and are added to a [`Registry`].
 #![warn(missing_docs)]
 
+mod atomic;
 mod callback;
 mod cell;
 pub mod checkpoint;
 mod error;
 mod metrics;
 mod model;
+mod monitor;
 mod params;
 mod registry;
 mod scheduler;
@@ -18,11 +20,13 @@ mod state;
 mod trainer;
 mod transform;
 
+pub use atomic::{sync_dir, write_atomic, write_atomic_with};
 pub use callback::{BatchStats, Callback, Control, TrainView};
 pub use cell::{length_mask, reference_forward_seq, Cell, CellState, RecurrentWeight, SeqOutput};
 pub use error::{suggest, Error, Result, UnknownName};
 pub use metrics::{parse_metrics, quantile, read_metrics, Confusion, EpochMetrics, MetricsWriter};
 pub use model::{cross_entropy, Batch, BatchSource, EvalSplit, Model};
+pub use monitor::{MetricContext, Watched};
 pub use params::{
     dropout, dropout_mask, normal_tensor, squared_norm, uniform_tensor, Grads, Param, ParamBuilder,
     Params,

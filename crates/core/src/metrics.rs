@@ -75,19 +75,30 @@ pub struct MetricsWriter {
 impl MetricsWriter {
     /// A writer that creates (truncates) `path`.
     pub fn create(path: &Path) -> Result<Self> {
-        std::fs::write(path, b"").map_err(|e| Error::io(path, e))?;
+        Self::create_with(path, &[])
+    }
+
+    /// A writer whose file holds `records` (a resumed run's epochs): `path` is replaced
+    /// atomically, so a run killed here keeps its old file.
+    pub fn create_with(path: &Path, records: &[EpochMetrics]) -> Result<Self> {
+        let text: String = records
+            .iter()
+            .map(|m| format!("{}\n", m.to_json()))
+            .collect();
+        crate::write_atomic(path, text.as_bytes())?;
         Ok(MetricsWriter {
             path: path.to_path_buf(),
         })
     }
 
-    /// Appends one record and flushes it.
+    /// Appends one record and syncs it to disk (before the epoch's checkpoint is written).
     pub fn append(&mut self, m: &EpochMetrics) -> Result<()> {
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .open(&self.path)
             .map_err(|e| Error::io(&self.path, e))?;
         writeln!(f, "{}", m.to_json()).map_err(|e| Error::io(&self.path, e))?;
+        f.sync_data().map_err(|e| Error::io(&self.path, e))?;
         Ok(())
     }
 }

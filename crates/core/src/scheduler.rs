@@ -1,6 +1,6 @@
 //! The `Scheduler` trait: it owns the learning rate.
 
-use crate::{EpochMetrics, Result, StateDict};
+use crate::{EpochMetrics, Result, StateDict, Watched};
 
 /// When a schedule advances.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -27,6 +27,12 @@ pub trait Scheduler: Send {
     /// Called after each epoch's evaluation, for metric-driven schedules.
     fn on_epoch_end(&mut self, _metrics: &EpochMetrics) -> Result<()> {
         Ok(())
+    }
+
+    /// The metrics [`Scheduler::on_epoch_end`] reads (e.g. a plateau's `monitor`), with their
+    /// config paths; checked against the names the run logs before anything is written.
+    fn watched_metrics(&self) -> Vec<Watched> {
+        Vec::new()
     }
 
     /// The state to checkpoint.

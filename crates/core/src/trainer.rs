@@ -160,14 +160,9 @@ impl Trainer {
         let recurrent = self.model.recurrent_weights();
         let resume = resume.unwrap_or_default();
         let mut writer = match &self.config.metrics_path {
-            Some(p) => Some(MetricsWriter::create(p)?),
+            Some(p) => Some(MetricsWriter::create_with(p, &resume.history)?),
             None => None,
         };
-        if let Some(w) = writer.as_mut() {
-            for m in &resume.history {
-                w.append(m)?;
-            }
-        }
         let run_dir = self.config.run_dir.clone();
         let view = |params, epoch, step| TrainView {
             params,

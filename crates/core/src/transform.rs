@@ -74,6 +74,18 @@ pub trait GradientTransform: Send {
         Ok(None)
     }
 
+    /// Whether this link keeps averaged weights ([`GradientTransform::averaged_params`]): the
+    /// run then also logs the raw weights' `raw_val_*` / `raw_test_*`.
+    fn averages_weights(&self) -> bool {
+        false
+    }
+
+    /// The names of the figures this link reports in [`StepReport::figures`] (logged as epoch
+    /// means). `None` (the default): not listed, so any name under `<name>.` is taken to be one.
+    fn metric_names(&self) -> Option<Vec<String>> {
+        None
+    }
+
     /// The state to checkpoint.
     fn state_dict(&self) -> Result<StateDict> {
         Ok(StateDict::new())
@@ -100,6 +112,19 @@ impl Chain {
     /// The links' names, in order.
     pub fn names(&self) -> Vec<String> {
         self.links.iter().map(|l| l.name().to_string()).collect()
+    }
+
+    /// Whether a link keeps averaged weights.
+    pub fn averages_weights(&self) -> bool {
+        self.links.iter().any(|l| l.averages_weights())
+    }
+
+    /// Each link's name with the figure names it reports ([`GradientTransform::metric_names`]).
+    pub fn metric_names(&self) -> Vec<(String, Option<Vec<String>>)> {
+        self.links
+            .iter()
+            .map(|l| (l.name().to_string(), l.metric_names()))
+            .collect()
     }
 
     /// The base learning rate of the first optimizer link.

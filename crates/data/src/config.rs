@@ -244,9 +244,14 @@ pub struct TokenizerConfig {
     pub min_freq: usize,
     /// Keep at most this many words (the most frequent), specials not counted; 0: all (default).
     pub max_size: usize,
-    /// Keep at most this many tokens per text; 0 keeps all (default 0).
+    /// Keep at most this many tokens per text; 0 keeps all (default [`DEFAULT_MAX_LEN`]).
     pub max_len: usize,
 }
+
+/// The default `data.tokenizer.max_len`: longer texts are cut (and counted in the data report),
+/// so one huge row cannot take the machine's memory. The shipped data sets' longest texts are
+/// under 100 tokens.
+pub const DEFAULT_MAX_LEN: usize = 512;
 
 impl Default for TokenizerConfig {
     fn default() -> Self {
@@ -257,7 +262,7 @@ impl Default for TokenizerConfig {
             pre_tokenizer: PreTokenizerKind::WhitespaceSplit,
             min_freq: 1,
             max_size: 0,
-            max_len: 0,
+            max_len: DEFAULT_MAX_LEN,
         }
     }
 }

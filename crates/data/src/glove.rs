@@ -32,6 +32,9 @@ pub struct Coverage {
     pub file_rows: usize,
     /// Rows skipped as malformed (`skip_bad_rows`).
     pub bad_rows: usize,
+    /// Rows of a vocabulary word that an earlier row already gave (each is warned about with
+    /// its line; the first row is kept).
+    pub duplicate_rows: usize,
     /// Standard deviation of the loaded vectors' values (the scale of the OOV init).
     pub std: f64,
 }
@@ -293,6 +296,9 @@ pub fn load_embeddings(
     }
     let mut dim = opts.dim;
     let mut found: Vec<Option<Vec<f32>>> = vec![None; vocab.len()];
+    // The line of each vocabulary word's first row, and the rows that repeat one.
+    let mut first_line = vec![0u64; vocab.len()];
+    let mut duplicate_rows = 0usize;
     let mut fallback: Vec<Option<Vec<f32>>> = vec![None; vocab.len()];
     let (mut sum, mut sum_sq, mut n_values) = (0f64, 0f64, 0u64);
     let mut file_rows = 0usize;
@@ -325,7 +331,28 @@ pub fn load_embeddings(
         let Ok(w) = std::str::from_utf8(word) else {
             return Ok(());
         };
-        let exact = wanted.get(w).copied().filter(|&id| found[id].is_none());
+        let exact = match wanted.get(w) {
+            Some(&id) if found[id].is_some() => {
+                duplicate_rows += 1;
+                const SHOWN: usize = 10;
+                if duplicate_rows <= SHOWN {
+                    tracing::warn!(
+                        "{}:{line_no}: the word \"{w}\" again (first at line {}); the first \
+                         vector is kept{}",
+                        path.display(),
+                        first_line[id],
+                        if duplicate_rows == SHOWN {
+                            " (further repeats are only counted)"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+                None
+            }
+            Some(&id) => Some(id),
+            None => None,
+        };
         let by_lower = lower.get(w).filter(|ids| {
             ids.iter()
                 .any(|&id| found[id].is_none() && fallback[id].is_none())
@@ -344,6 +371,7 @@ pub fn load_embeddings(
         n_values += v.len() as u64;
         if let Some(id) = exact {
             found[id] = Some(v.clone());
+            first_line[id] = line_no;
         }
         if let Some(ids) = by_lower {
             for &id in ids {
@@ -413,6 +441,7 @@ pub fn load_embeddings(
         tokens_total: vocab.training_tokens,
         file_rows,
         bad_rows: log.skipped.rows,
+        duplicate_rows,
         std,
     };
     tracing::info!(
@@ -677,6 +706,52 @@ mod tests {
         let m = v.iter().sum::<f64>() / 9.0;
         let s = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / 9.0).sqrt();
         assert!((c.std - s).abs() < 1e-6, "{} vs {s}", c.std);
+    }
+
+    /// Log lines written while `f` runs on this thread.
+    fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
+        #[derive(Clone)]
+        struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf(Default::default());
+        let writer = buf.clone();
+        let sub = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let out = tracing::subscriber::with_default(sub, f);
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        (out, text)
+    }
+
+    #[test]
+    fn a_repeated_word_is_warned_about_with_its_lines_and_the_first_kept() {
+        let f = write(b"the 1 1 1\nfilm 2 2 2\nunused 0 0 0\nthe 3 3 3\n", ".txt");
+        let (emb, log) = logged(|| {
+            load_glove(
+                f.path(),
+                &vocab4(),
+                None,
+                OovInit::Zeros,
+                &mut rnnlab_core::seeded(0),
+            )
+        });
+        let emb = emb.unwrap();
+        assert_eq!(emb.row(2), [1.0; 3], "the first row of `the` is kept");
+        assert_eq!(emb.coverage.duplicate_rows, 1);
+        let expected = format!(
+            "{}:4: the word \"the\" again (first at line 1)",
+            f.path().display()
+        );
+        assert!(log.contains(&expected), "{log}");
     }
 
     fn vocab4() -> Vocab {

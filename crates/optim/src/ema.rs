@@ -71,6 +71,10 @@ impl GradientTransform for Ema {
         Ok(())
     }
 
+    fn averages_weights(&self) -> bool {
+        true
+    }
+
     fn averaged_params(&self) -> Result<Option<BTreeMap<String, Tensor>>> {
         Ok((self.updates > 0).then(|| self.avg.clone()))
     }

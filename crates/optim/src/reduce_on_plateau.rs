@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use rnnlab_core::{
-    EpochMetrics, Error, Interval, ParamSpec, PluginParams, PluginSpec, Registry, Result,
-    Scheduler, StateDict,
+    EpochMetrics, Error, Interval, Mode, ParamSpec, PluginParams, PluginSpec, Registry, Result,
+    Scheduler, StateDict, Watched,
 };
 
 use crate::util::{interval, non_negative};
@@ -165,6 +165,10 @@ impl Scheduler for ReduceOnPlateau {
         self.lr
     }
 
+    fn watched_metrics(&self) -> Vec<Watched> {
+        vec![Watched::new(self.monitor_at.clone(), self.monitor.clone())]
+    }
+
     fn on_epoch_end(&mut self, metrics: &EpochMetrics) -> Result<()> {
         match metrics.get(&self.monitor) {
             Some(v) => {
@@ -214,7 +218,7 @@ pub fn register(r: &mut Registry) {
             doc: "ReduceLROnPlateau: multiply the rate by factor when `monitor` stops improving for more than `patience` epochs",
             params: vec![
                 ParamSpec::new("monitor", "\"val_acc\"", "the logged metric watched (val_acc, val_loss, val_macro_f1, ...)"),
-                ParamSpec::new("mode", "\"max\"", "max (accuracies) or min (losses)"),
+                ParamSpec::new("mode", "\"auto\"", "max (accuracies), min (losses), or auto: min when the monitor's name contains `loss`, else max"),
                 ParamSpec::new("factor", "0.1", "factor of each reduction, in (0, 1)"),
                 ParamSpec::new("patience", "10", "epochs without improvement tolerated"),
                 ParamSpec::new("threshold", "1e-4", "smallest significant improvement (>= 0)"),
@@ -229,17 +233,10 @@ pub fn register(r: &mut Registry) {
             |p: &PluginParams, base_lr: f64, _: &Registry| -> Result<Box<dyn Scheduler>> {
                 let monitor = p.str("monitor")?.to_string();
                 p.check("monitor", !monitor.is_empty(), "must name a logged metric")?;
-                let mode = match p.choice("mode", &["min", "max"])?.as_str() {
-                    "min" => PlateauMode::Min,
-                    _ => PlateauMode::Max,
+                let mode = match Mode::resolve(p.str("mode")?, &monitor, &p.at("mode"))? {
+                    Mode::Min => PlateauMode::Min,
+                    Mode::Max => PlateauMode::Max,
                 };
-                if (mode == PlateauMode::Max) == monitor.contains("loss") {
-                    tracing::warn!(
-                        "{}: mode {:?} with monitor `{monitor}`: is that the direction it improves?",
-                        p.path(),
-                        mode
-                    );
-                }
                 let factor = p.f64("factor")?;
                 p.check("factor", factor > 0.0 && factor < 1.0, "must be in (0, 1)")?;
                 let threshold_mode = match p.choice("threshold_mode", &["rel", "abs"])?.as_str() {

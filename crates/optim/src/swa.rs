@@ -79,6 +79,10 @@ impl GradientTransform for Swa {
         Ok(())
     }
 
+    fn averages_weights(&self) -> bool {
+        true
+    }
+
     fn averaged_params(&self) -> Result<Option<BTreeMap<String, Tensor>>> {
         Ok((self.n > 0).then(|| self.avg.clone()))
     }

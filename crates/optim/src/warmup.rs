@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use rnnlab_core::{
     EpochMetrics, Error, Interval, ParamSpec, PluginParams, PluginSpec, Registry, Result,
-    Scheduler, StateDict,
+    Scheduler, StateDict, Watched,
 };
 
 use crate::util::interval;
@@ -55,6 +55,10 @@ impl Scheduler for Warmup {
 
     fn on_epoch_end(&mut self, metrics: &EpochMetrics) -> Result<()> {
         self.inner.on_epoch_end(metrics)
+    }
+
+    fn watched_metrics(&self) -> Vec<Watched> {
+        self.inner.watched_metrics()
     }
 
     fn state_dict(&self) -> Result<StateDict> {

@@ -679,8 +679,11 @@ fn validate(o: &StepOptions) -> Result<()> {
 /// Runs `rnnlab bench step`.
 pub fn bench_step(registry: &Registry, o: &StepOptions) -> Result<StepBench> {
     validate(o)?;
-    // The same thread set-up as `rnnlab train`.
-    crate::train::set_threads(o.threads);
+    // The same thread set-up as `rnnlab train`: a pool of `--threads` threads.
+    crate::train::thread_pool(o.threads)?.install(|| bench_step_in_pool(registry, o))
+}
+
+fn bench_step_in_pool(registry: &Registry, o: &StepOptions) -> Result<StepBench> {
     let mut bench = StepBench {
         opts: o.clone(),
         rows: Vec::new(),

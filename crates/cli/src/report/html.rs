@@ -154,7 +154,7 @@ pub fn write(runs: &[PathBuf], dir: &Path, window: usize) -> Result<PathBuf> {
     let page = render(runs, window)?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join("report.html");
-    std::fs::write(&path, page).with_context(|| format!("writing {}", path.display()))?;
+    rnnlab_core::write_atomic(&path, page.as_bytes())?;
     Ok(path)
 }
 

@@ -451,10 +451,8 @@ pub fn run(plan: &Plan, out: Option<&Path>, window: usize) -> Result<String> {
             let rel = f.strip_prefix(dir).unwrap_or(f);
             let _ = writeln!(text, "\n![{}]({})", rel.display(), rel.display());
         }
-        std::fs::write(dir.join("sweep.md"), text)
-            .with_context(|| format!("writing {}", dir.join("sweep.md").display()))?;
-        std::fs::write(dir.join("sweep.csv"), csv(&variants)?)
-            .with_context(|| format!("writing {}", dir.join("sweep.csv").display()))?;
+        rnnlab_core::write_atomic(&dir.join("sweep.md"), text.as_bytes())?;
+        rnnlab_core::write_atomic(&dir.join("sweep.csv"), csv(&variants)?.as_bytes())?;
     }
     Ok(md)
 }

@@ -242,7 +242,7 @@ pub fn launch(
     let dir = plan.state_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join("slurm-array.sh");
-    std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
+    rnnlab_core::write_atomic(&path, text.as_bytes())?;
     let out = Command::new("sbatch")
         .arg("--parsable")
         .arg(&path)

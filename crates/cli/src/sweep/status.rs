@@ -93,12 +93,7 @@ pub fn write_state(plan: &Plan, run: &PlannedRun, state: &RunState) -> Result<()
     let path = state_path(plan, run);
     let dir = path.parent().unwrap_or(plan.out.as_path());
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("creating a file in {}", dir.display()))?;
-    std::io::Write::write_all(&mut tmp, serde_json::to_string_pretty(state)?.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))?;
-    tmp.persist(&path)
-        .with_context(|| format!("writing {}", path.display()))?;
+    rnnlab_core::write_atomic(&path, serde_json::to_string_pretty(state)?.as_bytes())?;
     Ok(())
 }
 
