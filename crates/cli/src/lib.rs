@@ -13,6 +13,7 @@ pub mod config;
 pub mod data_cmd;
 pub mod diagnose;
 pub mod eval;
+pub mod interrupt;
 pub mod list;
 pub mod predict;
 pub mod report;
@@ -271,6 +272,10 @@ pub fn run(registry: Registry) -> i32 {
     init_tracing();
     match run_args(&registry, std::env::args_os()) {
         Ok(()) => 0,
+        Err(e) if e.downcast_ref::<interrupt::Interrupted>().is_some() => {
+            eprintln!("{e}");
+            interrupt::EXIT_INTERRUPTED
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             1

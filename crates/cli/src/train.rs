@@ -78,6 +78,8 @@ impl RunSummary {
 /// Trains the pipeline of `opts` with the plugins of `registry`.
 pub fn train(registry: &Registry, opts: &TrainOptions) -> Result<RunSummary> {
     let started = Instant::now();
+    // Ctrl-C from here on stops the run after a step, with a snapshot (see crate::interrupt).
+    let stop = crate::interrupt::stop_flag();
     let resumed_config = opts.resume.as_ref().map(|r| r.join("config.resolved.toml"));
     if opts.resume.is_some() && opts.pipeline.is_some() {
         bail!("--resume takes the pipeline from the run folder: give no pipeline file");
@@ -166,6 +168,7 @@ pub fn train(registry: &Registry, opts: &TrainOptions) -> Result<RunSummary> {
         metrics_path: Some(run_dir.join("metrics.jsonl")),
         checkpoint_dir: Some(ckpt_dir),
         run_dir: Some(run_dir.clone()),
+        stop: Some(stop),
     };
     let mut trainer = Trainer::new(model, chain, scheduler, callbacks, trainer_cfg)?;
     let resume_point = match &opts.resume {
@@ -178,7 +181,12 @@ pub fn train(registry: &Registry, opts: &TrainOptions) -> Result<RunSummary> {
         None => None,
     };
     let mut source = prepared.source;
-    let fit = trainer.fit_from(&mut source, &mut rng, resume_point)?;
+    let fit = trainer
+        .fit_from(&mut source, &mut rng, resume_point)
+        .map_err(|e| explain_divergence(e, &run_dir))?;
+    if let Some(at) = fit.interrupted {
+        return Err(crate::interrupt::Interrupted { run_dir, at }.into());
+    }
     let confusion = serde_json::json!({
         "labels": prepared.labels,
         "rows": "true class",
@@ -303,6 +311,20 @@ fn resume_point(trainer: &mut Trainer, run: &Path) -> Result<(ResumePoint, rnnla
     }
     point.history = history;
     Ok((point, rng))
+}
+
+/// A non-finite loss stops the run: say what was kept and what to do next.
+fn explain_divergence(e: rnnlab_core::Error, run_dir: &Path) -> anyhow::Error {
+    if !matches!(e, rnnlab_core::Error::NonFinite { .. }) {
+        return e.into();
+    }
+    anyhow!(
+        "{e}: training diverged. Kept in {run}: the epoch's figures up to that step in \
+         metrics.jsonl (marked diverged), the checkpoints of the last completed epoch. \
+         `rnnlab diagnose {run}` names the cause; a `skip_nonfinite` transform first in \
+         optim.transforms skips such steps instead",
+        run = run_dir.display()
+    )
 }
 
 fn confusion_json(e: &Evaluation) -> serde_json::Value {
