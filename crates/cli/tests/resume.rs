@@ -128,6 +128,16 @@ const CALLBACKS: &str = r#"callbacks=[{type="jsonl_logger"},{type="grad_norm"},{
 /// A learning rate that changes every step.
 const STEP_SCHEDULE: &str = r#"optim.scheduler={type="cosine",T_max=400,interval="step"}"#;
 
+/// A child process that is killed when dropped, so a failing test leaves none running.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn signal(child: &Child, sig: libc::c_int) {
     // SAFETY: kill(2) with the pid of a child this process spawned and has not reaped.
     let r = unsafe { libc::kill(child.id() as libc::pid_t, sig) };
@@ -184,10 +194,13 @@ fn ctrl_c_mid_epoch_writes_a_snapshot_that_resumes_exactly() {
         .unwrap();
     assert!(status.success());
 
-    let mut child = rnnlab(&[&args[..], &[stopped.to_str().unwrap()], &sets].concat())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut running = Running(
+        rnnlab(&[&args[..], &[stopped.to_str().unwrap()], &sets].concat())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut running.0;
     let t0 = Instant::now();
     let lines = loop {
         let lines = metric_lines(&stopped);
@@ -207,9 +220,9 @@ fn ctrl_c_mid_epoch_writes_a_snapshot_that_resumes_exactly() {
         child.try_wait().unwrap().is_none(),
         "the run finished first"
     );
-    signal(&child, libc::SIGINT);
-    let status = wait_for(&mut child, Duration::from_secs(60));
-    let err = stderr_of(&mut child);
+    signal(child, libc::SIGINT);
+    let status = wait_for(child, Duration::from_secs(60));
+    let err = stderr_of(child);
     assert_eq!(status.code(), Some(130), "{status:?}: {err}");
     let resume_cmd = format!("rnnlab train --resume {}", stopped.display());
     assert!(err.contains(&resume_cmd), "{err}");
@@ -251,16 +264,19 @@ fn ctrl_c_mid_epoch_writes_a_snapshot_that_resumes_exactly() {
 fn a_second_ctrl_c_exits_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let mut child = rnnlab(&[
-        "train",
-        "--out",
-        out.to_str().unwrap(),
-        "--set",
-        "data.size=100000",
-    ])
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
+    let mut running = Running(
+        rnnlab(&[
+            "train",
+            "--out",
+            out.to_str().unwrap(),
+            "--set",
+            "data.size=100000",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap(),
+    );
+    let child = &mut running.0;
     // The handler is a thread named rnnlab-sigint; signal once it is there.
     let tasks = format!("/proc/{}/task", child.id());
     let t0 = Instant::now();
@@ -270,11 +286,11 @@ fn a_second_ctrl_c_exits_at_once() {
         assert!(t0.elapsed() < Duration::from_secs(60), "no SIGINT handler");
         std::thread::sleep(Duration::from_millis(5));
     }
-    signal(&child, libc::SIGINT);
+    signal(child, libc::SIGINT);
     std::thread::sleep(Duration::from_millis(50));
-    signal(&child, libc::SIGINT);
-    let status = wait_for(&mut child, Duration::from_secs(10));
-    let err = stderr_of(&mut child);
+    signal(child, libc::SIGINT);
+    let status = wait_for(child, Duration::from_secs(10));
+    let err = stderr_of(child);
     assert_eq!(status.code(), Some(130), "{status:?}: {err}");
     assert!(err.contains("interrupted again: exiting now"), "{err}");
     assert!(!err.contains("resume with"), "{err}");
@@ -377,19 +393,20 @@ fn runs_killed_at_random_points_resume_to_the_same_metrics() {
     let (mut mid_write, mut interrupted, mut no_snapshot) = (0, 0, 0);
     for i in 0..20 {
         let run = dir.path().join(format!("try{i}"));
-        let mut child = small_run(&run).spawn().unwrap();
+        let mut running = Running(small_run(&run).spawn().unwrap());
+        let child = &mut running.0;
         let started = Instant::now();
         let at = Duration::from_secs_f64(rng.random_range(0.0..run_seconds));
         let what = match i % 4 {
             0 => {
-                let hit = kill_during_a_checkpoint_write(&mut child, &run);
+                let hit = kill_during_a_checkpoint_write(child, &run);
                 mid_write += usize::from(hit);
                 format!("try {i}: killed during a checkpoint write: {hit}")
             }
             1 => {
                 std::thread::sleep(at.saturating_sub(started.elapsed()));
                 if child.try_wait().unwrap().is_none() {
-                    signal(&child, libc::SIGINT);
+                    signal(child, libc::SIGINT);
                 }
                 format!("try {i}: Ctrl-C after {at:?}")
             }
@@ -399,8 +416,8 @@ fn runs_killed_at_random_points_resume_to_the_same_metrics() {
                 format!("try {i}: killed after {at:?}")
             }
         };
-        let status = wait_for(&mut child, Duration::from_secs(120));
-        let err = stderr_of(&mut child);
+        let status = wait_for(child, Duration::from_secs(120));
+        let err = stderr_of(child);
         // A Ctrl-C exits with 130 once the handler is there; before, SIGINT ends the process.
         if status.code() == Some(130) {
             interrupted += 1;
