@@ -65,10 +65,24 @@ fn killed_mid_epoch_and_resumed_matches_an_uninterrupted_run() {
 
     args.push(killed.to_str().unwrap());
     let mut child = rnnlab(&[&args[..], &SETS[..]].concat()).spawn().unwrap();
-    // Wait for epoch 2 to end, then kill half-way through epoch 3.
+    // Kill half-way through epoch 3.
+    until_half_way_through_epoch_3(&mut child, &killed);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = metric_lines(&killed).len();
+    assert!(
+        before < 4,
+        "killed after the last epoch ({before} epochs logged)"
+    );
+
+    resume_to_the_same_metrics(&killed, &whole);
+}
+
+/// Waits until epoch 2 of `run` is logged and then half an epoch more; `child` must still run.
+fn until_half_way_through_epoch_3(child: &mut Child, run: &Path) {
     let t0 = Instant::now();
     let lines = loop {
-        let lines = metric_lines(&killed);
+        let lines = metric_lines(run);
         if lines.len() >= 2 {
             break lines;
         }
@@ -86,27 +100,17 @@ fn killed_mid_epoch_and_resumed_matches_an_uninterrupted_run() {
     std::thread::sleep(Duration::from_secs_f64(epoch_seconds / 2.0));
     assert!(
         child.try_wait().unwrap().is_none(),
-        "the run finished before it could be killed"
+        "the run finished before it could be stopped"
     );
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    let before = metric_lines(&killed).len();
-    assert!(
-        before < 4,
-        "killed after the last epoch ({before} epochs logged)"
-    );
+}
 
-    let status = rnnlab(&[
-        "train",
-        "--resume",
-        killed.to_str().unwrap(),
-        "--threads",
-        "2",
-    ])
-    .status()
-    .unwrap();
+/// Resumes `run` (2 threads); its metrics must then equal `whole`'s.
+fn resume_to_the_same_metrics(run: &Path, whole: &Path) {
+    let status = rnnlab(&["train", "--resume", run.to_str().unwrap(), "--threads", "2"])
+        .status()
+        .unwrap();
     assert!(status.success());
-    assert_eq!(untimed(&killed), untimed(&whole));
+    assert_eq!(untimed(run), untimed(whole));
 }
 
 #[test]
@@ -201,25 +205,7 @@ fn ctrl_c_mid_epoch_writes_a_snapshot_that_resumes_exactly() {
             .unwrap(),
     );
     let child = &mut running.0;
-    let t0 = Instant::now();
-    let lines = loop {
-        let lines = metric_lines(&stopped);
-        if lines.len() >= 2 {
-            break lines;
-        }
-        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
-        assert!(
-            t0.elapsed() < Duration::from_secs(300),
-            "epoch 2 never ended"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let epoch_seconds = lines[1]["epoch_seconds"].as_f64().unwrap();
-    std::thread::sleep(Duration::from_secs_f64(epoch_seconds / 2.0));
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "the run finished first"
-    );
+    until_half_way_through_epoch_3(child, &stopped);
     signal(child, libc::SIGINT);
     let status = wait_for(child, Duration::from_secs(60));
     let err = stderr_of(child);
@@ -238,17 +224,7 @@ fn ctrl_c_mid_epoch_writes_a_snapshot_that_resumes_exactly() {
         "not a mid-epoch snapshot: {batch:?}"
     );
 
-    let status = rnnlab(&[
-        "train",
-        "--resume",
-        stopped.to_str().unwrap(),
-        "--threads",
-        "2",
-    ])
-    .status()
-    .unwrap();
-    assert!(status.success());
-    assert_eq!(untimed(&stopped), untimed(&whole));
+    resume_to_the_same_metrics(&stopped, &whole);
     for file in ["steps.jsonl", "stability.json"] {
         assert_eq!(
             std::fs::read_to_string(stopped.join(file)).unwrap(),
