@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use rnnlab_core::{
-    quantile, BatchStats, Callback, Control, EpochMetrics, Grads, MetricContext, ParamSpec,
-    PluginParams, PluginSpec, Registry, Result, TrainView,
+    quantile, BatchStats, Callback, Control, EpochMetrics, Error, Grads, MetricContext, ParamSpec,
+    PluginParams, PluginSpec, Registry, Result, StateDict, TrainView,
 };
 
 /// The percentiles logged per epoch, as (metric suffix, quantile).
@@ -125,6 +125,46 @@ fn summarize(m: &mut EpochMetrics, prefix: &str, v: &[f64]) {
 impl Callback for GradNorm {
     fn name(&self) -> &str {
         "grad_norm"
+    }
+
+    /// The epoch's norms so far (empty at an epoch end; a mid-epoch snapshot keeps them).
+    fn state_dict(&self) -> Result<StateDict> {
+        let mut s = StateDict::new();
+        s.insert_scalar("steps", self.steps as f64)?;
+        s.insert_scalar("clipped", self.clipped as f64)?;
+        s.insert_f64s("global", &self.global)?;
+        let names: Vec<&str> = self.params.iter().map(|(n, _)| n.as_str()).collect();
+        s.insert_json("param_names", &names)?;
+        for (i, (_, v)) in self.params.iter().enumerate() {
+            s.insert_f64s(format!("param.{i}"), v)?;
+        }
+        Ok(s)
+    }
+
+    fn load_state_dict(&mut self, state: &StateDict) -> Result<()> {
+        if state.is_empty() {
+            return Ok(()); // a snapshot from before this state was kept
+        }
+        self.steps = state.scalar("steps")? as usize;
+        self.clipped = state.scalar("clipped")? as usize;
+        self.global = state.f64s("global")?;
+        let names: Vec<String> = state.json("param_names")?;
+        self.params = names
+            .into_iter()
+            .enumerate()
+            .map(|(i, n)| Ok((n, state.f64s(&format!("param.{i}"))?)))
+            .collect::<Result<_>>()?;
+        if self
+            .params
+            .iter()
+            .any(|(_, v)| v.len() != self.global.len())
+            && self.per_param
+        {
+            return Err(Error::Mismatch(
+                "grad_norm state: per-parameter norms and global norms differ in count".into(),
+            ));
+        }
+        Ok(())
     }
 
     fn on_after_backward(&mut self, grads: &Grads, _view: &TrainView) -> Result<()> {

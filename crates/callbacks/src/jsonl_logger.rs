@@ -89,9 +89,12 @@ impl Callback for JsonlLogger {
         self.flush(view)
     }
 
+    /// The bytes written, and the lines of the epoch not written yet (empty at an epoch end; a
+    /// mid-epoch snapshot keeps them).
     fn state_dict(&self) -> Result<StateDict> {
         let mut s = StateDict::new();
         s.insert_scalar("written", self.written as f64)?;
+        s.insert_bytes("buf", self.buf.clone().into_bytes())?;
         Ok(s)
     }
 
@@ -101,7 +104,8 @@ impl Callback for JsonlLogger {
             None => 0,
         };
         self.started = self.written > 0;
-        self.buf.clear();
+        self.buf = String::from_utf8(state.bytes("buf")?)
+            .map_err(|e| Error::Mismatch(format!("jsonl_logger state `buf`: {e}")))?;
         Ok(())
     }
 }

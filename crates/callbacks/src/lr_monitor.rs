@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use rnnlab_core::{
     BatchStats, Callback, Control, EpochMetrics, PluginParams, PluginSpec, Registry, Result,
-    TrainView,
+    StateDict, TrainView,
 };
 
 /// Logs `lr_monitor.first`, `lr_monitor.last`, `lr_monitor.min`, `lr_monitor.max` and
@@ -45,6 +45,18 @@ impl LrMonitor {
 impl Callback for LrMonitor {
     fn name(&self) -> &str {
         "lr_monitor"
+    }
+
+    /// The epoch's rates so far (empty at an epoch end; a mid-epoch snapshot keeps them).
+    fn state_dict(&self) -> Result<StateDict> {
+        let mut s = StateDict::new();
+        s.insert_f64s("lrs", &self.lrs)?;
+        Ok(s)
+    }
+
+    fn load_state_dict(&mut self, state: &StateDict) -> Result<()> {
+        self.lrs = state.f64s("lrs")?;
+        Ok(())
     }
 
     fn on_batch_end(&mut self, stats: &BatchStats, _view: &TrainView) -> Result<()> {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use rnnlab_core::{
     quantile, BatchStats, Callback, Control, EpochMetrics, Error, ParamSpec, PluginParams,
-    PluginSpec, Registry, Result, TrainView,
+    PluginSpec, Registry, Result, StateDict, TrainView,
 };
 use serde::Serialize;
 
@@ -195,6 +195,60 @@ pub fn stability(
 impl Callback for Stability {
     fn name(&self) -> &str {
         "stability"
+    }
+
+    /// The spike detector's recent losses, the spikes so far (this epoch's count too) and the
+    /// previous accuracies, so a resumed run, even one resumed mid-epoch, logs what an
+    /// uninterrupted one does.
+    fn state_dict(&self) -> Result<StateDict> {
+        let mut s = StateDict::new();
+        let recent: Vec<f64> = self.detector.recent.iter().copied().collect();
+        s.insert_f64s("recent", &recent)?;
+        s.insert_scalar("epoch_spikes", self.epoch_spikes as f64)?;
+        for (key, prev) in ["prev_val_acc", "prev_test_acc"].iter().zip(self.prev) {
+            if let Some(v) = prev {
+                s.insert_scalar(*key, v)?;
+            }
+        }
+        let col = |f: fn(&Spike) -> f64| self.spikes.iter().map(f).collect::<Vec<f64>>();
+        s.insert_f64s("spike_epoch", &col(|x| x.epoch as f64))?;
+        s.insert_f64s("spike_step", &col(|x| x.step as f64))?;
+        s.insert_f64s("spike_loss", &col(|x| x.loss))?;
+        s.insert_f64s("spike_median", &col(|x| x.median))?;
+        Ok(s)
+    }
+
+    fn load_state_dict(&mut self, state: &StateDict) -> Result<()> {
+        if state.is_empty() {
+            return Ok(()); // a snapshot from before this state was kept
+        }
+        self.detector.recent = state.f64s("recent")?.into_iter().collect();
+        self.epoch_spikes = state.scalar("epoch_spikes")? as usize;
+        for (key, prev) in ["prev_val_acc", "prev_test_acc"]
+            .iter()
+            .zip(self.prev.iter_mut())
+        {
+            *prev = match state.tensors.get(*key) {
+                Some(_) => Some(state.scalar(key)?),
+                None => None,
+            };
+        }
+        let (epochs, steps) = (state.f64s("spike_epoch")?, state.f64s("spike_step")?);
+        let (losses, medians) = (state.f64s("spike_loss")?, state.f64s("spike_median")?);
+        if [steps.len(), losses.len(), medians.len()] != [epochs.len(); 3] {
+            return Err(Error::Mismatch(
+                "stability state: spike columns of different lengths".into(),
+            ));
+        }
+        self.spikes = (0..epochs.len())
+            .map(|i| Spike {
+                epoch: epochs[i] as usize,
+                step: steps[i] as usize,
+                loss: losses[i],
+                median: medians[i],
+            })
+            .collect();
+        Ok(())
     }
 
     fn on_batch_end(&mut self, stats: &BatchStats, view: &TrainView) -> Result<()> {

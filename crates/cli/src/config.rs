@@ -191,7 +191,7 @@ pub fn load(source: Source, sets: &[String]) -> Result<PipelineConfig> {
         .build()
         .and_then(|c| c.try_deserialize())
         .map_err(|e| anyhow!("{label}: {e}"))?;
-    let merged = expand_table(merged, "")?;
+    let merged = expand_table(merged, "").map_err(|e| anyhow!("{label}: {e}"))?;
     let cfg: PipelineConfig = toml::Value::Table(merged).try_into().map_err(|e| {
         anyhow!(
             "{label} (with environment and --set): {}",

@@ -193,6 +193,8 @@ impl Thresholds {
 /// A cause of unstable training that diagnose looks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cause {
+    /// The loss became NaN or infinite and the run stopped.
+    Divergence,
     /// Gradient norms above `explode`.
     ExplodingGradients,
     /// Loss spikes: the learning rate is too high.
@@ -213,6 +215,7 @@ impl Cause {
     /// The heading of the cause.
     pub fn title(self) -> &'static str {
         match self {
+            Cause::Divergence => "divergence (non-finite loss)",
             Cause::ExplodingGradients => "exploding gradients",
             Cause::LearningRateTooHigh => "learning rate too high (loss spikes)",
             Cause::Collapse => "collapse to one class",
@@ -611,7 +614,8 @@ fn diagnose_history(
             }
         ));
     }
-    let healthy = exploding.verdict == Verdict::Clear;
+    let divergence = divergence(history, cfg, warn);
+    let healthy = exploding.verdict == Verdict::Clear && divergence.verdict == Verdict::Clear;
     if exploding.verdict == Verdict::Holds {
         exploding.fixes.push(format!(
             "{} (clip the global norm at the warn level {warn})",
@@ -911,9 +915,70 @@ fn diagnose_history(
         run: run.to_path_buf(),
         epochs: history.len(),
         findings: vec![
-            exploding, lr_high, collapse, drift, noise, overfit, spectral,
+            divergence, exploding, lr_high, collapse, drift, noise, overfit, spectral,
         ],
     }
+}
+
+/// The run stopped at a non-finite loss: its last record is marked `diverged` by the trainer,
+/// with the step's number, loss and gradient norm and the figures of the epoch's steps before it.
+fn divergence(history: &[EpochMetrics], cfg: &RunConfig, warn: f64) -> Finding {
+    let mut f = Finding {
+        cause: Cause::Divergence,
+        verdict: Verdict::Clear,
+        rule: "the run stopped at a non-finite loss (an epoch record marked `diverged`)".into(),
+        evidence: Vec::new(),
+        fixes: Vec::new(),
+    };
+    let Some(m) = history.iter().find(|m| m.get("diverged") == Some(1.0)) else {
+        f.evidence
+            .push("no step had a non-finite loss that stopped the run".into());
+        return f;
+    };
+    f.verdict = Verdict::Holds;
+    let get = |k: &str| m.get(k).unwrap_or(f64::NAN);
+    let fig = |k: &str| match get(k) {
+        v if v.is_finite() => fmt_fig(v),
+        _ => "not finite".into(),
+    };
+    f.evidence.push(format!(
+        "epoch {} stopped at step {}: loss {}, gradient norm {}",
+        get("epoch"),
+        get("diverged_step"),
+        fig("diverged_loss"),
+        fig("diverged_grad_norm"),
+    ));
+    let steps = get("steps");
+    if steps >= 1.0 {
+        f.evidence.push(format!(
+            "the epoch's {steps} steps before it: train_loss {}, gradient norm p50 {}, max {}, learning rate {}",
+            fig("train_loss"),
+            fig("grad_norm_p50"),
+            fig("grad_norm_max"),
+            get("lr")
+        ));
+    }
+    let done = history
+        .iter()
+        .filter(|m| m.get("partial").is_none())
+        .count();
+    f.evidence.push(if done == 0 {
+        "no epoch completed: there is no trained checkpoint".into()
+    } else {
+        format!("the checkpoints are those of epoch {done}, the last completed")
+    });
+    f.fixes.extend(cfg.lower_lr(10.0));
+    f.fixes.push(format!(
+        "{} (clip the global norm at the warn level {warn})",
+        cfg.clip(warn)
+    ));
+    if cfg.find("skip_nonfinite").is_none() {
+        f.fixes.push(format!(
+            "{} (skip steps whose loss or gradients are not finite instead of stopping; counted in skipped_steps)",
+            cfg.with_transform(Insert::Front, "{type = \"skip_nonfinite\"}")
+        ));
+    }
+    f
 }
 
 /// One epoch's order-drift figures on one held-out split.

@@ -13,6 +13,7 @@ pub mod config;
 pub mod data_cmd;
 pub mod diagnose;
 pub mod eval;
+pub mod interrupt;
 pub mod list;
 pub mod predict;
 pub mod report;
@@ -274,6 +275,10 @@ pub fn run(registry: Registry) -> i32 {
     }
     match run_args(&registry, std::env::args_os()) {
         Ok(()) => 0,
+        Err(e) if e.downcast_ref::<interrupt::Interrupted>().is_some() => {
+            eprintln!("{e}");
+            interrupt::EXIT_INTERRUPTED
+        }
         Err(e) => match e.downcast_ref::<clap::Error>() {
             Some(clap_error) => {
                 let _ = clap_error.print();

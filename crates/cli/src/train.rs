@@ -102,6 +102,8 @@ impl RunSummary {
 /// resume changes nothing in its folder.
 pub fn train(registry: &Registry, opts: &TrainOptions) -> Result<RunSummary> {
     let started = Instant::now();
+    // Ctrl-C from here on stops the run after a step, with a snapshot (see crate::interrupt).
+    let stop = crate::interrupt::stop_flag();
     if opts.resume.is_some() && opts.pipeline.is_some() {
         bail!("--resume takes the pipeline from the run folder: give no pipeline file");
     }
@@ -134,6 +136,7 @@ pub fn train(registry: &Registry, opts: &TrainOptions) -> Result<RunSummary> {
             source: &source,
             threads,
             started,
+            stop,
         };
         ctx.run(cfg, lock)
     })
@@ -157,6 +160,8 @@ struct RunContext<'a> {
     source: &'a Source<'a>,
     threads: usize,
     started: Instant,
+    /// Set by Ctrl-C: the trainer stops after the step with a mid-epoch snapshot.
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl RunContext<'_> {
@@ -212,6 +217,7 @@ impl RunContext<'_> {
             metrics_path: None,
             checkpoint_dir: None,
             run_dir: None,
+            stop: Some(self.stop.clone()),
         };
         let mut trainer = Trainer::new(model, chain, scheduler, callbacks, trainer_cfg)?;
         trainer
@@ -279,7 +285,12 @@ impl RunContext<'_> {
         trainer.config.checkpoint_dir = Some(ckpt_dir);
         trainer.config.run_dir = Some(run_dir.clone());
         let mut source = prepared.source;
-        let fit = trainer.fit_from(&mut source, &mut rng, resume_point)?;
+        let fit = trainer
+            .fit_from(&mut source, &mut rng, resume_point)
+            .map_err(|e| explain_divergence(e, &run_dir))?;
+        if let Some(at) = fit.interrupted {
+            return Err(crate::interrupt::Interrupted { run_dir, at }.into());
+        }
         let confusion = serde_json::json!({
             "labels": prepared.labels,
             "rows": "true class",
@@ -589,6 +600,20 @@ fn resume_point(
     }
     point.history = history;
     Ok((point, rng))
+}
+
+/// A non-finite loss stops the run: say what was kept and what to do next.
+fn explain_divergence(e: rnnlab_core::Error, run_dir: &Path) -> anyhow::Error {
+    if !matches!(e, rnnlab_core::Error::NonFinite { .. }) {
+        return e.into();
+    }
+    anyhow!(
+        "{e}: training diverged. Kept in {run}: the epoch's figures up to that step in \
+         metrics.jsonl (marked diverged), the checkpoints of the last completed epoch. \
+         `rnnlab diagnose {run}` names the cause; a `skip_nonfinite` transform first in \
+         optim.transforms skips such steps instead",
+        run = run_dir.display()
+    )
 }
 
 fn confusion_json(e: &Evaluation) -> serde_json::Value {

@@ -1,9 +1,13 @@
-//! `rnnlab train --resume`: a run killed with SIGKILL mid-epoch and resumed ends with the same
-//! metrics as a run never killed.
+//! `rnnlab train --resume`: a run killed with SIGKILL mid-epoch, or stopped with Ctrl-C, and
+//! resumed ends with the same metrics as a run never stopped; so do runs killed at random points,
+//! during checkpoint writes too, and their folders stay loadable.
 
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use rand::Rng as _;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rnnlab");
 
@@ -61,10 +65,24 @@ fn killed_mid_epoch_and_resumed_matches_an_uninterrupted_run() {
 
     args.push(killed.to_str().unwrap());
     let mut child = rnnlab(&[&args[..], &SETS[..]].concat()).spawn().unwrap();
-    // Wait for epoch 2 to end, then kill half-way through epoch 3.
+    // Kill half-way through epoch 3.
+    until_half_way_through_epoch_3(&mut child, &killed);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = metric_lines(&killed).len();
+    assert!(
+        before < 4,
+        "killed after the last epoch ({before} epochs logged)"
+    );
+
+    resume_to_the_same_metrics(&killed, &whole);
+}
+
+/// Waits until epoch 2 of `run` is logged and then half an epoch more; `child` must still run.
+fn until_half_way_through_epoch_3(child: &mut Child, run: &Path) {
     let t0 = Instant::now();
     let lines = loop {
-        let lines = metric_lines(&killed);
+        let lines = metric_lines(run);
         if lines.len() >= 2 {
             break lines;
         }
@@ -82,27 +100,17 @@ fn killed_mid_epoch_and_resumed_matches_an_uninterrupted_run() {
     std::thread::sleep(Duration::from_secs_f64(epoch_seconds / 2.0));
     assert!(
         child.try_wait().unwrap().is_none(),
-        "the run finished before it could be killed"
+        "the run finished before it could be stopped"
     );
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    let before = metric_lines(&killed).len();
-    assert!(
-        before < 4,
-        "killed after the last epoch ({before} epochs logged)"
-    );
+}
 
-    let status = rnnlab(&[
-        "train",
-        "--resume",
-        killed.to_str().unwrap(),
-        "--threads",
-        "2",
-    ])
-    .status()
-    .unwrap();
+/// Resumes `run` (2 threads); its metrics must then equal `whole`'s.
+fn resume_to_the_same_metrics(run: &Path, whole: &Path) {
+    let status = rnnlab(&["train", "--resume", run.to_str().unwrap(), "--threads", "2"])
+        .status()
+        .unwrap();
     assert!(status.success());
-    assert_eq!(untimed(&killed), untimed(&whole));
+    assert_eq!(untimed(run), untimed(whole));
 }
 
 #[test]
@@ -307,4 +315,318 @@ fn two_runs_on_one_folder_one_fails_cleanly() {
             .collect();
         assert_eq!(epochs, [1, 2], "attempt {attempt}");
     }
+}
+
+/// Callbacks with state within an epoch (step logs, norm and learning-rate lists, the spike
+/// detector), so a resume that lost any of it would log other figures.
+const CALLBACKS: &str = r#"callbacks=[{type="jsonl_logger"},{type="grad_norm"},{type="lr_monitor"},{type="stability"},{type="predictions"}]"#;
+
+/// A learning rate that changes every step.
+const STEP_SCHEDULE: &str = r#"optim.scheduler={type="cosine",T_max=400,interval="step"}"#;
+
+/// A child process that is killed when dropped, so a failing test leaves none running.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn signal(child: &Child, sig: libc::c_int) {
+    // SAFETY: kill(2) with the pid of a child this process spawned and has not reaped.
+    let r = unsafe { libc::kill(child.id() as libc::pid_t, sig) };
+    assert_eq!(r, 0, "kill({}, {sig})", child.id());
+}
+
+/// Waits for `child` to exit, at most `limit`.
+fn wait_for(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let t0 = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            panic!("the run did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn stderr_of(child: &mut Child) -> String {
+    let mut s = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut s).unwrap();
+    s
+}
+
+/// A scalar of a snapshot.
+fn snapshot_scalar(run: &Path, key: &str) -> Option<f64> {
+    let snap =
+        rnnlab_core::checkpoint::load(&run.join("checkpoints").join(rnnlab_core::SNAPSHOT)).ok()?;
+    let t = snap.get(key)?.to_dtype(candle_core::DType::F64).ok()?;
+    t.flatten_all()
+        .ok()?
+        .to_vec1::<f64>()
+        .ok()?
+        .first()
+        .copied()
+}
+
+/// Ctrl-C half-way through epoch 3: the run finishes its step, writes a snapshot that resumes
+/// mid-epoch, says how to resume and exits with 130; resumed, its metrics, step log and
+/// stability report equal an uninterrupted run's (dropout, a per-step learning rate and
+/// monitors with state within the epoch included).
+#[test]
+fn ctrl_c_mid_epoch_writes_a_snapshot_that_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (whole, stopped) = (dir.path().join("whole"), dir.path().join("stopped"));
+    let demo = demo();
+    let sets = [&SETS[..], &["--set", CALLBACKS, "--set", STEP_SCHEDULE]].concat();
+    let args = ["train", demo.as_str(), "--threads", "2", "--out"];
+    let status = rnnlab(&[&args[..], &[whole.to_str().unwrap()], &sets].concat())
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let mut running = Running(
+        rnnlab(&[&args[..], &[stopped.to_str().unwrap()], &sets].concat())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut running.0;
+    until_half_way_through_epoch_3(child, &stopped);
+    signal(child, libc::SIGINT);
+    let status = wait_for(child, Duration::from_secs(60));
+    let err = stderr_of(child);
+    assert_eq!(status.code(), Some(130), "{status:?}: {err}");
+    let resume_cmd = format!("rnnlab train --resume {}", stopped.display());
+    assert!(err.contains(&resume_cmd), "{err}");
+    let done = metric_lines(&stopped).len();
+    assert!(done < 4, "stopped after the last epoch");
+    assert_eq!(
+        snapshot_scalar(&stopped, "trainer.epoch"),
+        Some(done as f64)
+    );
+    let batch = snapshot_scalar(&stopped, "trainer.partial.batches");
+    assert!(
+        batch.is_some_and(|b| b > 0.0),
+        "not a mid-epoch snapshot: {batch:?}"
+    );
+
+    resume_to_the_same_metrics(&stopped, &whole);
+    for file in ["steps.jsonl", "stability.json"] {
+        assert_eq!(
+            std::fs::read_to_string(stopped.join(file)).unwrap(),
+            std::fs::read_to_string(whole.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+}
+
+/// A second Ctrl-C exits at once: here both come while the data is prepared (a large demo), so
+/// the run exits with 130 before it has a run folder, and without the resume hint.
+#[test]
+fn a_second_ctrl_c_exits_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let mut running = Running(
+        rnnlab(&[
+            "train",
+            "--out",
+            out.to_str().unwrap(),
+            "--set",
+            "data.size=100000",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap(),
+    );
+    let child = &mut running.0;
+    // The handler is a thread named rnnlab-sigint; signal once it is there.
+    let tasks = format!("/proc/{}/task", child.id());
+    let t0 = Instant::now();
+    while !std::fs::read_dir(&tasks).unwrap().flatten().any(|t| {
+        std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "rnnlab-sigint")
+    }) {
+        assert!(t0.elapsed() < Duration::from_secs(60), "no SIGINT handler");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    signal(child, libc::SIGINT);
+    std::thread::sleep(Duration::from_millis(50));
+    signal(child, libc::SIGINT);
+    let status = wait_for(child, Duration::from_secs(10));
+    let err = stderr_of(child);
+    assert_eq!(status.code(), Some(130), "{status:?}: {err}");
+    assert!(err.contains("interrupted again: exiting now"), "{err}");
+    assert!(!err.contains("resume with"), "{err}");
+    assert!(!out.join("checkpoints").exists());
+}
+
+/// The small run the random kills hit: 420 training rows, 3 epochs of an LSTM large enough that a
+/// snapshot takes a while to write (about 1 MB), with the stateful callbacks.
+fn killable_run(out: &Path) -> Command {
+    let demo = demo();
+    let mut c = rnnlab(&[
+        "train",
+        demo.as_str(),
+        "--threads",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "data.size=600",
+        "--set",
+        "train.epochs=3",
+        "--set",
+        "model.cell.hidden=128",
+        "--set",
+        CALLBACKS,
+    ]);
+    c.stderr(Stdio::piped());
+    c
+}
+
+const FINAL_FILES: [&str; 3] = [
+    "last.safetensors",
+    "best.safetensors",
+    rnnlab_core::SNAPSHOT,
+];
+
+/// Whether a file other than the final checkpoints is in the checkpoint folder: a write under way.
+fn writing(ckpt: &Path) -> bool {
+    std::fs::read_dir(ckpt).is_ok_and(|d| {
+        d.flatten()
+            .any(|e| !FINAL_FILES.contains(&e.file_name().to_string_lossy().as_ref()))
+    })
+}
+
+/// Watches the checkpoint folder; when a write is under way, stops the run (SIGSTOP), and if the
+/// write still is, kills it there; else lets it go on. Whether it killed one mid-write.
+fn kill_during_a_checkpoint_write(child: &mut Child, run: &Path) -> bool {
+    let ckpt = run.join("checkpoints");
+    let t0 = Instant::now();
+    while child.try_wait().unwrap().is_none() && t0.elapsed() < Duration::from_secs(120) {
+        if writing(&ckpt) {
+            signal(child, libc::SIGSTOP);
+            if writing(&ckpt) {
+                child.kill().unwrap();
+                return true;
+            }
+            signal(child, libc::SIGCONT);
+        }
+        std::thread::sleep(Duration::from_micros(50));
+    }
+    false
+}
+
+/// What a killed run left can be read: each checkpoint, the metrics.
+fn assert_loadable(run: &Path, what: &str) {
+    for name in FINAL_FILES {
+        let p = run.join("checkpoints").join(name);
+        if p.exists() {
+            rnnlab_core::checkpoint::load(&p)
+                .unwrap_or_else(|e| panic!("{what}: {} does not load: {e}", p.display()));
+        }
+    }
+    let m = run.join("metrics.jsonl");
+    if m.exists() {
+        rnnlab_core::read_metrics(&m).unwrap_or_else(|e| panic!("{what}: {e}"));
+    }
+}
+
+/// 20 tries, seeded: a run killed with SIGKILL at a random time (every fourth try while a
+/// checkpoint is being written, and every fourth with Ctrl-C at a random time, which stops it
+/// mid-epoch) leaves a folder whose files load, and resumed it ends with the metrics and step log
+/// of a run never stopped. A run killed before its first snapshot cannot resume, and says so.
+#[test]
+fn runs_killed_at_random_points_resume_to_the_same_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole");
+    let t0 = Instant::now();
+    let out = killable_run(&whole).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run_seconds = t0.elapsed().as_secs_f64();
+    let expected = untimed(&whole);
+    let expected_steps = std::fs::read_to_string(whole.join("steps.jsonl")).unwrap();
+    assert_eq!(expected.len(), 3);
+
+    let mut rng = rnnlab_core::seeded(12);
+    let (mut mid_write, mut interrupted, mut no_snapshot) = (0, 0, 0);
+    for i in 0..20 {
+        let run = dir.path().join(format!("try{i}"));
+        let mut running = Running(killable_run(&run).spawn().unwrap());
+        let child = &mut running.0;
+        let started = Instant::now();
+        let at = Duration::from_secs_f64(rng.random_range(0.0..run_seconds));
+        let what = match i % 4 {
+            0 => {
+                let hit = kill_during_a_checkpoint_write(child, &run);
+                mid_write += usize::from(hit);
+                format!("try {i}: killed during a checkpoint write: {hit}")
+            }
+            1 => {
+                std::thread::sleep(at.saturating_sub(started.elapsed()));
+                if child.try_wait().unwrap().is_none() {
+                    signal(child, libc::SIGINT);
+                }
+                format!("try {i}: Ctrl-C after {at:?}")
+            }
+            _ => {
+                std::thread::sleep(at.saturating_sub(started.elapsed()));
+                let _ = child.kill();
+                format!("try {i}: killed after {at:?}")
+            }
+        };
+        let status = wait_for(child, Duration::from_secs(120));
+        let err = stderr_of(child);
+        // A Ctrl-C exits with 130 once the handler is there; before, SIGINT ends the process.
+        if status.code() == Some(130) {
+            interrupted += 1;
+        } else {
+            assert!(
+                status.success() || status.signal().is_some(),
+                "{what}: {status:?}: {err}"
+            );
+        }
+        assert_loadable(&run, &what);
+
+        let resumed = rnnlab(&["train", "--resume", run.to_str().unwrap(), "--threads", "1"])
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let resume_err = String::from_utf8_lossy(&resumed.stderr);
+        if !run.join("checkpoints").join(rnnlab_core::SNAPSHOT).exists() {
+            assert!(
+                !resumed.status.success(),
+                "{what}: resumed without a snapshot"
+            );
+            assert!(
+                resume_err.contains("no snapshot") || resume_err.contains("config.resolved.toml"),
+                "{what}: {resume_err}"
+            );
+            no_snapshot += 1;
+            continue;
+        }
+        assert!(resumed.status.success(), "{what}: {resume_err}");
+        assert_eq!(untimed(&run), expected, "{what}");
+        assert_eq!(
+            std::fs::read_to_string(run.join("steps.jsonl")).unwrap(),
+            expected_steps,
+            "{what}"
+        );
+    }
+    eprintln!(
+        "20 tries: {mid_write} killed mid-write, {interrupted} stopped by Ctrl-C, {no_snapshot} before the first snapshot"
+    );
+    assert!(
+        mid_write >= 1,
+        "no try was killed during a checkpoint write"
+    );
 }

@@ -38,8 +38,8 @@ pub use registry::{
 pub use scheduler::{Interval, Scheduler};
 pub use state::StateDict;
 pub use trainer::{
-    apply_updates, evaluate, Evaluation, FitResult, Mode, ResumePoint, Trainer, TrainerConfig,
-    SNAPSHOT,
+    apply_updates, evaluate, EpochProgress, Evaluation, FitResult, Interruption, Mode, ResumePoint,
+    Trainer, TrainerConfig, SNAPSHOT,
 };
 pub use transform::{Chain, GradientTransform, Outcome, StepContext, StepReport};
 

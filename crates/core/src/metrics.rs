@@ -64,7 +64,10 @@ impl EpochMetrics {
 }
 
 fn is_count(key: &str) -> bool {
-    matches!(key, "epoch" | "skipped_steps" | "steps")
+    matches!(
+        key,
+        "epoch" | "skipped_steps" | "steps" | "partial" | "diverged" | "diverged_step"
+    )
 }
 
 /// Appends epoch records to a `metrics.jsonl` file, one JSON object per line.
@@ -97,32 +100,53 @@ impl MetricsWriter {
             .append(true)
             .open(&self.path)
             .map_err(|e| Error::io(&self.path, e))?;
-        writeln!(f, "{}", m.to_json()).map_err(|e| Error::io(&self.path, e))?;
+        // One write of the whole line: a run killed here leaves no half line.
+        f.write_all(format!("{}\n", m.to_json()).as_bytes())
+            .map_err(|e| Error::io(&self.path, e))?;
         f.sync_data().map_err(|e| Error::io(&self.path, e))?;
         Ok(())
     }
 }
 
-/// Reads every record of a `metrics.jsonl` file.
+/// Reads every record of a `metrics.jsonl` file (see [`parse_metrics`]).
 pub fn read_metrics(path: &Path) -> Result<Vec<EpochMetrics>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     parse_metrics(&text, path)
 }
 
 /// Parses the text of a `metrics.jsonl` file (`path` names it in errors), one record per
-/// non-empty line.
+/// non-empty line. A last line without its newline that does not parse is an append cut short
+/// (the run was killed writing it) and is left out.
 pub fn parse_metrics(text: &str, path: &Path) -> Result<Vec<EpochMetrics>> {
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            let v: serde_json::Value = serde_json::from_str(l)
-                .map_err(|e| Error::Mismatch(format!("{}:{}: {e}", path.display(), i + 1)))?;
-            EpochMetrics::from_json(&v).ok_or_else(|| {
-                Error::Mismatch(format!("{}:{}: not a JSON object", path.display(), i + 1))
-            })
-        })
-        .collect()
+    let lines: Vec<&str> = text.lines().collect();
+    let cut_short = !text.is_empty() && !text.ends_with('\n');
+    let mut records = Vec::with_capacity(lines.len());
+    for (i, l) in lines.iter().enumerate() {
+        if l.trim().is_empty() {
+            continue;
+        }
+        let record = serde_json::from_str::<serde_json::Value>(l)
+            .map_err(|e| e.to_string())
+            .and_then(|v| EpochMetrics::from_json(&v).ok_or_else(|| "not a JSON object".into()));
+        match record {
+            Ok(m) => records.push(m),
+            Err(_) if cut_short && i + 1 == lines.len() => {
+                tracing::warn!(
+                    "{}:{}: a record cut short (the run was killed writing it): left out",
+                    path.display(),
+                    i + 1
+                );
+            }
+            Err(e) => {
+                return Err(Error::Mismatch(format!(
+                    "{}:{}: {e}",
+                    path.display(),
+                    i + 1
+                )))
+            }
+        }
+    }
+    Ok(records)
 }
 
 /// A confusion matrix: `counts[true][predicted]`.
@@ -228,6 +252,23 @@ mod tests {
         assert_eq!(quantile(&v, 0.5), 3.0);
         assert!((quantile(&v, 0.9) - 7.6).abs() < 1e-12);
         assert!((quantile(&v, 0.99) - 9.76).abs() < 1e-12);
+    }
+
+    /// A last line cut short by a kill is left out; a bad line before it is an error naming it.
+    #[test]
+    fn a_record_cut_short_at_the_end_is_left_out() {
+        let path =
+            std::env::temp_dir().join(format!("rnnlab-metrics-{}.jsonl", std::process::id()));
+        std::fs::write(&path, "{\"epoch\":1}\n{\"epoch\":2}\n{\"epoch\":3,\"val_a").unwrap();
+        let got = read_metrics(&path).unwrap();
+        assert_eq!(
+            got.iter().map(|m| m.get("epoch")).collect::<Vec<_>>(),
+            [Some(1.0), Some(2.0)]
+        );
+        std::fs::write(&path, "{\"epoch\":1}\n{\"epo\n{\"epoch\":3}\n").unwrap();
+        let e = read_metrics(&path).unwrap_err().to_string();
+        assert!(e.contains(&format!("{}:2: ", path.display())), "{e}");
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]

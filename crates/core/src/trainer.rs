@@ -2,6 +2,8 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::{DType, Tensor, D};
@@ -48,6 +50,9 @@ pub struct TrainerConfig {
     pub checkpoint_dir: Option<PathBuf>,
     /// The run folder handed to callbacks.
     pub run_dir: Option<PathBuf>,
+    /// Set (by a signal handler, say) to ask the trainer to stop: it finishes the current step,
+    /// writes a snapshot that resumes mid-epoch, and returns with [`FitResult::interrupted`].
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 impl Default for TrainerConfig {
@@ -60,6 +65,7 @@ impl Default for TrainerConfig {
             metrics_path: None,
             checkpoint_dir: None,
             run_dir: None,
+            stop: None,
         }
     }
 }
@@ -85,6 +91,170 @@ pub struct ResumePoint {
     pub history: Vec<EpochMetrics>,
     /// The best monitored value so far.
     pub best: Option<f64>,
+    /// The next epoch's progress when the snapshot was taken mid-epoch (after an interrupt).
+    pub partial: Option<EpochProgress>,
+}
+
+/// An epoch in progress: where it is and its running figures, all a mid-epoch snapshot needs to
+/// go on exactly as if it had not stopped.
+#[derive(Clone, Debug)]
+pub struct EpochProgress {
+    /// The generator as it was before the epoch's batches were drawn (they are drawn again).
+    pub epoch_rng: Rng,
+    /// Batches done.
+    pub batches: usize,
+    loss_sum: f64,
+    right: usize,
+    seen: usize,
+    tokens: usize,
+    norms: Vec<f64>,
+    clipped: usize,
+    skipped: usize,
+    lr: f64,
+    /// Transforms' figures of each step (name, sum, count), logged as epoch means.
+    figures: Vec<(String, f64, usize)>,
+    /// Training seconds before the snapshot.
+    seconds: f64,
+}
+
+impl EpochProgress {
+    fn start(epoch_rng: Rng) -> Self {
+        EpochProgress {
+            epoch_rng,
+            batches: 0,
+            loss_sum: 0.0,
+            right: 0,
+            seen: 0,
+            tokens: 0,
+            norms: Vec::new(),
+            clipped: 0,
+            skipped: 0,
+            lr: f64::NAN,
+            figures: Vec::new(),
+            seconds: 0.0,
+        }
+    }
+
+    /// `train_loss` and `train_acc` of the steps so far (a step whose loss was not finite is
+    /// left out of both).
+    fn train_figures(&self, m: &mut EpochMetrics) {
+        m.set("train_loss", self.loss_sum / self.seen.max(1) as f64);
+        m.set(
+            "train_acc",
+            100.0 * self.right as f64 / self.seen.max(1) as f64,
+        );
+    }
+
+    /// `lr`, the gradient-norm percentiles, `clipped_frac` and `skipped_steps` over `steps`
+    /// steps, and the transforms' figures.
+    fn step_figures(&self, m: &mut EpochMetrics, steps: usize) {
+        m.set("lr", self.lr);
+        m.set("grad_norm_p50", quantile(&self.norms, 0.5));
+        m.set("grad_norm_p99", quantile(&self.norms, 0.99));
+        m.set(
+            "grad_norm_max",
+            self.norms.iter().copied().fold(f64::NAN, f64::max),
+        );
+        m.set("clipped_frac", self.clipped as f64 / steps.max(1) as f64);
+        m.set("skipped_steps", self.skipped as f64);
+        for (name, sum, count) in &self.figures {
+            m.set(name.clone(), sum / *count as f64);
+        }
+    }
+
+    /// The record of an epoch that stopped at a non-finite loss in step `step` (numbered as
+    /// the callbacks see it): marked `partial` and `diverged`, the step's number, loss and
+    /// gradient norm, and the figures of the epoch's steps before it (`steps` counts them).
+    fn diverged_record(&self, epoch: usize, step: usize, stats: &BatchStats) -> EpochMetrics {
+        let mut m = EpochMetrics::new();
+        m.set("epoch", epoch as f64);
+        m.set("partial", 1.0);
+        m.set("diverged", 1.0);
+        m.set("diverged_step", step as f64);
+        m.set("diverged_loss", stats.loss);
+        m.set("diverged_grad_norm", stats.grad_norm);
+        m.set("steps", self.batches as f64);
+        self.train_figures(&mut m);
+        self.step_figures(&mut m, self.batches);
+        m.set("epoch_seconds", self.seconds);
+        m
+    }
+
+    fn save(&self, s: &mut StateDict) -> Result<()> {
+        let p = "trainer.partial";
+        s.insert_json(&format!("{p}.rng"), &self.epoch_rng)?;
+        for (k, v) in [
+            ("batches", self.batches as f64),
+            ("loss_sum", self.loss_sum),
+            ("right", self.right as f64),
+            ("seen", self.seen as f64),
+            ("tokens", self.tokens as f64),
+            ("clipped", self.clipped as f64),
+            ("skipped", self.skipped as f64),
+            ("lr", self.lr),
+            ("seconds", self.seconds),
+        ] {
+            s.insert_scalar(format!("{p}.{k}"), v)?;
+        }
+        s.insert_f64s(format!("{p}.norms"), &self.norms)?;
+        let names: Vec<&str> = self.figures.iter().map(|f| f.0.as_str()).collect();
+        let sums: Vec<f64> = self.figures.iter().map(|f| f.1).collect();
+        let counts: Vec<f64> = self.figures.iter().map(|f| f.2 as f64).collect();
+        s.insert_json(&format!("{p}.figure_names"), &names)?;
+        s.insert_f64s(format!("{p}.figure_sums"), &sums)?;
+        s.insert_f64s(format!("{p}.figure_counts"), &counts)?;
+        Ok(())
+    }
+
+    /// The progress saved in `s`, if the snapshot was taken mid-epoch.
+    fn load(s: &StateDict) -> Result<Option<Self>> {
+        let s = s.sub("trainer.partial");
+        if s.is_empty() {
+            return Ok(None);
+        }
+        let count = |k: &str| -> Result<usize> { Ok(s.scalar(k)? as usize) };
+        let names: Vec<String> = s.json("figure_names")?;
+        let (sums, counts) = (s.f64s("figure_sums")?, s.f64s("figure_counts")?);
+        if sums.len() != names.len() || counts.len() != names.len() {
+            return Err(Error::Mismatch(
+                "snapshot: the figures of `trainer.partial` do not match their names".into(),
+            ));
+        }
+        Ok(Some(EpochProgress {
+            epoch_rng: s.json("rng")?,
+            batches: count("batches")?,
+            loss_sum: s.scalar("loss_sum")?,
+            right: count("right")?,
+            seen: count("seen")?,
+            tokens: count("tokens")?,
+            norms: s.f64s("norms")?,
+            clipped: count("clipped")?,
+            skipped: count("skipped")?,
+            lr: s.scalar("lr")?,
+            figures: names
+                .into_iter()
+                .zip(sums)
+                .zip(counts)
+                .map(|((n, v), c)| (n, v, c as usize))
+                .collect(),
+            seconds: s.scalar("seconds")?,
+        }))
+    }
+}
+
+/// Where [`Trainer::fit_from`] stopped when it was asked to ([`TrainerConfig::stop`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interruption {
+    /// The epoch in progress (1-based), or the one just completed when `batch == batches`.
+    pub epoch: usize,
+    /// Its batches done.
+    pub batch: usize,
+    /// Its batches.
+    pub batches: usize,
+    /// Optimizer steps taken.
+    pub step: usize,
+    /// Whether a snapshot that resumes from here was written (there is a checkpoint folder).
+    pub snapshot: bool,
 }
 
 /// What [`Trainer::fit`] returns.
@@ -98,6 +268,8 @@ pub struct FitResult {
     pub test: Option<Evaluation>,
     /// Why training stopped early, if a callback stopped it.
     pub stopped: Option<String>,
+    /// Where training stopped when [`TrainerConfig::stop`] was set (no `on_train_end` then).
+    pub interrupted: Option<Interruption>,
 }
 
 /// Fits a model: forward, loss, backward, callbacks, scheduler, transform chain, write.
@@ -158,6 +330,7 @@ impl Trainer {
         let val_batches = data.eval_batches(EvalSplit::Val)?;
         let test_batches = data.eval_batches(EvalSplit::Test)?;
         let recurrent = self.model.recurrent_weights();
+        let fresh = resume.is_none();
         let resume = resume.unwrap_or_default();
         let mut writer = match &self.config.metrics_path {
             Some(p) => Some(MetricsWriter::create_with(p, &resume.history)?),
@@ -176,15 +349,33 @@ impl Trainer {
         for cb in self.callbacks.iter_mut() {
             cb.on_train_start(&view(self.model.params(), 0, self.step))?;
         }
+        if let (true, Some(dir)) = (fresh, &self.config.checkpoint_dir) {
+            // A run stopped before its first epoch ended resumes from here.
+            let snap = self.snapshot(0, None, rng)?;
+            checkpoint::save(&snap.tensors, &dir.join(SNAPSHOT))?;
+        }
         let mut result = FitResult {
             history: resume.history,
             val: None,
             test: None,
             stopped: None,
+            interrupted: None,
         };
         let mut best: Option<f64> = resume.best;
+        let mut partial = resume.partial;
         for epoch in resume.epoch + 1..=self.config.epochs {
-            let batches = data.train_batches(epoch, rng)?;
+            // A mid-epoch snapshot draws the epoch's batches again from the generator it had
+            // then; `rng` already is where the snapshot left it.
+            let (mut p, batches) = match partial.take() {
+                Some(p) => {
+                    let batches = data.train_batches(epoch, &mut p.epoch_rng.clone())?;
+                    (p, batches)
+                }
+                None => {
+                    let p = EpochProgress::start(rng.clone());
+                    (p, data.train_batches(epoch, rng)?)
+                }
+            };
             let started = Instant::now();
             let bar = progress_bar(
                 self.config.progress,
@@ -192,22 +383,18 @@ impl Trainer {
                 epoch,
                 self.config.epochs,
             );
-            let (mut loss_sum, mut right, mut seen, mut tokens) = (0.0, 0usize, 0usize, 0usize);
-            let (mut norms, mut clipped, mut skipped) = (Vec::with_capacity(batches.len()), 0, 0);
-            let mut lr = f64::NAN;
-            // Transforms' figures of each step (name, sum, count), logged as epoch means.
-            let mut figures: Vec<(String, f64, usize)> = Vec::new();
-            for batch in &batches {
+            bar.set_position(p.batches as u64);
+            for batch in batches.iter().skip(p.batches) {
+                if self.stop_requested() {
+                    bar.finish_and_clear();
+                    p.seconds += started.elapsed().as_secs_f64();
+                    result.interrupted =
+                        Some(self.interrupt(epoch - 1, Some(&p), batches.len(), best, rng)?);
+                    return Ok(result);
+                }
                 let logits = self.model.forward(batch, true, rng)?;
                 let loss = self.model.loss(&logits, &batch.labels)?;
                 let loss_v = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-                if !loss_v.is_finite() {
-                    return Err(Error::NonFinite {
-                        what: "loss".into(),
-                        epoch,
-                        step: self.step,
-                    });
-                }
                 let mut store = loss.backward()?;
                 let params = self.model.params();
                 let mut grads = Grads::from_backward(params, &mut store)?;
@@ -220,14 +407,53 @@ impl Trainer {
                     Interval::Step => self.step,
                     Interval::Epoch => epoch - 1,
                 };
-                lr = self.scheduler.lr(t);
+                let lr = self.scheduler.lr(t);
+                p.lr = lr;
                 let ctx = StepContext {
                     step: self.step,
                     epoch,
                     lr,
                 };
                 let mut report = StepReport::default();
-                let outcome = self.chain.apply(&mut grads, params, &ctx, &mut report)?;
+                let outcome = if loss_v.is_finite() {
+                    Some(self.chain.apply(&mut grads, params, &ctx, &mut report)?)
+                } else {
+                    self.chain.on_nonfinite_loss(loss_v, &ctx, &mut report)?
+                };
+                let n = batch.size();
+                let Some(outcome) = outcome else {
+                    // Diverged, and no transform (skip_nonfinite) drops the step: stop without
+                    // an update, and log what there is. No checkpoint is written: the last epoch
+                    // end's stay.
+                    bar.finish_and_clear();
+                    p.seconds += started.elapsed().as_secs_f64();
+                    // The step as the callbacks (steps.jsonl) number it: this one included.
+                    let step = self.step + 1;
+                    let stats = BatchStats {
+                        loss: loss_v,
+                        grad_norm,
+                        lr,
+                        skipped: false,
+                        clipped: false,
+                        batch_size: n,
+                    };
+                    let m = p.diverged_record(epoch, step, &stats);
+                    let v = view(params, epoch, step);
+                    for cb in self.callbacks.iter_mut() {
+                        cb.on_batch_end(&stats, &v)?;
+                    }
+                    if let Some(w) = writer.as_mut() {
+                        w.append(&m)?;
+                    }
+                    for cb in self.callbacks.iter_mut() {
+                        cb.on_epoch_logged(&m, &v)?;
+                    }
+                    return Err(Error::NonFinite {
+                        what: "loss".into(),
+                        epoch,
+                        step,
+                    });
+                };
                 let was_skipped = matches!(outcome, Outcome::Skip(_));
                 match outcome {
                     Outcome::Update => {
@@ -236,30 +462,32 @@ impl Trainer {
                         self.step += 1;
                     }
                     Outcome::Skip(_) => {
-                        skipped += 1;
+                        p.skipped += 1;
                         self.step += 1;
                     }
                     // A micro-batch taken into an accumulation: the optimizer step comes later.
                     Outcome::Accumulate => {}
                 }
                 if report.clipped {
-                    clipped += 1;
+                    p.clipped += 1;
                 }
                 for (name, v) in report.figures {
-                    match figures.iter_mut().find(|(n, _, _)| *n == name) {
+                    match p.figures.iter_mut().find(|(n, _, _)| *n == name) {
                         Some(f) => {
                             f.1 += v;
                             f.2 += 1;
                         }
-                        None => figures.push((name, v, 1)),
+                        None => p.figures.push((name, v, 1)),
                     }
                 }
-                let n = batch.size();
-                right += correct(&logits, &batch.labels)?;
-                seen += n;
-                tokens += batch.tokens();
-                loss_sum += loss_v * n as f64;
-                norms.push(grad_norm);
+                if loss_v.is_finite() {
+                    p.right += correct(&logits, &batch.labels)?;
+                    p.seen += n;
+                    p.loss_sum += loss_v * n as f64;
+                }
+                p.tokens += batch.tokens();
+                p.norms.push(grad_norm);
+                p.batches += 1;
                 let stats = BatchStats {
                     loss: loss_v,
                     grad_norm,
@@ -275,12 +503,11 @@ impl Trainer {
                 bar.inc(1);
             }
             bar.finish_and_clear();
-            let train_seconds = started.elapsed().as_secs_f64();
+            let train_seconds = p.seconds + started.elapsed().as_secs_f64();
 
             let mut m = EpochMetrics::new();
             m.set("epoch", epoch as f64);
-            m.set("train_loss", loss_sum / seen.max(1) as f64);
-            m.set("train_acc", 100.0 * right as f64 / seen.max(1) as f64);
+            p.train_figures(&mut m);
             let eval_started = Instant::now();
             let averaged = self.chain.averaged_params()?;
             if averaged.is_some() {
@@ -308,21 +535,13 @@ impl Trainer {
             if let Some(raw) = &raw_weights {
                 swap_in(self.model.params(), raw)?;
             }
-            m.set("lr", lr);
-            m.set("grad_norm_p50", quantile(&norms, 0.5));
-            m.set("grad_norm_p99", quantile(&norms, 0.99));
-            m.set(
-                "grad_norm_max",
-                norms.iter().copied().fold(f64::NAN, f64::max),
-            );
-            m.set("clipped_frac", clipped as f64 / batches.len().max(1) as f64);
-            m.set("skipped_steps", skipped as f64);
-            for (name, sum, count) in &figures {
-                m.set(name.clone(), sum / *count as f64);
-            }
+            p.step_figures(&mut m, batches.len());
             m.set("epoch_seconds", train_seconds);
             m.set("eval_seconds", eval_started.elapsed().as_secs_f64());
-            m.set("tokens_per_second", tokens as f64 / train_seconds.max(1e-9));
+            m.set(
+                "tokens_per_second",
+                p.tokens as f64 / train_seconds.max(1e-9),
+            );
 
             self.scheduler.on_epoch_end(&m)?;
             let mut stop = None;
@@ -370,6 +589,11 @@ impl Trainer {
                 result.stopped = Some(why);
                 break;
             }
+            if epoch < self.config.epochs && self.stop_requested() {
+                // The snapshot of this epoch end is the place to resume from.
+                result.interrupted = Some(self.interrupt(epoch, None, batches.len(), best, rng)?);
+                return Ok(result);
+            }
         }
         let epochs_run = result.history.len();
         let end_view = TrainView {
@@ -381,6 +605,46 @@ impl Trainer {
             cb.on_train_end(&result.history, &end_view)?;
         }
         Ok(result)
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.config
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::SeqCst))
+    }
+
+    /// Stops after `epochs_done` epochs and, mid-epoch, the progress `p` of the next: writes the
+    /// snapshot to resume from (an epoch end's is already written).
+    fn interrupt(
+        &self,
+        epochs_done: usize,
+        p: Option<&EpochProgress>,
+        batches: usize,
+        best: Option<f64>,
+        rng: &Rng,
+    ) -> Result<Interruption> {
+        let snapshot = self.config.checkpoint_dir.is_some();
+        if let (Some(dir), Some(p)) = (&self.config.checkpoint_dir, p) {
+            let mut snap = self.snapshot(epochs_done, best, rng)?;
+            p.save(&mut snap)?;
+            checkpoint::save(&snap.tensors, &dir.join(SNAPSHOT))?;
+        }
+        let (epoch, batch) = match p {
+            Some(p) => (epochs_done + 1, p.batches),
+            None => (epochs_done, batches),
+        };
+        tracing::warn!(
+            "stopped on request in epoch {epoch} after batch {batch} of {batches} (step {})",
+            self.step
+        );
+        Ok(Interruption {
+            epoch,
+            batch,
+            batches,
+            step: self.step,
+            snapshot,
+        })
     }
 
     /// The state that resumes training exactly: every transform's, the scheduler's and every
@@ -402,32 +666,26 @@ impl Trainer {
     pub fn snapshot(&self, epoch: usize, best: Option<f64>, rng: &Rng) -> Result<StateDict> {
         let mut s = self.training_state(epoch)?;
         s.insert_scalar("trainer.best", best.unwrap_or(f64::NAN))?;
-        let rng_json = serde_json::to_vec(rng)
-            .map_err(|e| Error::Mismatch(format!("cannot save the generator: {e}")))?;
-        let n = rng_json.len();
-        s.insert(
-            "trainer.rng",
-            Tensor::from_vec(rng_json, n, &candle_core::Device::Cpu)?,
-        );
+        s.insert_json("trainer.rng", rng)?;
         for (k, t) in self.model.params().to_map() {
             s.insert(format!("model.{k}"), t);
         }
         Ok(s)
     }
 
-    /// Loads a [`Trainer::snapshot`]: parameters, transform, scheduler and callback state;
-    /// returns where to resume and the generator to resume with.
+    /// Loads a [`Trainer::snapshot`] (or a mid-epoch one, written when the trainer was asked
+    /// to stop): parameters, transform, scheduler and callback state; returns where to resume
+    /// and the generator to resume with.
     pub fn restore(&mut self, s: &StateDict) -> Result<(ResumePoint, Rng)> {
         self.model.params().load_map(&s.sub("model").tensors)?;
         let epoch = self.load_training_state(s)?;
         let best = s.scalar("trainer.best")?;
-        let bytes = s.tensor("trainer.rng")?.to_vec1::<u8>()?;
-        let rng: Rng = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::Mismatch(format!("cannot restore the generator: {e}")))?;
+        let rng: Rng = s.json("trainer.rng")?;
         let point = ResumePoint {
             epoch,
             history: Vec::new(),
             best: (!best.is_nan()).then_some(best),
+            partial: EpochProgress::load(s)?,
         };
         Ok((point, rng))
     }

@@ -63,6 +63,18 @@ pub trait GradientTransform: Send {
         Ok(())
     }
 
+    /// Called instead of [`GradientTransform::apply`] for a step whose loss is NaN or
+    /// infinite: `Some(reason)` drops the step (counted as skipped). When no link drops it the
+    /// trainer stops the run: it never applies an update computed from a non-finite loss.
+    fn on_nonfinite_loss(
+        &mut self,
+        _loss: f64,
+        _ctx: &StepContext,
+        _report: &mut StepReport,
+    ) -> Result<Option<String>> {
+        Ok(None)
+    }
+
     /// The learning rate this link was configured with, for an optimizer link.
     fn base_lr(&self) -> Option<f64> {
         None
@@ -157,6 +169,22 @@ impl Chain {
             }
         }
         Ok(Outcome::Update)
+    }
+
+    /// Asks the links in order whether to drop a step whose loss is not finite
+    /// ([`GradientTransform::on_nonfinite_loss`]); the first that does decides.
+    pub fn on_nonfinite_loss(
+        &mut self,
+        loss: f64,
+        ctx: &StepContext,
+        report: &mut StepReport,
+    ) -> Result<Option<Outcome>> {
+        for l in self.links.iter_mut() {
+            if let Some(reason) = l.on_nonfinite_loss(loss, ctx, report)? {
+                return Ok(Some(Outcome::Skip(reason)));
+            }
+        }
+        Ok(None)
     }
 
     /// The averaged weights of the last link that has them.

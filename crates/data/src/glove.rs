@@ -184,12 +184,14 @@ fn split_row(line: &[u8]) -> (&[u8], &[u8], usize) {
     (word, values, width)
 }
 
-/// A word2vec `count dim` header, if `line` (the first) is one.
+/// A word2vec `count dim` header, if `line` (the first) is one. A width of 0 is no header but
+/// a one-value row (`0 0`: the word "0"); a one-value row of two whole numbers `w n` with n ≥ 1
+/// cannot be told from a header, and is read as one.
 fn header(line: &[u8]) -> Option<(usize, usize)> {
     let (a, b, width) = split_row(line);
     if width == 1 && is_uint(a) && is_uint(b) {
         let n = |s: &[u8]| std::str::from_utf8(s).ok()?.parse().ok();
-        Some((n(a)?, n(b)?))
+        Some((n(a)?, n(b)?)).filter(|&(_, dim)| dim >= 1)
     } else {
         None
     }
@@ -860,6 +862,18 @@ mod tests {
         assert!(
             msg.contains(":1: value 2 of word \"the\": \"x\" is not a number"),
             "{msg}"
+        );
+    }
+
+    /// Found by the property tests: `0 0` was taken for a header of width 0, so a file of one
+    /// such row had "no vectors".
+    #[test]
+    fn a_first_row_of_width_zero_is_no_header() {
+        let f = write(b"0 0\nx 2\n", ".txt");
+        let all = load_all(f.path(), None).unwrap();
+        assert_eq!(
+            (all.words, all.values, all.dim),
+            (vec!["0".into(), "x".into()], vec![0.0, 2.0], 1)
         );
     }
 

@@ -1,5 +1,6 @@
-//! `skip_nonfinite`: drops the step when any gradient entry is NaN or infinite, counts the steps it
-//! dropped, and reports the count. Place it first, so no other link's state sees the bad gradient.
+//! `skip_nonfinite`: drops the step when the loss or any gradient entry is NaN or infinite, counts
+//! the steps it dropped, and reports the count. Place it first, so no other link's state sees the
+//! bad gradient. (Without it, a non-finite loss stops the run.)
 
 use std::sync::Arc;
 
@@ -12,6 +13,9 @@ use crate::flat::all_finite;
 
 /// The skip reason's prefix (the parameter name follows).
 pub const REASON: &str = "nonfinite gradient";
+
+/// The skip reason of a step whose loss was not finite.
+pub const LOSS_REASON: &str = "nonfinite loss";
 
 /// Skips steps whose gradients are not all finite.
 #[derive(Clone, Debug, Default)]
@@ -66,6 +70,23 @@ impl GradientTransform for SkipNonfinite {
         })
     }
 
+    fn on_nonfinite_loss(
+        &mut self,
+        loss: f64,
+        _ctx: &StepContext,
+        report: &mut StepReport,
+    ) -> Result<Option<String>> {
+        self.skipped += 1;
+        tracing::warn!(
+            "skip_nonfinite: {LOSS_REASON} ({loss}), step dropped ({} so far)",
+            self.skipped
+        );
+        report
+            .figures
+            .push(("skip_nonfinite.skipped".into(), self.skipped as f64));
+        Ok(Some(format!("{LOSS_REASON} ({loss})")))
+    }
+
     fn state_dict(&self) -> Result<StateDict> {
         let mut s = StateDict::new();
         s.insert_scalar("skipped", self.skipped as f64)?;
@@ -83,7 +104,7 @@ pub fn register(r: &mut Registry) {
     r.transforms.add(
         PluginSpec {
             name: "skip_nonfinite",
-            doc: "drop the step when any gradient is NaN or infinite (counted, reported as skip_nonfinite.skipped); put it first",
+            doc: "drop the step when the loss or any gradient is NaN or infinite (counted, reported as skip_nonfinite.skipped); put it first",
             params: vec![],
         },
         Arc::new(|_: &PluginParams| Ok(Box::new(skip_nonfinite()) as Box<dyn GradientTransform>)),
@@ -126,9 +147,17 @@ mod tests {
             );
         }
         assert_eq!(t.skipped(), 2);
+        let mut report = StepReport::default();
+        let out = t.on_nonfinite_loss(f64::INFINITY, &ctx, &mut report)?;
+        assert_eq!(out.as_deref(), Some("nonfinite loss (inf)"));
+        assert_eq!(t.skipped(), 3);
+        assert_eq!(
+            report.figures,
+            [("skip_nonfinite.skipped".to_string(), 3.0)]
+        );
         let mut fresh = skip_nonfinite();
         fresh.load_state_dict(&t.state_dict()?)?;
-        assert_eq!(fresh.skipped(), 2);
+        assert_eq!(fresh.skipped(), 3);
         Ok(())
     }
 }
