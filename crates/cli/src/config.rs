@@ -172,7 +172,9 @@ pub fn load(source: Source, sets: &[String]) -> Result<PipelineConfig> {
     toml::from_str::<PipelineConfig>(&text)
         .map_err(|e| anyhow!("{label}: {}", with_suggestion(&e.to_string())))?;
 
-    // Then the layers: file < environment (RNNLAB__TRAIN__EPOCHS=3) < --set.
+    // Then the layers: file < environment (RNNLAB__TRAIN__EPOCHS=3) < --set. A `--set` of a
+    // plugin table with another `type` replaces the file's table instead of merging into it.
+    let text = without_replaced_plugins(&text, sets)?;
     let mut builder = config::Config::builder()
         .add_source(config::File::from_str(&text, config::FileFormat::Toml))
         .add_source(
@@ -321,6 +323,54 @@ pub fn parse_set(s: &str) -> Result<(String, toml::Value)> {
     Ok((key, value))
 }
 
+/// The pipeline text without the plugin tables that a `--set` replaces: a set whose value is a
+/// table with a `type` other than the file's table at that key (`model.cell={type="lstm", ...}`
+/// on an RNN whose table has `nonlinearity`). Tables of the same type still merge.
+fn without_replaced_plugins(text: &str, sets: &[String]) -> Result<String> {
+    let mut base = toml::Value::Table(toml::from_str(text)?);
+    let mut replaced = false;
+    for s in sets {
+        let (key, value) = parse_set(s)?;
+        let Some(new_type) = value.as_table().and_then(|t| t.get("type")) else {
+            continue;
+        };
+        let parts: Vec<&str> = key.split('.').collect();
+        let Some((last, parents)) = parts.split_last() else {
+            continue;
+        };
+        if let Some(holder) = table_at(&mut base, parents) {
+            let old_type = holder
+                .get(*last)
+                .and_then(|v| v.as_table())
+                .and_then(|t| t.get("type"));
+            if old_type.is_some_and(|t| t != new_type) {
+                holder.remove(*last);
+                replaced = true;
+            }
+        }
+    }
+    Ok(if replaced {
+        toml::to_string(&base)?
+    } else {
+        text.to_string()
+    })
+}
+
+/// The table at a dotted path of table keys and array indices, if there is one.
+fn table_at<'a>(v: &'a mut toml::Value, path: &[&str]) -> Option<&'a mut toml::Table> {
+    match path.split_first() {
+        None => v.as_table_mut(),
+        Some((p, rest)) => {
+            let next = match v {
+                toml::Value::Table(t) => t.get_mut(*p)?,
+                toml::Value::Array(a) => a.get_mut(p.parse::<usize>().ok()?)?,
+                _ => return None,
+            };
+            table_at(next, rest)
+        }
+    }
+}
+
 /// `optim.transforms.0.max_norm` → `optim.transforms[0].max_norm` (the config crate's syntax).
 fn config_path(key: &str) -> String {
     let mut out = String::new();
@@ -455,6 +505,39 @@ mod tests {
             config_path("optim.transforms.0.max_norm"),
             "optim.transforms[0].max_norm"
         );
+    }
+
+    /// A `--set` of a plugin table with another type replaces it (the RNN's `nonlinearity`
+    /// goes with it); with the same type, it merges (the other keys stay).
+    #[test]
+    fn a_set_table_of_another_type_replaces_the_plugin_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("p.toml");
+        std::fs::write(
+            &p,
+            "[data]\ntype = \"demo\"\n[model]\ntype = \"recurrent\"\ncell = { type = \"rnn\", nonlinearity = \"relu\", hidden = 16 }\n",
+        )
+        .unwrap();
+        let cell = |sets: &[&str]| -> toml::Table {
+            let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+            load(Source::File(&p), &sets).unwrap().model["cell"]
+                .as_table()
+                .unwrap()
+                .clone()
+        };
+        let lstm = cell(&["model.cell={type=\"lstm\", hidden=32}"]);
+        assert_eq!(
+            lstm,
+            toml::from_str("type = \"lstm\"\nhidden = 32").unwrap()
+        );
+        let rnn = cell(&["model.cell={type=\"rnn\", hidden=32}"]);
+        assert_eq!(
+            rnn,
+            toml::from_str("type = \"rnn\"\nnonlinearity = \"relu\"\nhidden = 32").unwrap()
+        );
+        // A later key set inside the new table still applies.
+        let lstm = cell(&["model.cell={type=\"lstm\"}", "model.cell.hidden=8"]);
+        assert_eq!(lstm, toml::from_str("type = \"lstm\"\nhidden = 8").unwrap());
     }
 
     #[test]

@@ -284,7 +284,7 @@ fn section_diagnosis(h: &mut String, pages: &[RunPage]) {
         if !fixes.is_empty() {
             h.push_str("<h4>Fixes, in order</h4><ol class=\"fixes\">");
             for x in &fixes {
-                let _ = write!(h, "<li><code>{}</code></li>", escape(x));
+                let _ = write!(h, "<li><code>{}</code></li>", escape(&x.to_string()));
             }
             h.push_str("</ol>\n");
         }
