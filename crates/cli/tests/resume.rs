@@ -608,7 +608,8 @@ fn runs_killed_at_random_points_resume_to_the_same_metrics() {
                 "{what}: resumed without a snapshot"
             );
             assert!(
-                resume_err.contains("no snapshot") || resume_err.contains("config.resolved.toml"),
+                resume_err.contains(rnnlab_core::SNAPSHOT)
+                    || resume_err.contains("config.resolved.toml"),
                 "{what}: {resume_err}"
             );
             no_snapshot += 1;
