@@ -15,9 +15,12 @@ fn environment_overrides_the_file_and_set_overrides_the_environment() {
     assert_eq!(cfg.seed, 9);
     std::env::remove_var("RNNLAB__TRAIN__EPOCHS");
     std::env::remove_var("RNNLAB__SEED");
-    let cfg = rnnlab_cli::load(rnnlab_cli::Source::Demo, &[]).unwrap();
+    let embedded = rnnlab_cli::load(rnnlab_cli::Source::Demo, &[]).unwrap();
+    let file = rnnlab_tests::pipeline("quickstart.toml");
+    let file = rnnlab_cli::load(rnnlab_cli::Source::File(&file), &[]).unwrap();
     assert_eq!(
-        cfg.train.epochs, 8,
-        "the embedded demo equals pipelines/demo.toml"
+        toml::to_string(&embedded).unwrap(),
+        toml::to_string(&file).unwrap(),
+        "the embedded default equals pipelines/quickstart.toml"
     );
 }

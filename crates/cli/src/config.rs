@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-/// The demo pipeline compiled into the binary: `rnnlab train` with no file runs it.
-pub const DEMO_PIPELINE: &str = include_str!("../../../pipelines/demo.toml");
+/// The default pipeline compiled into the binary (`pipelines/quickstart.toml`): `rnnlab train`
+/// with no file runs it.
+pub const DEMO_PIPELINE: &str = include_str!("../../../pipelines/quickstart.toml");
 
 /// The workspace root this binary was built from.
 pub fn workspace_root() -> PathBuf {
@@ -149,11 +150,11 @@ pub enum Source<'a> {
 }
 
 impl Source<'_> {
-    /// The file's path, or `<embedded demo.toml>`.
+    /// The file's path, or `<embedded quickstart.toml>`.
     pub fn label(&self) -> String {
         match self {
             Source::File(p) => p.display().to_string(),
-            Source::Demo => "<embedded demo.toml>".into(),
+            Source::Demo => "<embedded quickstart.toml>".into(),
         }
     }
 }

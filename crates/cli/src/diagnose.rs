@@ -840,7 +840,7 @@ fn diagnose_history(
         cause: Cause::LearningRateTooHigh,
         verdict: Verdict::Clear,
         rule: format!(
-            "at least {} batch loss spikes in the run (the stability monitor's rule: a batch loss above its spike_factor times the median of the previous batches)",
+            "at least {} batch loss spikes in the run (the stability monitor's rule: a batch loss above its spike_factor times the median of the previous batches) whose loss is above ln C (C classes), a uniform guess's: a step that undid what the model had learned",
             t.spikes
         ),
         evidence: Vec::new(),
@@ -870,7 +870,21 @@ fn diagnose_history(
         if let Some(detail) = spike_detail(run) {
             lr_high.evidence.push(detail);
         }
-        if total >= t.spikes as f64 {
+        // A spike of a model that fits well (0.2 against a median of 0.07) is a batch with a
+        // few errors; only a spike above a uniform guess's loss counts.
+        let uniform = cfg.classes.filter(|c| *c >= 2).map(|c| (c as f64).ln());
+        let counted = match (uniform, spike_losses(run)) {
+            (Some(u), Some(losses)) => {
+                let above = losses.iter().filter(|l| !l.is_finite() || **l > u).count();
+                lr_high.evidence.push(format!(
+                    "{above} of them above ln {} = {u:.4}, a uniform guess's loss",
+                    cfg.classes.unwrap_or(0)
+                ));
+                above as f64
+            }
+            _ => total,
+        };
+        if counted >= t.spikes as f64 {
             lr_high.verdict = Verdict::Holds;
             lr_high.fixes.extend(cfg.lower_lr(3.0));
             lr_high.fixes.extend(cfg.warmup());
@@ -1570,6 +1584,19 @@ fn confusion_shares(run: &Path) -> Option<Vec<f64>> {
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
     let counts: Vec<Vec<u64>> = serde_json::from_value(v["val"]["counts"].clone()).ok()?;
     Some(rnnlab_core::Confusion { counts }.predicted_shares())
+}
+
+/// The loss of every spike in `stability.json` (null, a non-finite loss, as infinity).
+fn spike_losses(run: &Path) -> Option<Vec<f64>> {
+    let text = std::fs::read_to_string(run.join("stability.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    Some(
+        v["spikes"]
+            .as_array()?
+            .iter()
+            .map(|s| s["loss"].as_f64().unwrap_or(f64::INFINITY))
+            .collect(),
+    )
 }
 
 fn spike_detail(run: &Path) -> Option<String> {

@@ -18,6 +18,7 @@ pub mod list;
 pub mod predict;
 pub mod report;
 pub mod run_dir;
+pub mod summary;
 pub mod sweep;
 mod sweep_cmd;
 pub mod train;
@@ -206,7 +207,11 @@ where
                 resume,
             };
             let summary = train(registry, &opts)?;
-            println!("{}", summary.line());
+            let bold = use_colour(
+                std::io::IsTerminal::is_terminal(&std::io::stdout()),
+                std::env::var_os("NO_COLOR").as_deref(),
+            );
+            print!("{}", summary::render(&summary, bold));
             Ok(())
         }
         Command::List => {

@@ -138,6 +138,9 @@ pub struct DataConfig {
     pub drop_last: bool,
     /// Demo only: number of synthetic examples (default 6000).
     pub size: usize,
+    /// Demo only: the corpus comes grouped by class, every negative sentence and then every
+    /// positive one, as a data set stored one file per class is read (default false).
+    pub by_class: bool,
     /// The `[data.tokenizer]` table.
     pub tokenizer: TokenizerConfig,
     /// The optional `[data.embeddings]` table; absent, the model learns its own embeddings.
@@ -167,6 +170,7 @@ impl Default for DataConfig {
             buckets: true,
             drop_last: false,
             size: 6000,
+            by_class: false,
             tokenizer: TokenizerConfig::default(),
             embeddings: None,
         }

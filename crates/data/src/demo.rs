@@ -8,6 +8,8 @@
 //! acting was dull` and `the acting was dull but the plot was good` have the same words and
 //! opposite labels: a bag of words cannot solve it. Labels: `negative` (class 0) and `positive`
 //! (class 1), exactly balanced. Sentences have 6 to 20 tokens; the vocabulary has about 90 words.
+//! With `data.by_class = true` the rows come grouped by class (negatives first), as a corpus
+//! stored one file per class reads: unshuffled, a model learns them in that order.
 
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::Rng as _;
@@ -34,7 +36,14 @@ pub const READER: Reader = Reader {
         }
         cfg.forbid_group_by()
     },
-    read: |cfg, _, _, rng| Ok(generate(cfg.size, rng)),
+    read: |cfg, _, _, rng| {
+        let mut rows = generate(cfg.size, rng);
+        if cfg.by_class {
+            // Stable: within a class the rows keep their random order.
+            rows.sort_by_key(|r| r.label != NEGATIVE);
+        }
+        Ok(rows)
+    },
 };
 
 /// Label name of class 0.
