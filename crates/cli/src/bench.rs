@@ -6,7 +6,9 @@
 //!   from PyTorch and the ratios ([`step`]).
 //! - `rnnlab bench epoch`: epochs of the real task against `torch_reference.py`: time, accuracy,
 //!   peak memory ([`epoch`]).
+//! - `rnnlab bench callbacks`: what the default callbacks cost per epoch ([`callbacks`]).
 
+pub mod callbacks;
 pub mod child;
 pub mod epoch;
 pub mod step;
@@ -55,6 +57,10 @@ pub enum BenchCommand {
     /// as a child process and, with --torch, torch_reference.py: seconds of epochs 2..E, test
     /// accuracy after E (mean over seeds), peak resident memory, and the ratios.
     Epoch(epoch::EpochOptions),
+    /// What the default callbacks cost: the real-task pipeline of a cell with its callbacks
+    /// cleared, with and without `train.default_callbacks`, alternating; training seconds of
+    /// epochs 2..E and whole-process seconds, medians, and the cost per epoch (target < 3 %).
+    Callbacks(callbacks::CallbacksOptions),
 }
 
 /// Runs a `bench` subcommand with the plugins of `registry`, printing to stdout.
@@ -71,6 +77,10 @@ pub fn run(registry: &Registry, cmd: BenchCommand) -> Result<()> {
         }
         BenchCommand::Epoch(o) => {
             print!("{}", epoch::bench_epoch(&o)?.render());
+            Ok(())
+        }
+        BenchCommand::Callbacks(o) => {
+            print!("{}", callbacks::bench_callbacks(&o)?);
             Ok(())
         }
     }

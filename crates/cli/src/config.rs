@@ -52,6 +52,45 @@ fn default_seed() -> u64 {
     42
 }
 
+/// The callbacks every run has unless its pipeline says `train.default_callbacks = false`: the
+/// monitors `diagnose` reads, then the plots and TensorBoard's event file. They go after the
+/// pipeline's own callbacks, which keep their indices (`callbacks[0]` in an error is the file's
+/// first). A pipeline that lists one of these types keeps its own table for it.
+pub const DEFAULT_CALLBACKS: [&str; 6] = [
+    "grad_norm",
+    "spectral",
+    "predictions",
+    "stability",
+    "plots",
+    "tensorboard",
+];
+
+impl PipelineConfig {
+    /// Adds the [`DEFAULT_CALLBACKS`] the pipeline does not list, with their default settings,
+    /// after the listed callbacks, when `train.default_callbacks` is on.
+    pub fn add_default_callbacks(&mut self) {
+        if !self.train.default_callbacks {
+            return;
+        }
+        let listed = |ty: &str| {
+            self.callbacks
+                .iter()
+                .any(|c| c.get("type").and_then(|v| v.as_str()) == Some(ty))
+        };
+        let table = |ty: &str| {
+            let mut t = toml::Table::new();
+            t.insert("type".into(), ty.into());
+            t
+        };
+        let missing: Vec<&str> = DEFAULT_CALLBACKS
+            .iter()
+            .copied()
+            .filter(|ty| !listed(ty))
+            .collect();
+        self.callbacks.extend(missing.into_iter().map(table));
+    }
+}
+
 /// `[optim]`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -99,6 +138,10 @@ pub struct TrainSection {
     /// Show a progress bar when stderr is a terminal.
     #[serde(default = "default_true")]
     pub progress: bool,
+    /// Add the default callbacks ([`DEFAULT_CALLBACKS`]) of a type the pipeline does not list
+    /// (default true; false: only the listed callbacks run).
+    #[serde(default = "default_true")]
+    pub default_callbacks: bool,
 }
 
 impl TrainSection {
@@ -120,6 +163,7 @@ impl Default for TrainSection {
             monitor: default_monitor(),
             mode: default_mode(),
             progress: true,
+            default_callbacks: true,
         }
     }
 }
@@ -539,6 +583,56 @@ mod tests {
         // A later key set inside the new table still applies.
         let lstm = cell(&["model.cell={type=\"lstm\"}", "model.cell.hidden=8"]);
         assert_eq!(lstm, toml::from_str("type = \"lstm\"\nhidden = 8").unwrap());
+    }
+
+    /// The default callbacks the pipeline does not list, after its own; a listed type keeps
+    /// its table; `train.default_callbacks = false` adds none.
+    #[test]
+    fn default_callbacks_fill_in_the_types_a_pipeline_does_not_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("p.toml");
+        std::fs::write(
+            &p,
+            "[data]\ntype = \"demo\"\n[[callbacks]]\ntype = \"early_stopping\"\n[[callbacks]]\ntype = \"grad_norm\"\nwarn = 2.0\n",
+        )
+        .unwrap();
+        let types = |sets: &[&str]| -> Vec<String> {
+            let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+            let mut cfg = load(Source::File(&p), &sets).unwrap();
+            cfg.add_default_callbacks();
+            cfg.callbacks
+                .iter()
+                .map(|c| {
+                    let ty = c["type"].as_str().unwrap();
+                    match c.get("warn") {
+                        Some(w) => format!("{ty}(warn={w})"),
+                        None => ty.to_string(),
+                    }
+                })
+                .collect()
+        };
+        assert_eq!(
+            types(&[]),
+            [
+                "early_stopping",
+                "grad_norm(warn=2.0)",
+                "spectral",
+                "predictions",
+                "stability",
+                "plots",
+                "tensorboard"
+            ]
+        );
+        assert_eq!(
+            types(&["train.default_callbacks=false"]),
+            ["early_stopping", "grad_norm(warn=2.0)"]
+        );
+        // Adding twice (a resolved config read back) adds nothing more.
+        let mut cfg = load(Source::File(&p), &[]).unwrap();
+        cfg.add_default_callbacks();
+        let once = cfg.callbacks.clone();
+        cfg.add_default_callbacks();
+        assert_eq!(cfg.callbacks, once);
     }
 
     #[test]

@@ -113,7 +113,12 @@ pub fn train(registry: &Registry, opts: &TrainOptions) -> Result<RunSummary> {
         (None, Some(p)) => Source::File(p),
         (None, None) => Source::Demo,
     };
-    let cfg = config::load(source, &opts.sets)?;
+    let mut cfg = config::load(source, &opts.sets)?;
+    // A resumed run keeps the callbacks its snapshot was written with (its resolved config lists
+    // them all); a new run gets the defaults it does not list.
+    if opts.resume.is_none() {
+        cfg.add_default_callbacks();
+    }
     let lock = match (&opts.resume, &resumed_config) {
         (Some(run), Some(stored)) => {
             // Nothing else may train in the folder while it is checked and resumed.
@@ -384,7 +389,8 @@ fn build_plugins(
 /// `train` makes before it starts, but those that need the data (the watched metric names,
 /// which depend on the splits). Returns the layered config.
 pub fn check(registry: &Registry, source: Source, sets: &[String]) -> Result<PipelineConfig> {
-    let cfg = config::load(source, sets)?;
+    let mut cfg = config::load(source, sets)?;
+    cfg.add_default_callbacks();
     let located = |e| config::locate_error(e, &source, sets);
     build_plugins(registry, &cfg, &located)?;
     let (model_ctor, model_p) = registry

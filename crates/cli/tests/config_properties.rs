@@ -181,7 +181,8 @@ proptest! {
         seed in 0u64..=i64::MAX as u64,
         monitor in any::<String>().prop_filter("no variable", |s| !s.contains("${")),
     ) {
-        let text = DEMO_PIPELINE.replace("epochs = 8", &format!("epochs = {file_epochs}"));
+        prop_assert!(DEMO_PIPELINE.contains("\nepochs = 10\n"), "the default's epochs moved");
+        let text = DEMO_PIPELINE.replace("\nepochs = 10\n", &format!("\nepochs = {file_epochs}\n"));
         let mut sets = vec![
             format!("seed={seed}"),
             format!("train.monitor={}", toml::Value::String(monitor.clone())),

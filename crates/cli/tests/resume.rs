@@ -631,3 +631,29 @@ fn runs_killed_at_random_points_resume_to_the_same_metrics() {
         "no try was killed during a checkpoint write"
     );
 }
+
+/// A run folder written before `train.default_callbacks` existed (its resolved config lists no
+/// callbacks and has no such key) resumes with the callbacks its snapshot holds: the defaults
+/// are added to new runs only.
+#[test]
+fn a_resumed_run_gets_no_default_callbacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let demo = demo();
+    let mut c = Command::new(BIN);
+    c.args(["train", &demo, "--threads", "1", "--out"])
+        .arg(&run)
+        .args(SMALL)
+        .args(["--set", "train.default_callbacks=false"]);
+    succeeds(c);
+    let resolved = run.join("config.resolved.toml");
+    let text = std::fs::read_to_string(&resolved).unwrap();
+    assert!(text.contains("default_callbacks = false"), "{text}");
+    std::fs::write(&resolved, text.replace("default_callbacks = false\n", "")).unwrap();
+    let (ok, err) = resume(&run, &["--set", "train.epochs=3"]);
+    assert!(ok, "{err}");
+    assert_eq!(metric_lines(&run).len(), 3);
+    let m = &metric_lines(&run)[2];
+    assert!(m.get("grad_norm.global.p99").is_none(), "{m}");
+    assert!(!run.join("plots").exists());
+}

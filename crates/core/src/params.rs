@@ -123,6 +123,9 @@ impl Params {
 pub struct Grads {
     names: Vec<String>,
     tensors: Vec<Tensor>,
+    /// The squared norms, once computed, until a tensor is changed through `iter_mut`: the
+    /// trainer's global norm and the grad_norm monitor read the same raw gradients.
+    squared: std::sync::OnceLock<Vec<f64>>,
 }
 
 impl Grads {
@@ -149,7 +152,11 @@ impl Grads {
     /// Builds gradients from name/tensor pairs (tests, fixtures).
     pub fn from_pairs(pairs: impl IntoIterator<Item = (String, Tensor)>) -> Self {
         let (names, tensors) = pairs.into_iter().unzip();
-        Grads { names, tensors }
+        Grads {
+            names,
+            tensors,
+            squared: Default::default(),
+        }
     }
 
     /// Name and tensor pairs, in order.
@@ -162,6 +169,7 @@ impl Grads {
 
     /// Names with mutable tensors, in order.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&str, &mut Tensor)> {
+        self.squared = Default::default();
         self.names
             .iter()
             .map(|s| s.as_str())
@@ -188,7 +196,15 @@ impl Grads {
 
     /// The squared L2 norm of each entry, in order, as f64.
     pub fn squared_norms(&self) -> Result<Vec<f64>> {
-        self.tensors.iter().map(squared_norm).collect()
+        if let Some(v) = self.squared.get() {
+            return Ok(v.clone());
+        }
+        let v: Vec<f64> = self
+            .tensors
+            .iter()
+            .map(squared_norm)
+            .collect::<Result<_>>()?;
+        Ok(self.squared.get_or_init(|| v).clone())
     }
 
     /// The global L2 norm over all entries (as `torch.nn.utils.clip_grad_norm_` computes it).
@@ -373,4 +389,23 @@ pub fn dropout(x: &Tensor, p: f64, train: bool, rng: &mut Rng) -> Result<Tensor>
     }
     let mask = dropout_mask(rng, x.dims(), p, x.dtype(), x.device())?;
     Ok(x.mul(&mask)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cached squared norms follow a change made through `iter_mut`.
+    #[test]
+    fn squared_norms_are_recomputed_after_a_change() {
+        let t = |v: &[f32]| Tensor::new(v, &Device::Cpu).unwrap();
+        let mut g = Grads::from_pairs([("a".to_string(), t(&[3.0, 4.0]))]);
+        assert_eq!(g.squared_norms().unwrap(), [25.0]);
+        assert_eq!(g.global_norm().unwrap(), 5.0);
+        for (_, x) in g.iter_mut() {
+            *x = (&*x * 2.0).unwrap();
+        }
+        assert_eq!(g.squared_norms().unwrap(), [100.0]);
+        assert_eq!(g.global_norm().unwrap(), 10.0);
+    }
 }
