@@ -251,6 +251,9 @@ pub struct Finding {
     pub evidence: Vec<String>,
     /// Fixes in order, each a complete set of overrides for the run's pipeline.
     pub fixes: Vec<Fix>,
+    /// The holding cause that explains this finding, when there is one: it is then reported
+    /// under that cause as a consequence, and its fixes are not proposed.
+    pub explained_by: Option<Cause>,
 }
 
 /// What diagnose found for one run.
@@ -278,10 +281,25 @@ impl Diagnosis {
             .expect("every cause has a finding")
     }
 
-    /// The fixes of the causes that hold, in priority order, without repeats.
+    /// The findings that hold and no other holding cause explains, in priority order.
+    pub fn causes(&self) -> impl Iterator<Item = &Finding> {
+        self.findings
+            .iter()
+            .filter(|f| f.verdict == Verdict::Holds && f.explained_by.is_none())
+    }
+
+    /// The findings that hold as consequences of `cause`.
+    pub fn consequences(&self, cause: Cause) -> impl Iterator<Item = &Finding> {
+        self.findings
+            .iter()
+            .filter(move |f| f.verdict == Verdict::Holds && f.explained_by == Some(cause))
+    }
+
+    /// The fixes of the causes that hold (not of their consequences), in priority order,
+    /// without repeats.
     pub fn fixes(&self) -> Vec<Fix> {
         let mut out: Vec<Fix> = Vec::new();
-        for f in self.findings.iter().filter(|f| f.verdict == Verdict::Holds) {
+        for f in self.causes() {
             for x in &f.fixes {
                 if !out.iter().any(|o| o.sets == x.sets) {
                     out.push(x.clone());
@@ -300,21 +318,30 @@ impl Diagnosis {
             self.run.display(),
             self.epochs
         );
-        let holding: Vec<&Finding> = self
-            .findings
-            .iter()
-            .filter(|f| f.verdict == Verdict::Holds)
-            .collect();
-        if holding.is_empty() {
+        let causes: Vec<&Finding> = self.causes().collect();
+        if causes.is_empty() {
             let _ = writeln!(s, "No cause holds.\n");
         }
-        for f in &holding {
+        for f in &causes {
             let _ = writeln!(s, "## {} — holds\n", f.cause.title());
             let _ = writeln!(s, "Rule: {}\n", f.rule);
             for e in &f.evidence {
                 let _ = writeln!(s, "- {e}");
             }
             s.push('\n');
+            for c in self.consequences(f.cause) {
+                let _ = writeln!(
+                    s,
+                    "### {} — holds, as a consequence of {}\n",
+                    c.cause.title(),
+                    f.cause.title()
+                );
+                let _ = writeln!(s, "Rule: {}\n", c.rule);
+                for e in &c.evidence {
+                    let _ = writeln!(s, "- {e}");
+                }
+                s.push('\n');
+            }
         }
         let fixes = self.fixes();
         if !fixes.is_empty() {
@@ -759,6 +786,7 @@ fn diagnose_history(
         ),
         evidence: Vec::new(),
         fixes: Vec::new(),
+        explained_by: None,
     };
     let mut fired: Vec<String> = Vec::new();
     for (e, v) in &p99 {
@@ -845,6 +873,7 @@ fn diagnose_history(
         ),
         evidence: Vec::new(),
         fixes: Vec::new(),
+        explained_by: None,
     };
     if spikes.is_empty() {
         lr_high.verdict = Verdict::Unknown(
@@ -902,6 +931,7 @@ fn diagnose_history(
         ),
         evidence: Vec::new(),
         fixes: Vec::new(),
+        explained_by: None,
     };
     let final_shares = class_shares(history.last().expect("non-empty"), "val", "share")
         .or_else(|| confusion_shares(run));
@@ -961,6 +991,7 @@ fn diagnose_history(
         ),
         evidence: Vec::new(),
         fixes: Vec::new(),
+        explained_by: None,
     };
     if radii.is_empty() {
         spectral.verdict = Verdict::Unknown(
@@ -1020,6 +1051,7 @@ fn diagnose_history(
         ),
         evidence: Vec::new(),
         fixes: Vec::new(),
+        explained_by: None,
     };
     let stab: Vec<_> = ["val_acc", "test_acc"]
         .iter()
@@ -1077,6 +1109,7 @@ fn diagnose_history(
         ),
         evidence: Vec::new(),
         fixes: Vec::new(),
+        explained_by: None,
     };
     let tl = series(tail, "train_loss");
     let vl = series(tail, "val_loss");
@@ -1123,15 +1156,39 @@ fn diagnose_history(
         }
     }
 
+    let mut findings = vec![
+        // Order drift comes before the rules its figures also fire: a fixed order makes
+        // loss spikes (the next batches differ) and a collapse (to the last batches'
+        // class), and reshuffling is then the first fix.
+        divergence, exploding, drift, lr_high, collapse, noise, overfit, spectral,
+    ];
+    explain(&mut findings);
     Diagnosis {
         run: run.to_path_buf(),
         epochs: history.len(),
-        findings: vec![
-            // Order drift comes before the rules its figures also fire: a fixed order makes
-            // loss spikes (the next batches differ) and a collapse (to the last batches'
-            // class), and reshuffling is then the first fix.
-            divergence, exploding, drift, lr_high, collapse, noise, overfit, spectral,
-        ],
+        findings,
+    }
+}
+
+/// Marks the findings another holding cause explains. A fixed order explains the loss spikes
+/// (the loss jumps where the sorted batch length or the class changes), the epoch-to-epoch
+/// swings (each epoch ends on the same batches) and a collapse (to the last batches' class):
+/// E6 in EXPERIMENTS.md measures the swings going with the order, not with the norms.
+fn explain(findings: &mut [Finding]) {
+    let holds = |fs: &[Finding], c: Cause| {
+        fs.iter()
+            .any(|f| f.cause == c && f.verdict == Verdict::Holds)
+    };
+    if holds(findings, Cause::OrderDrift) {
+        for f in findings.iter_mut().filter(|f| {
+            f.verdict == Verdict::Holds
+                && matches!(
+                    f.cause,
+                    Cause::LearningRateTooHigh | Cause::GradientNoise | Cause::Collapse
+                )
+        }) {
+            f.explained_by = Some(Cause::OrderDrift);
+        }
     }
 }
 
@@ -1197,6 +1254,7 @@ fn divergence(history: &[EpochMetrics], cfg: &RunConfig, warn: f64) -> Finding {
         rule: "the run stopped at a non-finite loss (an epoch record marked `diverged`)".into(),
         evidence: Vec::new(),
         fixes: Vec::new(),
+        explained_by: None,
     };
     let Some(m) = history.iter().find(|m| m.get("diverged") == Some(1.0)) else {
         f.evidence
@@ -1416,6 +1474,7 @@ fn order_drift(
         ),
         evidence: Vec::new(),
         fixes: Vec::new(),
+        explained_by: None,
     };
     let rows = drift_epochs(history, t, cfg.rows);
     if rows.is_empty() {

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use rnnlab_callbacks::stability::series_stability;
 use rnnlab_core::EpochMetrics;
 
-use crate::diagnose::{self, Cause, Thresholds, Verdict};
+use crate::diagnose::{self, Cause, Thresholds};
 use crate::train::RunSummary;
 
 /// Epochs the swing is measured over (diagnose's default window).
@@ -44,12 +44,9 @@ pub fn render(s: &RunSummary, bold: bool) -> String {
     match diagnose::diagnose(&s.run_dir, &Thresholds::default()) {
         Ok(d) => {
             // A spectral radius above 1 with healthy norms is a risk, not a cause: it is
-            // listed, but its fix is not the one to try first.
-            let holding: Vec<_> = d
-                .findings
-                .iter()
-                .filter(|f| f.verdict == Verdict::Holds)
-                .collect();
+            // listed, but its fix is not the one to try first. A finding another cause explains
+            // is listed under it.
+            let holding: Vec<_> = d.causes().collect();
             let causes: Vec<_> = holding
                 .iter()
                 .filter(|f| f.cause != Cause::SpectralRadius)
@@ -69,6 +66,15 @@ pub fn render(s: &RunSummary, bold: bool) -> String {
                     "diagnosis:"
                 };
                 let _ = writeln!(out, "  {} {} holds: {first}", head(label), f.cause.title());
+                for c in d.consequences(f.cause) {
+                    let first = c.evidence.first().map(String::as_str).unwrap_or("");
+                    let _ = writeln!(
+                        out,
+                        "    {} {} holds as its consequence: {first}",
+                        head("and:"),
+                        c.cause.title()
+                    );
+                }
             }
             if let Some(fix) = causes.first().and_then(|f| f.fixes.first()) {
                 let _ = writeln!(out, "  {} {fix}", head("first fix:"));

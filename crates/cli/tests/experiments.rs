@@ -1,0 +1,93 @@
+//! `rnnlab diagnose` on the committed experiment runs (`experiments/results/`, see
+//! EXPERIMENTS.md) names what the sweeps measured for their variants:
+//! - a fixed length-sorted order: order drift, with reshuffling as the first fix, and the swings
+//!   it causes reported as its consequence (E6: sorted runs swing, shuffled ones do not);
+//! - a shuffled order: no order drift, no gradient noise and no exploding gradients (E1 and E6:
+//!   healthy norms, swings under 1 point).
+//!
+//! Only finished runs count (as many epochs as their `train.epochs`); runs still being trained
+//! by a sweep are skipped.
+
+use std::path::{Path, PathBuf};
+
+use rnnlab_cli::diagnose::{diagnose, Cause, Thresholds};
+
+const RESHUFFLE: [&str; 2] = ["data.shuffle=true", "data.sort_by_length=false"];
+
+/// The finished run folders below `experiments/results`, with their resolved configs.
+fn finished_runs() -> Vec<(PathBuf, toml::Table)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/results");
+    let mut runs = Vec::new();
+    for variant in std::fs::read_dir(&root).unwrap().flatten() {
+        if !variant.path().is_dir() || variant.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        for seed in std::fs::read_dir(variant.path()).unwrap().flatten() {
+            let run = seed.path();
+            let Ok(text) = std::fs::read_to_string(run.join("config.resolved.toml")) else {
+                continue;
+            };
+            let cfg: toml::Table = toml::from_str(&text).unwrap();
+            let epochs = cfg["train"]["epochs"].as_integer().unwrap() as usize;
+            let done = rnnlab_core::read_metrics(&run.join("metrics.jsonl"))
+                .map(|m| m.len())
+                .unwrap_or(0);
+            if done == epochs {
+                runs.push((run, cfg));
+            }
+        }
+    }
+    runs.sort_by(|a, b| a.0.cmp(&b.0));
+    runs
+}
+
+#[test]
+fn diagnose_names_on_each_experiment_run_what_its_sweep_measured() {
+    let runs = finished_runs();
+    assert!(
+        runs.len() >= 9,
+        "only {} finished runs committed",
+        runs.len()
+    );
+    let (mut sorted, mut shuffled) = (0, 0);
+    for (run, cfg) in &runs {
+        let d = diagnose(run, &Thresholds::default()).unwrap();
+        let md = d.to_markdown();
+        let data = cfg["data"].as_table().unwrap();
+        let shuffle = data["shuffle"].as_bool().unwrap();
+        let by_length = data["sort_by_length"].as_bool().unwrap();
+        assert!(
+            !d.holds(Cause::ExplodingGradients),
+            "{}: {md}",
+            run.display()
+        );
+        if !shuffle && by_length {
+            sorted += 1;
+            assert!(d.holds(Cause::OrderDrift), "{}: {md}", run.display());
+            assert_eq!(d.fixes()[0].sets, RESHUFFLE, "{}: {md}", run.display());
+            for f in [Cause::GradientNoise, Cause::LearningRateTooHigh] {
+                if d.holds(f) {
+                    assert_eq!(
+                        d.finding(f).explained_by,
+                        Some(Cause::OrderDrift),
+                        "{}: {md}",
+                        run.display()
+                    );
+                }
+            }
+        } else if shuffle {
+            shuffled += 1;
+            for c in [Cause::OrderDrift, Cause::GradientNoise] {
+                assert!(!d.holds(c), "{}: {:?} holds: {md}", run.display(), c);
+            }
+        }
+    }
+    eprintln!(
+        "{} finished runs: {sorted} sorted, {shuffled} shuffled",
+        runs.len()
+    );
+    assert!(
+        sorted >= 1 && shuffled >= 9,
+        "{sorted} sorted, {shuffled} shuffled"
+    );
+}
