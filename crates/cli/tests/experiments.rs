@@ -91,3 +91,34 @@ fn diagnose_names_on_each_experiment_run_what_its_sweep_measured() {
         "{sorted} sorted, {shuffled} shuffled"
     );
 }
+
+/// Every table of EXPERIMENTS.md between `<!-- sweep report FILE -->` and
+/// `<!-- end sweep report -->` is exactly what `rnnlab sweep report experiments/FILE` prints now.
+#[test]
+fn sweep_report_reproduces_the_tables_of_experiments_md() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let doc = std::fs::read_to_string(root.join("EXPERIMENTS.md")).unwrap();
+    let mut checked = 0;
+    let mut rest = doc.as_str();
+    while let Some(start) = rest.find("<!-- sweep report ") {
+        let after = &rest[start + "<!-- sweep report ".len()..];
+        let (file, after) = after.split_once(" -->\n").unwrap();
+        let (table, after) = after.split_once("<!-- end sweep report -->").unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rnnlab"))
+            .args(["sweep", "report"])
+            .arg(root.join("experiments").join(file))
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let printed = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(printed.trim_end(), table.trim_end(), "{file}");
+        checked += 1;
+        rest = after;
+    }
+    assert!(checked >= 1, "no sweep report table in EXPERIMENTS.md");
+}

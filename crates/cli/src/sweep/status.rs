@@ -101,7 +101,10 @@ pub fn write_state(plan: &Plan, run: &PlannedRun, state: &RunState) -> Result<()
 /// (sweeps that share `out` share the folders of same-named variants).
 pub fn check_owner(plan: &Plan, run: &PlannedRun) -> Result<()> {
     if let Some(old) = read_state(plan, run) {
-        if !old.sets.is_empty() && (old.sets != run.sets || old.base != run.base) {
+        if old.sets.is_empty() {
+            return Ok(());
+        }
+        if old.sets != run.sets {
             bail!(
                 "{}: this run folder was made with other overrides ({}) than {}'s variant `{}` \
                  ({}): give the variant another name or the sweep another `out`",
@@ -110,6 +113,35 @@ pub fn check_owner(plan: &Plan, run: &PlannedRun) -> Result<()> {
                 plan.file.display(),
                 run.variant,
                 run.sets.join(" ")
+            );
+        }
+        // The same file reached by another path (`a/../b.toml`, a relative path) is the same base.
+        // A relative base is relative to the sweep file's folder.
+        let dir = plan.file.parent().unwrap_or(std::path::Path::new("."));
+        let same = |a: &Option<PathBuf>, b: &Option<PathBuf>| match (a, b) {
+            (Some(a), Some(b)) => match (
+                std::fs::canonicalize(dir.join(a)),
+                std::fs::canonicalize(dir.join(b)),
+            ) {
+                (Ok(x), Ok(y)) => x == y,
+                _ => a == b,
+            },
+            (a, b) => a == b,
+        };
+        let shown = |p: &Option<PathBuf>| {
+            p.as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "the embedded default".into())
+        };
+        if !same(&old.base, &run.base) {
+            bail!(
+                "{}: this run folder was made from another base pipeline ({}) than {}'s variant \
+                 `{}` ({}): give the variant another name or the sweep another `out`",
+                run.dir.display(),
+                shown(&old.base),
+                plan.file.display(),
+                run.variant,
+                shown(&run.base)
             );
         }
     }
