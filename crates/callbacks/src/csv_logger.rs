@@ -9,9 +9,9 @@ use rnnlab_core::{
     StateDict, TrainView,
 };
 
-/// The CSV text of `rows`: the header is the union of the keys in order of first appearance;
-/// a missing or non-finite value is an empty cell.
-pub fn to_csv(rows: &[EpochMetrics]) -> String {
+/// The CSV text of `rows` (written with the `csv` crate's writer): the header is the union of
+/// the keys in order of first appearance; a missing or non-finite value is an empty cell.
+pub fn to_csv(rows: &[EpochMetrics]) -> Result<String> {
     let mut header: Vec<&str> = Vec::new();
     for m in rows {
         for (k, _) in m.iter() {
@@ -20,31 +20,22 @@ pub fn to_csv(rows: &[EpochMetrics]) -> String {
             }
         }
     }
-    let quote = |s: &str| {
-        if s.contains([',', '"', '\n']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s.to_string()
-        }
-    };
-    let mut out = header
-        .iter()
-        .map(|h| quote(h))
-        .collect::<Vec<_>>()
-        .join(",");
-    out.push('\n');
+    let bad = |e: csv::Error| Error::Mismatch(format!("metrics.csv: {e}"));
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    w.write_record(&header).map_err(bad)?;
     for m in rows {
-        let line: Vec<String> = header
-            .iter()
-            .map(|k| match m.get(k) {
-                Some(v) if v.is_finite() => format!("{v}"),
-                _ => String::new(),
-            })
-            .collect();
-        out.push_str(&line.join(","));
-        out.push('\n');
+        w.write_record(header.iter().map(|k| match m.get(k) {
+            Some(v) if v.is_finite() => format!("{v}"),
+            _ => String::new(),
+        }))
+        .map_err(bad)?;
     }
-    out
+    let bytes = w
+        .into_inner()
+        .map_err(|e| Error::Mismatch(format!("metrics.csv: {e}")))?;
+    String::from_utf8(bytes).map_err(|e| Error::Mismatch(format!("metrics.csv: {e}")))
 }
 
 /// Writes `metrics.csv` (or `file`) into the run folder after every epoch, once every callback
@@ -69,7 +60,7 @@ pub fn csv_logger(file: &str) -> CsvLogger {
 impl CsvLogger {
     fn write(&self, view: &TrainView, rows: &[EpochMetrics]) -> Result<()> {
         if let Some(dir) = view.run_dir {
-            crate::write_atomic(&dir.join(&self.file), to_csv(rows).as_bytes())?;
+            crate::write_atomic(&dir.join(&self.file), to_csv(rows)?.as_bytes())?;
         }
         Ok(())
     }
@@ -154,7 +145,15 @@ mod tests {
         b.set("epoch", 2.0);
         b.set("lr", 0.001);
         b.set("val_acc", f64::NAN);
-        assert_eq!(to_csv(&[a, b]), "epoch,val_acc,lr\n1,50.5,\n2,,0.001\n");
+        assert_eq!(
+            to_csv(&[a, b]).unwrap(),
+            "epoch,val_acc,lr\n1,50.5,\n2,,0.001\n"
+        );
+        // A name with the delimiter or a quote is quoted, the quote doubled.
+        let mut c = EpochMetrics::new();
+        c.set("a,b", 1.0);
+        c.set("say \"x\"", 2.0);
+        assert_eq!(to_csv(&[c]).unwrap(), "\"a,b\",\"say \"\"x\"\"\"\n1,2\n");
     }
 
     /// Listed before the `predictions` monitor, the logger still writes the monitor's figures of

@@ -2,7 +2,7 @@
 //! file for benchmarks.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::Path;
 
 use rand::Rng as _;
@@ -80,21 +80,6 @@ impl Embeddings {
     }
 }
 
-/// Opens `path`, decompressing gzip (any file starting with the gzip magic bytes).
-fn open(path: &Path) -> Result<Box<dyn Read + Send>, DataError> {
-    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
-    let mut raw = BufReader::with_capacity(1 << 20, file);
-    let gz = raw
-        .fill_buf()
-        .map_err(|e| DataError::io(path, e))?
-        .starts_with(&[0x1f, 0x8b]);
-    Ok(if gz {
-        Box::new(flate2::bufread::MultiGzDecoder::new(raw))
-    } else {
-        Box::new(raw)
-    })
-}
-
 const CHUNK: usize = 4 << 20;
 
 /// Calls `f(line_no, line)` for every line of `path` (gzip or plain), without its `\n`, `\r`
@@ -103,7 +88,7 @@ pub fn for_each_line(
     path: &Path,
     mut f: impl FnMut(u64, &[u8]) -> Result<(), DataError>,
 ) -> Result<(), DataError> {
-    let mut reader = open(path)?;
+    let mut reader = crate::readers::open(path)?;
     let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<u8>>>(4);
     std::thread::scope(|scope| {
         scope.spawn(move || {
@@ -526,7 +511,7 @@ fn parse_chunk(
 pub fn load_all(path: &Path, expected_dim: Option<usize>) -> Result<AllVectors, DataError> {
     use std::sync::{mpsc, Arc, Mutex};
     const WORKERS: usize = 2;
-    let mut reader = open(path)?;
+    let mut reader = crate::readers::open(path)?;
     let (chunk_tx, chunk_rx) = mpsc::sync_channel::<Chunk>(WORKERS * 2);
     let chunk_rx = Arc::new(Mutex::new(chunk_rx));
     let (out_tx, out_rx) = mpsc::channel::<(usize, Result<Parsed, DataError>)>();

@@ -126,10 +126,24 @@ pub(crate) fn utf8(bytes: &[u8], path: &Path, line: u64, field: &str) -> Result<
         })
 }
 
-/// Opens `path` for buffered reading.
-pub(crate) fn open(path: &Path) -> Result<std::io::BufReader<std::fs::File>, DataError> {
-    let f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
-    Ok(std::io::BufReader::with_capacity(1 << 20, f))
+/// Opens `path` for buffered reading, decompressing gzip (a file that starts with the gzip magic
+/// bytes, whatever its name): every reader and the GloVe loader read through this one function.
+pub(crate) fn open(path: &Path) -> Result<Box<dyn std::io::BufRead + Send>, DataError> {
+    use std::io::BufRead as _;
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut raw = std::io::BufReader::with_capacity(1 << 20, file);
+    let gz = raw
+        .fill_buf()
+        .map_err(|e| DataError::io(path, e))?
+        .starts_with(&[0x1f, 0x8b]);
+    Ok(if gz {
+        Box::new(std::io::BufReader::with_capacity(
+            1 << 20,
+            flate2::bufread::MultiGzDecoder::new(raw),
+        ))
+    } else {
+        Box::new(raw)
+    })
 }
 
 /// Calls `f(line_no, line)` for every line of `path` (without `\n` / `\r\n`).

@@ -285,6 +285,22 @@ mod tests {
         assert_eq!(rows[0].group, None);
     }
 
+    /// A gzipped file reads as the plain one (the readers share the GloVe loader's gzip check).
+    #[test]
+    fn a_gzipped_file_reads_as_the_plain_one() {
+        let text = [HEADER, b"1\t1\tgood fun\t3\n2\t1\tdull\t1\n"].concat();
+        let plain = fixture(&text);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&text).unwrap();
+        let zipped = fixture(&gz.finish().unwrap());
+        let (a, b) = (kaggle(&plain).unwrap(), kaggle(&zipped).unwrap());
+        assert_eq!(a.len(), 2);
+        assert_eq!(
+            a.iter().map(|r| (&r.text, &r.label)).collect::<Vec<_>>(),
+            b.iter().map(|r| (&r.text, &r.label)).collect::<Vec<_>>()
+        );
+    }
+
     #[test]
     fn csv_quoting_indices_and_no_header() {
         let f = fixture(
