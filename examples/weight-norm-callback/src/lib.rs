@@ -33,7 +33,7 @@ impl Callback for WeightNorm {
             let sq = squared_norm(p.var.as_tensor())?;
             total += sq;
             if self.per_param {
-                metrics.set(&format!("weight_norm.{}", p.name), sq.sqrt());
+                metrics.set(format!("weight_norm.{}", p.name), sq.sqrt());
             }
         }
         metrics.set("weight_norm.total", total.sqrt());
