@@ -357,6 +357,10 @@ fn checkpoint_epoch(run: &Path, which: &str, monitor: &str, max: bool) -> Option
     if which == "last" {
         return history.last().and_then(epoch);
     }
+    // The trainer's record of the best epoch; a run folder from before it: the metrics.
+    if let Some(e) = best_record(run).and_then(|r| r["epoch"].as_u64()) {
+        return Some(e as usize);
+    }
     let mut best: Option<(f64, usize)> = None;
     for m in &history {
         let (Some(v), Some(e)) = (m.get(monitor), epoch(m)) else {
@@ -368,6 +372,13 @@ fn checkpoint_epoch(run: &Path, which: &str, monitor: &str, max: bool) -> Option
         }
     }
     best.map(|b| b.1)
+}
+
+/// `checkpoints/best.json`, which the trainer writes with `best.safetensors`.
+pub fn best_record(run: &Path) -> Option<serde_json::Value> {
+    let text =
+        std::fs::read_to_string(run.join("checkpoints").join(rnnlab_core::BEST_RECORD)).ok()?;
+    serde_json::from_str(&text).ok()
 }
 
 /// Evaluates `run`'s checkpoint on the file `data`.

@@ -48,8 +48,16 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
-    /// The first epoch with the best value of the monitored metric: (value, epoch).
+    /// The first epoch with the best value of the monitored metric: (value, epoch), from the
+    /// trainer's `checkpoints/best.json` (else from the history).
     pub fn best(&self) -> Option<(f64, f64)> {
+        if let Some(r) = crate::eval::best_record(&self.run_dir) {
+            if r["monitor"].as_str() == Some(self.monitor.as_str()) {
+                if let (Some(v), Some(e)) = (r["value"].as_f64(), r["epoch"].as_f64()) {
+                    return Some((v, e));
+                }
+            }
+        }
         self.history
             .iter()
             .filter_map(|m| Some((m.get(&self.monitor)?, m.get("epoch")?)))

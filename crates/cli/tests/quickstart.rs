@@ -138,4 +138,14 @@ fn the_end_of_run_summary_says_what_happened() {
         out.contains(&format!("val_loss (min): best {best:.4}")),
         "{out}"
     );
+    // checkpoints/best.json says which epoch best.safetensors holds, by that monitor.
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(by_loss.join("checkpoints/best.json")).unwrap(),
+    )
+    .unwrap();
+    let epoch = losses.iter().position(|l| *l == best).unwrap() + 1;
+    assert_eq!(record["monitor"], "val_loss");
+    assert_eq!(record["mode"], "min");
+    assert_eq!(record["epoch"], epoch);
+    assert_eq!(record["value"].as_f64(), Some(best));
 }

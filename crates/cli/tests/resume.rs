@@ -489,10 +489,11 @@ fn killable_run(out: &Path) -> Command {
     c
 }
 
-const FINAL_FILES: [&str; 3] = [
+const FINAL_FILES: [&str; 4] = [
     "last.safetensors",
     "best.safetensors",
     rnnlab_core::SNAPSHOT,
+    rnnlab_core::BEST_RECORD,
 ];
 
 /// Whether a file other than the final checkpoints is in the checkpoint folder: a write under way.
@@ -526,7 +527,14 @@ fn kill_during_a_checkpoint_write(child: &mut Child, run: &Path) -> bool {
 fn assert_loadable(run: &Path, what: &str) {
     for name in FINAL_FILES {
         let p = run.join("checkpoints").join(name);
-        if p.exists() {
+        if !p.exists() {
+            continue;
+        }
+        if name.ends_with(".json") {
+            let text = std::fs::read_to_string(&p).unwrap();
+            serde_json::from_str::<serde_json::Value>(&text)
+                .unwrap_or_else(|e| panic!("{what}: {} does not parse: {e}", p.display()));
+        } else {
             rnnlab_core::checkpoint::load(&p)
                 .unwrap_or_else(|e| panic!("{what}: {} does not load: {e}", p.display()));
         }

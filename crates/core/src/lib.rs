@@ -39,7 +39,7 @@ pub use scheduler::{Interval, Scheduler};
 pub use state::StateDict;
 pub use trainer::{
     apply_updates, evaluate, EpochProgress, Evaluation, FitResult, Interruption, Mode, ResumePoint,
-    Trainer, TrainerConfig, SNAPSHOT,
+    Trainer, TrainerConfig, BEST_RECORD, SNAPSHOT,
 };
 pub use transform::{Chain, GradientTransform, Outcome, StepContext, StepReport};
 

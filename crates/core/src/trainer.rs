@@ -82,6 +82,10 @@ pub struct Evaluation {
 /// The file in the checkpoint folder that holds a whole resumable snapshot.
 pub const SNAPSHOT: &str = "last.state.safetensors";
 
+/// The file beside `best.safetensors` that says which epoch it holds: `{"epoch", "monitor",
+/// "mode", "value"}`.
+pub const BEST_RECORD: &str = "best.json";
+
 /// Where a resumed run starts: after `epoch`, with the metrics of the epochs done.
 #[derive(Clone, Debug, Default)]
 pub struct ResumePoint {
@@ -577,6 +581,18 @@ impl Trainer {
                         best = Some(v);
                         // The weights that were evaluated: the averaged ones when averaging is on.
                         checkpoint::save(&eval_weights, &dir.join("best.safetensors"))?;
+                        // Which epoch that is, by which metric: the one definition of "best"
+                        // that eval and the summary read.
+                        let record = serde_json::json!({
+                            "epoch": epoch,
+                            "monitor": self.config.monitor,
+                            "mode": self.config.mode.as_str(),
+                            "value": v,
+                        });
+                        crate::write_atomic(
+                            &dir.join(BEST_RECORD),
+                            format!("{record:#}\n").as_bytes(),
+                        )?;
                     }
                 }
                 // One file, written atomically, is the whole resumable state of this epoch end.
