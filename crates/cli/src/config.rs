@@ -432,7 +432,8 @@ fn config_path(key: &str) -> String {
     out
 }
 
-fn to_config_value(v: &toml::Value) -> config::Value {
+/// A TOML value as the `config` crate's.
+pub(crate) fn to_config_value(v: &toml::Value) -> config::Value {
     use config::ValueKind;
     let kind = match v {
         toml::Value::String(s) => ValueKind::String(s.clone()),

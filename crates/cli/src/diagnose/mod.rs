@@ -33,7 +33,7 @@ mod thresholds;
 
 pub use fix::Fix;
 use fix::RunConfig;
-pub use thresholds::{Thresholds, KEYS};
+pub use thresholds::Thresholds;
 
 /// What every rule reads: the run, its figures and pipeline, and the thresholds in force.
 #[derive(Clone, Copy)]

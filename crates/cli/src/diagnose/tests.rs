@@ -32,6 +32,17 @@ fn thresholds_from_sets_and_unknown_keys() {
     assert_eq!(t.window, 5);
     let e = Thresholds::load(None, &["explod=20".into()]).unwrap_err();
     assert!(e.to_string().contains("did you mean `explode`?"), "{e}");
+    // A [diagnose] table in a file, then --set on top; the other keys keep their defaults.
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("d.toml");
+    std::fs::write(&f, "[diagnose]\nswing = 3\nwindow = 1\nexplode = 15.0\n").unwrap();
+    let t = Thresholds::load(Some(&f), &["explode=30".into()]).unwrap();
+    assert_eq!(t.swing, 3.0);
+    assert_eq!(t.explode, Some(30.0));
+    assert_eq!(t.window, 2, "a window under 2 is raised to 2");
+    assert_eq!(t.radius, Thresholds::default().radius);
+    let e = Thresholds::load(None, &["swing=-1".into()]).unwrap_err();
+    assert!(e.to_string().contains("diagnose.swing"), "{e}");
 }
 
 #[test]

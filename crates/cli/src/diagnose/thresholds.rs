@@ -2,11 +2,14 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Deserialize;
 
 /// The thresholds of the rules; `rnnlab diagnose --set key=value` or a `[diagnose]` table in a
-/// file given with `--config` changes them.
-#[derive(Clone, Debug, PartialEq)]
+/// file given with `--config` changes them, layered by the `config` crate as the pipeline is. The
+/// struct is the one list of the keys: serde names an unknown one with the known ones.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Thresholds {
     /// Gradient norm of the warning band (default: the run's `grad_norm.warn`, else 5).
     pub warn: Option<f64>,
@@ -61,98 +64,11 @@ impl Default for Thresholds {
     }
 }
 
-/// The keys `--set` accepts, with one line each (for errors and `--help`).
-pub const KEYS: &[(&str, &str)] = &[
-    (
-        "warn",
-        "gradient norm of the warning band (default: the run's grad_norm.warn, else 5)",
-    ),
-    (
-        "explode",
-        "gradient norm of the exploding band (default: the run's grad_norm.explode, else 10)",
-    ),
-    (
-        "explode_share",
-        "percent of an epoch's steps above `explode` that is exploding (1)",
-    ),
-    (
-        "radius",
-        "spectral radius above which a recurrent block is flagged (1)",
-    ),
-    ("window", "K, the last epochs looked at (10)"),
-    (
-        "spikes",
-        "loss spikes that make the learning rate suspect (1)",
-    ),
-    (
-        "swing",
-        "epoch-to-epoch accuracy swing in points that is noise (2)",
-    ),
-    (
-        "drift",
-        "epoch-to-epoch move of a predicted share away from its true share, in points, that counts as drift (5)",
-    ),
-    (
-        "drift_tv",
-        "distance of the predicted from the true shares (total variation, points) that counts as drift (10)",
-    ),
-    (
-        "drift_acc_gap",
-        "training minus held-out accuracy, in points, needed for an epoch to count as drift (10)",
-    ),
-    (
-        "drift_epochs",
-        "epochs of the window that must show drift (2)",
-    ),
-    (
-        "drift_se",
-        "standard errors of the held-out accuracy the drift accuracy gap must also exceed (3)",
-    ),
-    (
-        "collapse",
-        "percent of val predicted as one class that is collapse (95)",
-    ),
-];
-
 impl Thresholds {
-    /// Sets `key` from a TOML value.
-    pub fn set(&mut self, key: &str, v: &toml::Value) -> Result<()> {
-        let num = || -> Result<f64> {
-            match v {
-                toml::Value::Float(f) if f.is_finite() && *f >= 0.0 => Ok(*f),
-                toml::Value::Integer(i) if *i >= 0 => Ok(*i as f64),
-                _ => bail!("diagnose.{key}: expected a non-negative number, got {v}"),
-            }
-        };
-        match key {
-            "warn" => self.warn = Some(num()?),
-            "explode" => self.explode = Some(num()?),
-            "explode_share" => self.explode_share = num()?,
-            "radius" => self.radius = num()?,
-            "window" => self.window = (num()? as usize).max(2),
-            "spikes" => self.spikes = (num()? as usize).max(1),
-            "swing" => self.swing = num()?,
-            "drift" => self.drift = num()?,
-            "drift_tv" => self.drift_tv = num()?,
-            "drift_acc_gap" => self.drift_acc_gap = num()?,
-            "drift_epochs" => self.drift_epochs = (num()? as usize).max(1),
-            "drift_se" => self.drift_se = num()?,
-            "collapse" => self.collapse = num()?,
-            other => {
-                let names: Vec<&str> = KEYS.iter().map(|k| k.0).collect();
-                bail!(
-                    "unknown diagnose key `{other}`{}; known: {}",
-                    rnnlab_core::suggest(other, names.iter().copied()),
-                    names.join(", ")
-                )
-            }
-        }
-        Ok(())
-    }
-
-    /// Defaults, then the `[diagnose]` table of `file`, then `key=value` overrides.
+    /// Defaults, then the `[diagnose]` table of `file`, then `key=value` overrides (with or
+    /// without `diagnose.`).
     pub fn load(file: Option<&Path>, sets: &[String]) -> Result<Self> {
-        let mut t = Thresholds::default();
+        let mut b = config::Config::builder();
         if let Some(f) = file {
             let text =
                 std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
@@ -162,21 +78,51 @@ impl Thresholds {
                 let d = d
                     .as_table()
                     .with_context(|| format!("{}: `diagnose` must be a table", f.display()))?;
-                for (k, v) in d {
-                    t.set(k, v).with_context(|| f.display().to_string())?;
-                }
+                b = b.add_source(config::File::from_str(
+                    &toml::to_string(d)?,
+                    config::FileFormat::Toml,
+                ));
             }
         }
         for s in sets {
-            let (k, v) = s
-                .split_once('=')
-                .with_context(|| format!("--set {s}: expected key=value"))?;
-            let k = k.trim().trim_start_matches("diagnose.");
-            let v: toml::Value = toml::from_str::<toml::Table>(&format!("v = {}", v.trim()))
-                .with_context(|| format!("--set {s}: the value is not TOML"))?["v"]
-                .clone();
-            t.set(k, &v)?;
+            let (k, v) = crate::config::parse_set(s)?;
+            let k = k.trim_start_matches("diagnose.");
+            b = b
+                .set_override(k, crate::config::to_config_value(&v))
+                .with_context(|| format!("--set {s}"))?;
         }
-        Ok(t)
+        let t: Thresholds = b.build().and_then(|c| c.try_deserialize()).map_err(|e| {
+            anyhow!(
+                "diagnose thresholds: {}",
+                crate::config::with_suggestion(&e.to_string())
+            )
+        })?;
+        t.checked()
+    }
+
+    /// Refuses a negative or non-finite threshold; a window under 2, and spike or drift-epoch
+    /// counts under 1, are raised to them.
+    fn checked(mut self) -> Result<Self> {
+        let numbers = [
+            ("warn", self.warn.unwrap_or(0.0)),
+            ("explode", self.explode.unwrap_or(0.0)),
+            ("explode_share", self.explode_share),
+            ("radius", self.radius),
+            ("swing", self.swing),
+            ("drift", self.drift),
+            ("drift_tv", self.drift_tv),
+            ("drift_acc_gap", self.drift_acc_gap),
+            ("drift_se", self.drift_se),
+            ("collapse", self.collapse),
+        ];
+        for (key, v) in numbers {
+            if !v.is_finite() || v < 0.0 {
+                bail!("diagnose.{key}: expected a non-negative number, got {v}");
+            }
+        }
+        self.window = self.window.max(2);
+        self.spikes = self.spikes.max(1);
+        self.drift_epochs = self.drift_epochs.max(1);
+        Ok(self)
     }
 }
