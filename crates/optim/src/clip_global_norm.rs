@@ -8,7 +8,7 @@ use rnnlab_core::{
     Result, StepContext, StepReport,
 };
 
-use crate::flat::{max_abs, squared_norm};
+use crate::flat::max_abs;
 
 /// Which norm `clip_global_norm` measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,13 +41,9 @@ pub fn clip_global_norm(max_norm: f64, norm_type: NormType) -> ClipGlobalNorm {
 /// entry gives an infinite or NaN norm.
 pub fn global_norm(grads: &Grads, norm_type: NormType) -> Result<f64> {
     match norm_type {
-        NormType::L2 => {
-            let mut s = 0f64;
-            for (_, g) in grads.iter() {
-                s += squared_norm(g)?;
-            }
-            Ok(s.sqrt())
-        }
+        // The trainer and the grad_norm monitor have read the same raw gradients: `Grads`
+        // keeps their squared norms until a transform changes them (same sum, same order).
+        NormType::L2 => grads.global_norm(),
         NormType::Inf => {
             let mut m = 0f64;
             for (_, g) in grads.iter() {

@@ -131,12 +131,6 @@ pub(crate) fn with_slice<T: Real, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> R
     Ok(f(&all[a..b]))
 }
 
-/// The squared L2 norm of `t`, summed in f64 in one pass without a temporary (see
-/// [`rnnlab_core::squared_norm`]).
-pub(crate) fn squared_norm(t: &Tensor) -> Result<f64> {
-    rnnlab_core::squared_norm(t)
-}
-
 /// The largest |entry| of `x` as f64; NaN when any entry is NaN.
 fn max_abs_of<T: Real>(x: &[T]) -> f64 {
     let mut m = 0f64;
@@ -212,16 +206,16 @@ mod tests {
         // 0..20 as [4, 5]; the transpose is strided, the narrow starts at an offset.
         let t = Tensor::arange(0f32, 20.0, &d)?.reshape((4, 5))?;
         let all: f64 = (0..20).map(|i| (i * i) as f64).sum();
-        assert_eq!(squared_norm(&t)?, all);
-        assert_eq!(squared_norm(&t.t()?)?, all);
+        assert_eq!(rnnlab_core::squared_norm(&t)?, all);
+        assert_eq!(rnnlab_core::squared_norm(&t.t()?)?, all);
         let tail = t.narrow(0, 2, 2)?; // rows 2 and 3: 10..20
         assert_eq!(
-            squared_norm(&tail)?,
+            rnnlab_core::squared_norm(&tail)?,
             (10..20).map(|i| (i * i) as f64).sum::<f64>()
         );
         assert_eq!(max_abs(&(tail.neg()?))?, 19.0);
         let t64 = Tensor::new(&[3f64, -4.0, 1e-3], &d)?;
-        assert_eq!(squared_norm(&t64)?, 25.0 + 1e-6);
+        assert_eq!(rnnlab_core::squared_norm(&t64)?, 25.0 + 1e-6);
         assert!(max_abs(&Tensor::new(&[1f32, f32::NAN, 5.0], &d)?)?.is_nan());
         assert!(max_abs(&Tensor::new(&[1u32, 2], &d)?).is_err());
         assert!(all_finite(&t.t()?)?);
