@@ -11,6 +11,7 @@ pub mod lr_monitor;
 pub mod plot;
 pub mod plots;
 pub mod predictions;
+pub mod progress;
 pub mod spectral;
 pub mod stability;
 pub mod tensorboard;

@@ -222,11 +222,18 @@ impl RunContext<'_> {
             sched_p.str("type").unwrap_or("?"),
             rayon::current_num_threads(),
         );
+        // The progress bar is a callback of the command line, last and stateless: snapshots are
+        // the same with or without it.
+        let mut callbacks = callbacks;
+        if opts.progress && cfg.train.progress {
+            callbacks.push(Box::new(rnnlab_callbacks::progress::progress(
+                cfg.train.epochs,
+            )));
+        }
         let trainer_cfg = TrainerConfig {
             epochs: cfg.train.epochs,
             monitor: cfg.train.monitor.clone(),
             mode,
-            progress: opts.progress && cfg.train.progress,
             metrics_path: None,
             checkpoint_dir: None,
             run_dir: None,

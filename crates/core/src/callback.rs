@@ -62,6 +62,12 @@ pub trait Callback: Send {
         Ok(())
     }
 
+    /// When an epoch's training batches are drawn: `batches` in all, `done` of them already
+    /// trained (a run resumed mid-epoch).
+    fn on_epoch_start(&mut self, _batches: usize, _done: usize, _view: &TrainView) -> Result<()> {
+        Ok(())
+    }
+
     /// After each backward pass, with the raw gradients (before any transform).
     fn on_after_backward(&mut self, _grads: &Grads, _view: &TrainView) -> Result<()> {
         Ok(())
@@ -232,6 +238,18 @@ mod tests {
             "logger"
         }
 
+        fn on_epoch_start(&mut self, batches: usize, done: usize, view: &TrainView) -> Result<()> {
+            // The batch counts ride in the figure slot: batches × 10 + done.
+            let seen = (
+                "start",
+                view.epoch,
+                Some((batches * 10 + done) as f64),
+                view.val.is_some(),
+            );
+            self.0.lock().unwrap().push(seen);
+            Ok(())
+        }
+
         fn on_epoch_end(&mut self, m: &mut EpochMetrics, view: &TrainView) -> Result<Control> {
             let seen = (
                 "end",
@@ -261,9 +279,9 @@ mod tests {
         }
     }
 
-    /// A logger listed before a monitor sees the monitor's figure of the same epoch in
-    /// `on_epoch_logged` (in `on_epoch_end` it runs too early to), and `on_train_end` gets the
-    /// last evaluations.
+    /// Each epoch starts with `on_epoch_start` (one batch, none done). A logger listed before a
+    /// monitor sees the monitor's figure of the same epoch in `on_epoch_logged` (in
+    /// `on_epoch_end` it runs too early to), and `on_train_end` gets the last evaluations.
     #[test]
     fn on_epoch_logged_runs_after_every_on_epoch_end() {
         let mut params = Params::new();
@@ -289,8 +307,10 @@ mod tests {
         assert_eq!(
             *seen.lock().unwrap(),
             [
+                ("start", 1, Some(10.0), false),
                 ("end", 1, None, true),
                 ("logged", 1, Some(10.0), true),
+                ("start", 2, Some(10.0), false),
                 ("end", 2, None, true),
                 ("logged", 2, Some(20.0), true),
                 ("train_end", 2, None, true),

@@ -1,6 +1,5 @@
 //! The one training loop: every model, cell, transform, scheduler and callback runs through it.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -42,8 +41,6 @@ pub struct TrainerConfig {
     pub monitor: String,
     /// Which way `monitor` improves.
     pub mode: Mode,
-    /// Show a progress bar (only drawn when stderr is a terminal).
-    pub progress: bool,
     /// Where `metrics.jsonl` goes; none to keep metrics in memory only.
     pub metrics_path: Option<PathBuf>,
     /// Where `last.safetensors` and `best.safetensors` go; none to write no checkpoint.
@@ -61,7 +58,6 @@ impl Default for TrainerConfig {
             epochs: 1,
             monitor: "val_acc".into(),
             mode: Mode::Max,
-            progress: false,
             metrics_path: None,
             checkpoint_dir: None,
             run_dir: None,
@@ -381,16 +377,12 @@ impl Trainer {
                 }
             };
             let started = Instant::now();
-            let bar = progress_bar(
-                self.config.progress,
-                batches.len(),
-                epoch,
-                self.config.epochs,
-            );
-            bar.set_position(p.batches as u64);
+            let params = self.model.params();
+            for cb in self.callbacks.iter_mut() {
+                cb.on_epoch_start(batches.len(), p.batches, &view(params, epoch, self.step))?;
+            }
             for batch in batches.iter().skip(p.batches) {
                 if self.stop_requested() {
-                    bar.finish_and_clear();
                     p.seconds += started.elapsed().as_secs_f64();
                     result.interrupted =
                         Some(self.interrupt(epoch - 1, Some(&p), batches.len(), best, rng)?);
@@ -429,7 +421,6 @@ impl Trainer {
                     // Diverged, and no transform (skip_nonfinite) drops the step: stop without
                     // an update, and log what there is. No checkpoint is written: the last epoch
                     // end's stay.
-                    bar.finish_and_clear();
                     p.seconds += started.elapsed().as_secs_f64();
                     // The step as the callbacks (steps.jsonl) number it: this one included.
                     let step = self.step + 1;
@@ -503,10 +494,7 @@ impl Trainer {
                 for cb in self.callbacks.iter_mut() {
                     cb.on_batch_end(&stats, &view(params, epoch, self.step))?;
                 }
-                bar.set_message(format!("loss {loss_v:.4} |g| {grad_norm:.2}"));
-                bar.inc(1);
             }
-            bar.finish_and_clear();
             let train_seconds = p.seconds + started.elapsed().as_secs_f64();
 
             let mut m = EpochMetrics::new();
@@ -812,18 +800,4 @@ fn correct(logits: &Tensor, labels: &Tensor) -> Result<usize> {
 
 fn fmt_opt(v: Option<f64>) -> String {
     v.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into())
-}
-
-fn progress_bar(on: bool, len: usize, epoch: usize, epochs: usize) -> indicatif::ProgressBar {
-    if !on || !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(len as u64);
-    let style = indicatif::ProgressStyle::with_template(
-        "epoch {prefix} [{bar:30}] {pos}/{len} {elapsed}<{eta} {msg}",
-    )
-    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar.set_prefix(format!("{epoch}/{epochs}"));
-    bar
 }
