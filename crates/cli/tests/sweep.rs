@@ -23,12 +23,25 @@ fn rnnlab(args: &[&str]) -> Output {
 
 /// A sweep of the demo pipeline (small corpus, small LSTM) written into `dir/sweep.toml`.
 fn demo_sweep(dir: &Path, seeds: &str, epochs: usize, variants: &str) -> PathBuf {
+    sized_demo_sweep(dir, seeds, epochs, 600, variants)
+}
+
+/// A sweep of the LSTM demo pipeline (`pipelines/demo.toml`) on `size` synthetic rows.
+fn sized_demo_sweep(
+    dir: &Path,
+    seeds: &str,
+    epochs: usize,
+    size: usize,
+    variants: &str,
+) -> PathBuf {
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipelines/demo.toml");
     let file = dir.join("sweep.toml");
     std::fs::write(
         &file,
         format!(
-            "seeds = {seeds}\nout = \"runs\"\nthreads = 1\n\
-             set = [\"data.size=600\", \"train.epochs={epochs}\", \"model.cell.hidden=16\"]\n{variants}"
+            "base = {base:?}\nseeds = {seeds}\nout = \"runs\"\nthreads = 1\n\
+             set = [\"data.size={size}\", \"train.epochs={epochs}\", \"model.cell.hidden=16\"]\n{variants}",
+            base = base.display().to_string()
         ),
     )
     .unwrap();
@@ -124,13 +137,14 @@ fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
 
 #[test]
 fn a_killed_sweep_run_again_ends_as_an_unbroken_one() {
+    // Epochs long enough (3000 rows) that the kill lands within the second run.
     let unbroken = tempfile::tempdir().unwrap();
-    let file = demo_sweep(unbroken.path(), "[1, 2]", 3, TWO_VARIANTS);
+    let file = sized_demo_sweep(unbroken.path(), "[1, 2]", 3, 3000, TWO_VARIANTS);
     let out = rnnlab(&["sweep", file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
 
     let broken = tempfile::tempdir().unwrap();
-    let file = demo_sweep(broken.path(), "[1, 2]", 3, TWO_VARIANTS);
+    let file = sized_demo_sweep(broken.path(), "[1, 2]", 3, 3000, TWO_VARIANTS);
     let first = broken.path().join("runs/adam/seed-1");
     let second = broken.path().join("runs/adam/seed-2");
     let mut child = Command::new(BIN)
