@@ -1,7 +1,9 @@
 //! `rnnlab diagnose` on the committed experiment runs (`experiments/results/`, see
 //! EXPERIMENTS.md) names what the sweeps measured for their variants:
-//! - a fixed length-sorted order: order drift, with reshuffling as the first fix, and the swings
-//!   it causes reported as its consequence (E6: sorted runs swing, shuffled ones do not);
+//! - a fixed length-sorted order: order drift (or swings, for the LSTM, whose held-out accuracy
+//!   stays closer to its training accuracy), with reshuffling as the first fix, and the swings
+//!   reported as drift's consequence when drift holds (E6: sorted runs swing, shuffled ones do
+//!   not);
 //! - a shuffled order: no order drift, no gradient noise and no exploding gradients (E1 and E6:
 //!   healthy norms, swings under 1 point).
 //!
@@ -41,6 +43,19 @@ fn finished_runs() -> Vec<(PathBuf, toml::Table)> {
     runs
 }
 
+/// The largest epoch-to-epoch fall of val or test accuracy over the run's last 10 epochs.
+fn largest_fall(run: &Path) -> f64 {
+    let h = rnnlab_core::read_metrics(&run.join("metrics.jsonl")).unwrap();
+    let tail = &h[h.len().saturating_sub(10)..];
+    ["val_acc", "test_acc"]
+        .iter()
+        .flat_map(|k| {
+            tail.windows(2)
+                .map(move |w| w[0].get(k).unwrap() - w[1].get(k).unwrap())
+        })
+        .fold(0.0, f64::max)
+}
+
 #[test]
 fn diagnose_names_on_each_experiment_run_what_its_sweep_measured() {
     let runs = finished_runs();
@@ -63,10 +78,24 @@ fn diagnose_names_on_each_experiment_run_what_its_sweep_measured() {
         );
         if !shuffle && by_length {
             sorted += 1;
-            assert!(d.holds(Cause::OrderDrift), "{}: {md}", run.display());
-            assert_eq!(d.fixes()[0].sets, RESHUFFLE, "{}: {md}", run.display());
+            let transforms = cfg["optim"]["transforms"].as_array().unwrap();
+            let ema = transforms.iter().any(|t| t["type"].as_str() == Some("ema"));
+            let rnn = cfg["model"]["cell"]["type"].as_str() == Some("rnn");
+            // The sorted vanilla RNN without weight averaging (E6: swings of 3.9 points, held-out
+            // accuracy 15 points under the shuffled run's): order drift.
+            if rnn && !ema {
+                assert!(d.holds(Cause::OrderDrift), "{}: {md}", run.display());
+            }
+            if d.holds(Cause::OrderDrift) || d.holds(Cause::GradientNoise) {
+                assert_eq!(d.fixes()[0].sets, RESHUFFLE, "{}: {md}", run.display());
+            } else {
+                // Nothing named: the run's swings stayed under the threshold (the sorted LSTM's
+                // and the EMA runs' are 0.7-1.4 points in E6).
+                let falls = largest_fall(run);
+                assert!(falls <= 2.0, "{}: fall {falls}: {md}", run.display());
+            }
             for f in [Cause::GradientNoise, Cause::LearningRateTooHigh] {
-                if d.holds(f) {
+                if d.holds(f) && d.holds(Cause::OrderDrift) {
                     assert_eq!(
                         d.finding(f).explained_by,
                         Some(Cause::OrderDrift),
