@@ -123,6 +123,14 @@ fn live_view_follows_a_running_run_in_tmux_and_quits_on_q() {
     let stderr = dir.path().join("watch.err");
     let tmux = Tmux::new();
     let session = "watch";
+    // A session that lives through the test: without it the server exits when the view quits,
+    // and the next `new-session` can meet it shutting down ("server exited unexpectedly").
+    let keeper = tmux.run(&["new-session", "-d", "-s", "keeper", "sleep 600"]);
+    assert!(
+        keeper.status.success(),
+        "{}",
+        String::from_utf8_lossy(&keeper.stderr)
+    );
 
     let train_err = dir.path().join("train.err");
     let mut training = train(&run, 6000, 6);
@@ -312,6 +320,11 @@ fn live_view_follows_a_running_run_in_tmux_and_quits_on_q() {
                 "the view did not exit on {key}"
             );
             std::thread::sleep(Duration::from_millis(50));
+        }
+        // tmux can mark the pane dead (its pty closed) a moment before it has reaped the
+        // program and knows its exit status.
+        while pane("#{pane_dead_status}").is_empty() && t.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(20));
         }
         assert_eq!(pane("#{pane_dead_status}"), "0", "exit code after {key}");
         assert_eq!(
