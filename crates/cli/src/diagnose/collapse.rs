@@ -16,8 +16,8 @@ pub(super) fn evaluate(c: &Ctx) -> Finding {
         cause: Cause::Collapse,
         verdict: Verdict::Clear,
         rule: format!(
-            "in the final epoch one class is predicted for more than {}% of val",
-            t.collapse
+            "in the final epoch one class is predicted for more than {}% of val, or in each of the last 3 epochs val accuracy is at most {} points above always predicting the majority class",
+            t.collapse, t.majority
         ),
         evidence: Vec::new(),
         fixes: Vec::new(),
@@ -47,8 +47,20 @@ pub(super) fn evaluate(c: &Ctx) -> Finding {
                     .map(|v| format!(" (its true share is {v:.1}%)"))
                     .unwrap_or_default()
             ));
-            if top > t.collapse {
+            let stuck = majority_level(history, truth.as_deref(), t.majority);
+            if let Some(line) = &stuck {
+                collapse.evidence.push(line.clone());
+            }
+            if top > t.collapse || stuck.is_some() {
                 collapse.verdict = Verdict::Holds;
+                // E7 (EXPERIMENTS.md): read after the padding, the RNN never leaves the
+                // majority class; read at the true length, it learns.
+                if let Some(fix) = cfg.pool_at_true_length() {
+                    collapse.evidence.push(
+                        "the classifier reads the state after the padding (model.pooling = \"last_padded\"): a short phrase's state has run on through the padding to its batch's longest phrase, and E7 in EXPERIMENTS.md measured such runs stuck on the majority class".into(),
+                    );
+                    collapse.fixes.push(fix);
+                }
                 collapse.fixes.extend(cfg.lower_lr(10.0));
                 if let Some(truth) = truth.filter(|t| t.iter().all(|v| *v > 0.0)) {
                     let mean = truth.iter().sum::<f64>() / truth.len() as f64;
@@ -63,6 +75,24 @@ pub(super) fn evaluate(c: &Ctx) -> Finding {
     }
 
     collapse
+}
+
+/// When val accuracy stayed within `margin` points of the majority class's true share over the
+/// last 3 epochs (a model that learned nothing beyond the prior), the evidence line.
+fn majority_level(history: &[EpochMetrics], truth: Option<&[f64]>, margin: f64) -> Option<String> {
+    let majority = truth?.iter().copied().fold(f64::NAN, f64::max);
+    let acc = series(history, "val_acc");
+    if acc.len() < 3 || !majority.is_finite() {
+        return None;
+    }
+    let last = &acc[acc.len() - 3..];
+    last.iter().all(|(_, a)| *a <= majority + margin).then(|| {
+        let figs: Vec<String> = last.iter().map(|(e, a)| format!("{a:.2} (epoch {e})")).collect();
+        format!(
+            "val accuracy {} over the last 3 epochs is at most {margin} points above {majority:.2}, always predicting the majority class: the model has learned nothing beyond the class prior",
+            figs.join(", ")
+        )
+    })
 }
 
 /// Predicted shares of the final val confusion matrix in `confusion.json`.

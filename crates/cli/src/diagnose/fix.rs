@@ -64,6 +64,8 @@ pub(super) struct RunConfig {
     pub(super) sort_by_length: Option<bool>,
     pub(super) batch_size: Option<i64>,
     pub(super) dropout: Option<f64>,
+    /// `model.pooling`: how the classifier reads the sequence of states.
+    pub(super) pooling: Option<String>,
     pub(super) cell: Option<toml::Table>,
     /// Rows of the val and test splits (data_report.json), for the noise of their accuracies.
     pub(super) rows: Option<[usize; 2]>,
@@ -104,6 +106,7 @@ impl RunConfig {
             sort_by_length: get(&["data", "sort_by_length"]).and_then(|v| v.as_bool()),
             batch_size: get(&["data", "batch_size"]).and_then(|v| v.as_integer()),
             dropout: get(&["model", "dropout"]).as_ref().and_then(number),
+            pooling: get(&["model", "pooling"]).and_then(|v| v.as_str().map(String::from)),
             cell: get(&["model", "cell"]).and_then(|v| v.as_table().cloned()),
             rows: std::fs::read_to_string(run.join("data_report.json"))
                 .ok()
@@ -246,6 +249,17 @@ impl RunConfig {
             Fix::one(
                 "model.cell.nonlinearity=\"tanh\"".into(),
                 "a bounded nonlinearity",
+            )
+        })
+    }
+
+    /// Reading the state at each sequence's true length; none unless the run reads it after the
+    /// padding (`last_padded`).
+    pub(super) fn pool_at_true_length(&self) -> Option<Fix> {
+        (self.pooling.as_deref() == Some("last_padded")).then(|| {
+            Fix::one(
+                "model.pooling=\"last\"".into(),
+                "read the state at each phrase's true length; E7 in EXPERIMENTS.md: after the padding 50.56 % (the majority class), at the true length 63.13 %",
             )
         })
     }

@@ -5,12 +5,20 @@ use super::*;
 
 /// Evaluates the rule on `c`.
 pub(super) fn evaluate(c: &Ctx) -> Finding {
-    let Ctx { cfg, k, tail, .. } = *c;
+    let Ctx {
+        cfg,
+        k,
+        tail,
+        history,
+        t,
+        ..
+    } = *c;
     let mut overfit = Finding {
         cause: Cause::Overfitting,
         verdict: Verdict::Clear,
         rule: format!(
-            "over the last {k} epochs (3 or more) train loss falls (least-squares slope < 0) while val loss rises (slope > 0), and the final train loss is below ln C (C classes), a uniform guess's"
+            "over the last {k} epochs (3 or more) train loss falls (least-squares slope < 0) while val loss rises (slope > 0), and the final train loss is below ln C (C classes), a uniform guess's, and the final train accuracy more than {} points above always predicting the majority class",
+            t.majority
         ),
         evidence: Vec::new(),
         fixes: Vec::new(),
@@ -48,7 +56,23 @@ pub(super) fn evaluate(c: &Ctx) -> Finding {
                 cfg.classes.unwrap_or(0)
             ));
         }
-        if st < 0.0 && sv > 0.0 && fits {
+        // Nor is one whose training accuracy is that of always predicting the majority class
+        // (E7's `last_padded` runs: train loss under ln C from the class prior alone).
+        let last = history.last().expect("non-empty");
+        let majority = class_shares(last, "val", "true_share")
+            .map(|s| s.into_iter().fold(f64::NAN, f64::max))
+            .filter(|m| m.is_finite());
+        let learned = match (majority, last.get("train_acc")) {
+            (Some(m), Some(a)) if a <= m + t.majority => {
+                overfit.evidence.push(format!(
+                    "the final train accuracy {a:.2} is not above {m:.2}, always predicting the majority class, by more than {} points: the model has not learned beyond the class prior",
+                    t.majority
+                ));
+                false
+            }
+            _ => true,
+        };
+        if st < 0.0 && sv > 0.0 && fits && learned {
             overfit.verdict = Verdict::Holds;
             overfit.fixes.extend(cfg.early_stopping());
             overfit.fixes.extend(cfg.more_dropout());

@@ -296,6 +296,51 @@ fn a_model_at_chance_is_not_overfitting() {
     assert!(d.holds(Cause::Overfitting), "{}", d.to_markdown());
 }
 
+/// A model at the class prior (E7's `last_padded` seed 44: val 50.45 % where the majority class
+/// is 51.8 %, class 2 predicted for 84 %, train loss 1.26 under ln 5 as the prior alone gives):
+/// collapse, not overfitting; the same losses with a model that learned are overfitting.
+#[test]
+fn a_model_at_the_majority_level_collapses_and_does_not_overfit() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("labels.json"), r#"["0", "1", "2"]"#).unwrap();
+    let run_cfg = RunConfig::read(dir.path());
+    let history = |val_acc: f64, train_acc: f64| -> Vec<EpochMetrics> {
+        (1..=5)
+            .map(|e| {
+                let x = e as f64;
+                epoch(
+                    e,
+                    &[
+                        ("train_loss", 1.0 - 0.01 * x),
+                        ("val_loss", 1.0 + 0.01 * x),
+                        ("train_acc", train_acc),
+                        ("val_acc", val_acc),
+                        ("predictions.val.share.0", 10.0),
+                        ("predictions.val.share.1", 6.0),
+                        ("predictions.val.share.2", 84.0),
+                        ("predictions.val.true_share.0", 30.0),
+                        ("predictions.val.true_share.1", 18.2),
+                        ("predictions.val.true_share.2", 51.8),
+                    ],
+                )
+            })
+            .collect()
+    };
+    let t = Thresholds::default();
+    let d = diagnose_history(dir.path(), &history(50.45, 50.9), &run_cfg, &t);
+    assert!(d.holds(Cause::Collapse), "{}", d.to_markdown());
+    assert!(!d.holds(Cause::Overfitting), "{}", d.to_markdown());
+    assert!(d
+        .finding(Cause::Overfitting)
+        .evidence
+        .iter()
+        .any(|e| e.contains("majority class")));
+    // 1.01 points above the prior is learning (the margin is 1 point).
+    let d = diagnose_history(dir.path(), &history(52.81, 60.0), &run_cfg, &t);
+    assert!(!d.holds(Cause::Collapse), "{}", d.to_markdown());
+    assert!(d.holds(Cause::Overfitting), "{}", d.to_markdown());
+}
+
 /// With `explode` set for diagnose, the shares of steps above it are recounted from
 /// steps.jsonl, not read from the monitor's (counted at its own threshold).
 #[test]

@@ -42,6 +42,11 @@ pub struct Thresholds {
     pub drift_se: f64,
     /// Percent of val predicted as one class that counts as collapse (default 95).
     pub collapse: f64,
+    /// Points above always predicting the majority class (its true share of val) that an
+    /// accuracy must exceed for the model to count as having learned anything: collapse holds
+    /// when val accuracy stays within it for the last 3 epochs, overfitting needs train accuracy
+    /// above it (default 1).
+    pub majority: f64,
 }
 
 impl Default for Thresholds {
@@ -60,6 +65,7 @@ impl Default for Thresholds {
             drift_epochs: 2,
             drift_se: 3.0,
             collapse: 95.0,
+            majority: 1.0,
         }
     }
 }
@@ -114,6 +120,7 @@ impl Thresholds {
             ("drift_acc_gap", self.drift_acc_gap),
             ("drift_se", self.drift_se),
             ("collapse", self.collapse),
+            ("majority", self.majority),
         ];
         for (key, v) in numbers {
             if !v.is_finite() || v < 0.0 {
