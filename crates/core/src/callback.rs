@@ -125,7 +125,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        Batch, BatchSource, Chain, EvalSplit, GradientTransform, Interval, Model, Outcome,
+        Batch, BatchSource, Chain, EvalSplit, GradientTransform, Interval, Link, Model, Outcome,
         Scheduler, StepContext, StepReport, Trainer, TrainerConfig,
     };
 
@@ -293,7 +293,7 @@ mod tests {
             vec![Box::new(Logger(seen.clone())), Box::new(Monitor)];
         let mut trainer = Trainer::new(
             Box::new(FirstToken { params }),
-            Chain::new(vec![Box::new(Sgd)]),
+            Chain::new(vec![Link::gradients(Sgd)]),
             Box::new(Constant),
             callbacks,
             TrainerConfig {

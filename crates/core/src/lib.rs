@@ -41,7 +41,7 @@ pub use trainer::{
     apply_updates, evaluate, EpochProgress, Evaluation, FitResult, Interruption, Mode, ResumePoint,
     Trainer, TrainerConfig, BEST_RECORD, SNAPSHOT,
 };
-pub use transform::{Chain, GradientTransform, Outcome, StepContext, StepReport};
+pub use transform::{Chain, GradientTransform, Link, Outcome, StepContext, StepReport, WeightHook};
 
 /// The run's random generator: every random number of a run comes from one of these, seeded once.
 pub type Rng = rand_chacha::ChaCha8Rng;

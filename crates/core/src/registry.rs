@@ -9,7 +9,7 @@ use candle_core::Tensor;
 
 use crate::{
     error::{suggest, UnknownName},
-    Callback, Cell, Error, GradientTransform, Model, ParamBuilder, Result, Scheduler,
+    Callback, Cell, Error, Link, Model, ParamBuilder, Result, Scheduler,
 };
 
 /// One parameter a plugin takes.
@@ -297,9 +297,8 @@ pub type CellCtor =
 pub type ModelCtor = Arc<
     dyn Fn(&PluginParams, &ModelContext, &mut ParamBuilder) -> Result<Box<dyn Model>> + Send + Sync,
 >;
-/// Builds a gradient transform.
-pub type TransformCtor =
-    Arc<dyn Fn(&PluginParams) -> Result<Box<dyn GradientTransform>> + Send + Sync>;
+/// Builds an entry of `optim.transforms`: a gradient transform or a weight hook.
+pub type TransformCtor = Arc<dyn Fn(&PluginParams) -> Result<Link> + Send + Sync>;
 /// Builds a scheduler from its parameters, the optimizer's base learning rate, and the registry
 /// (for schedulers that wrap another, such as a warmup).
 pub type SchedulerCtor =
@@ -441,12 +440,8 @@ impl Registry {
         }
     }
 
-    /// Builds a transform from its config table.
-    pub fn transform(
-        &self,
-        table: &toml::Table,
-        at: &str,
-    ) -> Result<(Box<dyn GradientTransform>, PluginParams)> {
+    /// Builds a transform or weight hook from its config table.
+    pub fn transform(&self, table: &toml::Table, at: &str) -> Result<(Link, PluginParams)> {
         let (ctor, p) = self.transforms.resolve(table, at, None)?;
         Ok((ctor(&p)?, p))
     }

@@ -58,11 +58,6 @@ pub trait GradientTransform: Send {
         report: &mut StepReport,
     ) -> Result<Outcome>;
 
-    /// Runs after the parameters were written (constraints, weight averaging).
-    fn after_step(&mut self, _params: &Params, _ctx: &StepContext) -> Result<()> {
-        Ok(())
-    }
-
     /// Called instead of [`GradientTransform::apply`] for a step whose loss is NaN or
     /// infinite: `Some(reason)` drops the step (counted as skipped). When no link drops it the
     /// trainer stops the run: it never applies an update computed from a non-finite loss.
@@ -78,18 +73,6 @@ pub trait GradientTransform: Send {
     /// The learning rate this link was configured with, for an optimizer link.
     fn base_lr(&self) -> Option<f64> {
         None
-    }
-
-    /// Averaged weights (EMA, SWA) by parameter name, when this link keeps them and they are
-    /// ready; the trainer then evaluates with them and logs the raw weights' figures as `raw_*`.
-    fn averaged_params(&self) -> Result<Option<BTreeMap<String, Tensor>>> {
-        Ok(None)
-    }
-
-    /// Whether this link keeps averaged weights ([`GradientTransform::averaged_params`]): the
-    /// run then also logs the raw weights' `raw_val_*` / `raw_test_*`.
-    fn averages_weights(&self) -> bool {
-        false
     }
 
     /// The names of the figures this link reports in [`StepReport::figures`] (logged as epoch
@@ -109,15 +92,114 @@ pub trait GradientTransform: Send {
     }
 }
 
-/// The transforms of a pipeline, applied in order.
+/// Acts on the parameters after each optimizer step that changed them, as Lightning's weight
+/// averaging callback does: a constraint rewrites them (`max_singular_value`), an average keeps
+/// its own copy that the trainer evaluates with (`ema`, `swa`). Listed in `optim.transforms` with
+/// the gradient transforms; it sees no gradients.
+pub trait WeightHook: Send {
+    /// The registry name.
+    fn name(&self) -> &str;
+
+    /// Sets up state for these parameters (called once before training or loading state).
+    fn init(&mut self, _params: &Params) -> Result<()> {
+        Ok(())
+    }
+
+    /// Runs after the parameters were written.
+    fn after_step(&mut self, params: &Params, ctx: &StepContext) -> Result<()>;
+
+    /// Whether this hook keeps averaged weights: the run then evaluates with them
+    /// ([`WeightHook::eval_weights`]) and also logs the raw weights' `raw_val_*` / `raw_test_*`.
+    fn averages_weights(&self) -> bool {
+        false
+    }
+
+    /// The averaged weights by parameter name, once there are any.
+    fn eval_weights(&self) -> Result<Option<BTreeMap<String, Tensor>>> {
+        Ok(None)
+    }
+
+    /// The state to checkpoint.
+    fn state_dict(&self) -> Result<StateDict> {
+        Ok(StateDict::new())
+    }
+
+    /// Restores [`WeightHook::state_dict`]'s output.
+    fn load_state_dict(&mut self, _state: &StateDict) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// One entry of `optim.transforms`: a gradient transform or a weight hook.
+pub enum Link {
+    /// Transforms the gradients before the update.
+    Gradients(Box<dyn GradientTransform>),
+    /// Acts on the weights after the update.
+    Weights(Box<dyn WeightHook>),
+}
+
+impl Link {
+    /// A gradient-transform link.
+    pub fn gradients(t: impl GradientTransform + 'static) -> Link {
+        Link::Gradients(Box::new(t))
+    }
+
+    /// A weight-hook link.
+    pub fn weights(h: impl WeightHook + 'static) -> Link {
+        Link::Weights(Box::new(h))
+    }
+
+    /// The registry name.
+    pub fn name(&self) -> &str {
+        match self {
+            Link::Gradients(t) => t.name(),
+            Link::Weights(h) => h.name(),
+        }
+    }
+
+    fn init(&mut self, params: &Params) -> Result<()> {
+        match self {
+            Link::Gradients(t) => t.init(params),
+            Link::Weights(h) => h.init(params),
+        }
+    }
+
+    fn state_dict(&self) -> Result<StateDict> {
+        match self {
+            Link::Gradients(t) => t.state_dict(),
+            Link::Weights(h) => h.state_dict(),
+        }
+    }
+
+    fn load_state_dict(&mut self, state: &StateDict) -> Result<()> {
+        match self {
+            Link::Gradients(t) => t.load_state_dict(state),
+            Link::Weights(h) => h.load_state_dict(state),
+        }
+    }
+}
+
+impl From<Box<dyn GradientTransform>> for Link {
+    fn from(t: Box<dyn GradientTransform>) -> Link {
+        Link::Gradients(t)
+    }
+}
+
+impl From<Box<dyn WeightHook>> for Link {
+    fn from(h: Box<dyn WeightHook>) -> Link {
+        Link::Weights(h)
+    }
+}
+
+/// The transforms and weight hooks of a pipeline, in config order.
 #[derive(Default)]
 pub struct Chain {
-    links: Vec<Box<dyn GradientTransform>>,
+    links: Vec<Link>,
 }
 
 impl Chain {
     /// A chain of these links, in order.
-    pub fn new(links: Vec<Box<dyn GradientTransform>>) -> Self {
+    pub fn new(links: Vec<Link>) -> Self {
         Chain { links }
     }
 
@@ -126,22 +208,43 @@ impl Chain {
         self.links.iter().map(|l| l.name().to_string()).collect()
     }
 
-    /// Whether a link keeps averaged weights.
-    pub fn averages_weights(&self) -> bool {
-        self.links.iter().any(|l| l.averages_weights())
+    fn transforms(&mut self) -> impl Iterator<Item = &mut Box<dyn GradientTransform>> {
+        self.links.iter_mut().filter_map(|l| match l {
+            Link::Gradients(t) => Some(t),
+            Link::Weights(_) => None,
+        })
     }
 
-    /// Each link's name with the figure names it reports ([`GradientTransform::metric_names`]).
+    fn hooks(&self) -> impl Iterator<Item = &Box<dyn WeightHook>> {
+        self.links.iter().filter_map(|l| match l {
+            Link::Weights(h) => Some(h),
+            Link::Gradients(_) => None,
+        })
+    }
+
+    /// Whether a link keeps averaged weights.
+    pub fn averages_weights(&self) -> bool {
+        self.hooks().any(|h| h.averages_weights())
+    }
+
+    /// Each link's name with the figure names it reports ([`GradientTransform::metric_names`];
+    /// a weight hook reports none).
     pub fn metric_names(&self) -> Vec<(String, Option<Vec<String>>)> {
         self.links
             .iter()
-            .map(|l| (l.name().to_string(), l.metric_names()))
+            .map(|l| match l {
+                Link::Gradients(t) => (t.name().to_string(), t.metric_names()),
+                Link::Weights(h) => (h.name().to_string(), Some(Vec::new())),
+            })
             .collect()
     }
 
     /// The base learning rate of the first optimizer link.
     pub fn base_lr(&self) -> Option<f64> {
-        self.links.iter().find_map(|l| l.base_lr())
+        self.links.iter().find_map(|l| match l {
+            Link::Gradients(t) => t.base_lr(),
+            Link::Weights(_) => None,
+        })
     }
 
     /// Initialises every link.
@@ -149,7 +252,7 @@ impl Chain {
         self.links.iter_mut().try_for_each(|l| l.init(params))
     }
 
-    /// Applies the links in order; stops at the first that skips or accumulates.
+    /// Applies the gradient transforms in order; stops at the first that skips or accumulates.
     pub fn apply(
         &mut self,
         grads: &mut Grads,
@@ -157,7 +260,7 @@ impl Chain {
         ctx: &StepContext,
         report: &mut StepReport,
     ) -> Result<Outcome> {
-        for l in self.links.iter_mut() {
+        for l in self.transforms() {
             match l.apply(grads, params, ctx, report)? {
                 Outcome::Update => {}
                 other => return Ok(other),
@@ -179,7 +282,7 @@ impl Chain {
         ctx: &StepContext,
         report: &mut StepReport,
     ) -> Result<Option<Outcome>> {
-        for l in self.links.iter_mut() {
+        for l in self.transforms() {
             if let Some(reason) = l.on_nonfinite_loss(loss, ctx, report)? {
                 return Ok(Some(Outcome::Skip(reason)));
             }
@@ -187,22 +290,23 @@ impl Chain {
         Ok(None)
     }
 
-    /// The averaged weights of the last link that has them.
+    /// The averaged weights of the last hook that has them.
     pub fn averaged_params(&self) -> Result<Option<BTreeMap<String, Tensor>>> {
         let mut out = None;
-        for l in &self.links {
-            if let Some(a) = l.averaged_params()? {
+        for h in self.hooks() {
+            if let Some(a) = h.eval_weights()? {
                 out = Some(a);
             }
         }
         Ok(out)
     }
 
-    /// Runs every link's `after_step`.
+    /// Runs every weight hook, in order, after the parameters were written.
     pub fn after_step(&mut self, params: &Params, ctx: &StepContext) -> Result<()> {
-        self.links
-            .iter_mut()
-            .try_for_each(|l| l.after_step(params, ctx))
+        self.links.iter_mut().try_for_each(|l| match l {
+            Link::Weights(h) => h.after_step(params, ctx),
+            Link::Gradients(_) => Ok(()),
+        })
     }
 
     /// Every link's state, keyed `"{index}.{name}.{key}"`.

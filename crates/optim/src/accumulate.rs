@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use candle_core::Tensor;
 use rnnlab_core::{
-    GradientTransform, Grads, Outcome, ParamSpec, Params, PluginParams, PluginSpec, Registry,
+    GradientTransform, Grads, Link, Outcome, ParamSpec, Params, PluginParams, PluginSpec, Registry,
     Result, StateDict, StepContext, StepReport,
 };
 
@@ -114,7 +114,7 @@ pub fn register(r: &mut Registry) {
         Arc::new(|p: &PluginParams| {
             let steps = p.usize("steps")?;
             p.check("steps", steps >= 1, "must be at least 1")?;
-            Ok(Box::new(accumulate(steps, p.bool("average")?)) as Box<dyn GradientTransform>)
+            Ok(Link::gradients(accumulate(steps, p.bool("average")?)))
         }),
     );
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use candle_core::Tensor;
 use rnnlab_core::{
-    GradientTransform, Grads, Outcome, ParamSpec, Params, PluginParams, PluginSpec, Registry,
+    GradientTransform, Grads, Link, Outcome, ParamSpec, Params, PluginParams, PluginSpec, Registry,
     Result, StateDict, StepContext, StepReport,
 };
 
@@ -118,13 +118,13 @@ pub fn register(r: &mut Registry) {
             ],
         },
         Arc::new(|p: &PluginParams| {
-            Ok(Box::new(adagrad(
+            Ok(Link::gradients(adagrad(
                 positive(p, "lr")?,
                 non_negative(p, "lr_decay")?,
                 non_negative(p, "initial_accumulator_value")?,
                 positive(p, "eps")?,
                 non_negative(p, "weight_decay")?,
-            )) as Box<dyn GradientTransform>)
+            )))
         }),
     );
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{Shape, Tensor};
 use rnnlab_core::{
-    Error, GradientTransform, Grads, Outcome, ParamSpec, Params, PluginParams, PluginSpec,
+    Error, GradientTransform, Grads, Link, Outcome, ParamSpec, Params, PluginParams, PluginSpec,
     Registry, Result, StateDict, StepContext, StepReport,
 };
 
@@ -489,7 +489,7 @@ pub fn register(r: &mut Registry) {
                 "L2 term added to the gradient (torch Adam's coupled decay), >= 0",
             )),
         },
-        Arc::new(|p: &PluginParams| Ok(Box::new(from_params(p)?) as Box<dyn GradientTransform>)),
+        Arc::new(|p: &PluginParams| Ok(Link::gradients(from_params(p)?))),
     );
 }
 

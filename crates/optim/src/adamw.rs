@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use rnnlab_core::{GradientTransform, ParamSpec, PluginParams, PluginSpec, Registry};
+use rnnlab_core::{Link, ParamSpec, PluginParams, PluginSpec, Registry};
 
 use crate::adam::{adam, from_params, specs, Adam};
 
@@ -31,7 +31,7 @@ pub fn register(r: &mut Registry) {
         Arc::new(|p: &PluginParams| {
             let mut a = from_params(p)?;
             a.decoupled = true;
-            Ok(Box::new(a) as Box<dyn GradientTransform>)
+            Ok(Link::gradients(a))
         }),
     );
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use candle_core::{DType, Tensor};
 use rnnlab_core::{
-    GradientTransform, Grads, Outcome, ParamSpec, Params, PluginParams, PluginSpec, Registry,
+    GradientTransform, Grads, Link, Outcome, ParamSpec, Params, PluginParams, PluginSpec, Registry,
     Result, StepContext, StepReport,
 };
 
@@ -120,8 +120,7 @@ pub fn register(r: &mut Registry) {
             ],
         },
         Arc::new(|p: &PluginParams| {
-            Ok(Box::new(adaptive_clip(positive(p, "clipping")?, positive(p, "eps")?))
-                as Box<dyn GradientTransform>)
+            Ok(Link::gradients(adaptive_clip(positive(p, "clipping")?, positive(p, "eps")?)))
         }),
     );
 }

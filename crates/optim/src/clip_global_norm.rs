@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use rnnlab_core::{
-    GradientTransform, Grads, Outcome, ParamSpec, Params, PluginParams, PluginSpec, Registry,
+    GradientTransform, Grads, Link, Outcome, ParamSpec, Params, PluginParams, PluginSpec, Registry,
     Result, StepContext, StepReport,
 };
 
@@ -104,7 +104,7 @@ pub fn register(r: &mut Registry) {
                 "inf" => NormType::Inf,
                 _ => NormType::L2,
             };
-            Ok(Box::new(clip_global_norm(max_norm, norm_type)) as Box<dyn GradientTransform>)
+            Ok(Link::gradients(clip_global_norm(max_norm, norm_type)))
         }),
     );
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use candle_core::DType;
 use rnnlab_core::{
-    GradientTransform, Grads, Outcome, ParamSpec, Params, PluginParams, PluginSpec, Registry,
+    GradientTransform, Grads, Link, Outcome, ParamSpec, Params, PluginParams, PluginSpec, Registry,
     Result, StepContext, StepReport,
 };
 
@@ -67,9 +67,7 @@ pub fn register(r: &mut Registry) {
                 "largest absolute gradient entry let through (> 0)",
             )],
         },
-        Arc::new(|p: &PluginParams| {
-            Ok(Box::new(clip_value(positive(p, "max_value")?)) as Box<dyn GradientTransform>)
-        }),
+        Arc::new(|p: &PluginParams| Ok(Link::gradients(clip_value(positive(p, "max_value")?)))),
     );
 }
 

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use candle_core::Tensor;
 use rnnlab_core::{
-    GradientTransform, Grads, Outcome, ParamSpec, Params, PluginParams, PluginSpec, Registry,
-    Result, StateDict, StepContext, StepReport,
+    Link, ParamSpec, Params, PluginParams, PluginSpec, Registry, Result, StateDict, StepContext,
+    WeightHook,
 };
 
 use crate::util::{load_map, save_map, update_average};
@@ -43,7 +43,7 @@ impl Ema {
     }
 }
 
-impl GradientTransform for Ema {
+impl WeightHook for Ema {
     fn name(&self) -> &str {
         "ema"
     }
@@ -52,16 +52,6 @@ impl GradientTransform for Ema {
         self.updates = 0;
         self.avg.clear();
         Ok(())
-    }
-
-    fn apply(
-        &mut self,
-        _grads: &mut Grads,
-        _params: &Params,
-        _ctx: &StepContext,
-        _report: &mut StepReport,
-    ) -> Result<Outcome> {
-        Ok(Outcome::Update)
     }
 
     fn after_step(&mut self, params: &Params, _ctx: &StepContext) -> Result<()> {
@@ -75,7 +65,7 @@ impl GradientTransform for Ema {
         true
     }
 
-    fn averaged_params(&self) -> Result<Option<BTreeMap<String, Tensor>>> {
+    fn eval_weights(&self) -> Result<Option<BTreeMap<String, Tensor>>> {
         Ok((self.updates > 0).then(|| self.avg.clone()))
     }
 
@@ -104,7 +94,7 @@ pub fn register(r: &mut Registry) {
         Arc::new(|p: &PluginParams| {
             let decay = p.f64("decay")?;
             p.check("decay", decay > 0.0 && decay < 1.0, "must be in (0, 1)")?;
-            Ok(Box::new(ema(decay)) as Box<dyn GradientTransform>)
+            Ok(Link::weights(ema(decay)))
         }),
     );
 }
@@ -131,19 +121,19 @@ mod tests {
         params.insert("w", w, true)?;
         let mut e = ema(0.9);
         e.init(&params)?;
-        assert!(e.averaged_params()?.is_none());
+        assert!(e.eval_weights()?.is_none());
         for (i, g) in FIXED.iter().enumerate() {
             let ctx = StepContext {
                 step: i,
                 epoch: 1,
                 lr: 0.1,
             };
-            let mut grads = Grads::from_pairs([("w".to_string(), (Tensor::new(g, &d)? * -0.1)?)]);
-            e.apply(&mut grads, &params, &ctx, &mut StepReport::default())?;
+            let grads =
+                rnnlab_core::Grads::from_pairs([("w".to_string(), (Tensor::new(g, &d)? * -0.1)?)]);
             apply_updates(&params, &grads)?;
             e.after_step(&params, &ctx)?;
         }
-        let avg = e.averaged_params()?.unwrap()["w"].to_vec2::<f64>()?;
+        let avg = e.eval_weights()?.unwrap()["w"].to_vec2::<f64>()?;
         let want = TORCH_EMA;
         for r in 0..2 {
             for c in 0..2 {

@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 use candle_core::{DType, Tensor};
 use rnnlab_core::{
-    Error, GradientTransform, Grads, Outcome, ParamSpec, Params, PluginParams, PluginSpec,
-    Registry, Result, StepContext, StepReport,
+    Error, Link, ParamSpec, Params, PluginParams, PluginSpec, Registry, Result, StepContext,
+    WeightHook,
 };
 
 use crate::util::{glob_match, positive};
@@ -246,7 +246,7 @@ impl MaxSingularValue {
     }
 }
 
-impl GradientTransform for MaxSingularValue {
+impl WeightHook for MaxSingularValue {
     fn name(&self) -> &str {
         "max_singular_value"
     }
@@ -254,16 +254,6 @@ impl GradientTransform for MaxSingularValue {
     fn init(&mut self, _params: &Params) -> Result<()> {
         self.last.clear();
         Ok(())
-    }
-
-    fn apply(
-        &mut self,
-        _grads: &mut Grads,
-        _params: &Params,
-        _ctx: &StepContext,
-        _report: &mut StepReport,
-    ) -> Result<Outcome> {
-        Ok(Outcome::Update)
     }
 
     fn after_step(&mut self, params: &Params, _ctx: &StepContext) -> Result<()> {
@@ -304,7 +294,7 @@ pub fn register(r: &mut Registry) {
             c.iters = p.usize("iters")?;
             p.check("iters", c.iters >= 1, "must be at least 1")?;
             c.tol = positive(p, "tol")?;
-            Ok(Box::new(c) as Box<dyn GradientTransform>)
+            Ok(Link::weights(c))
         }),
     );
 }
@@ -391,7 +381,9 @@ mod tests {
         let mut r = Registry::empty();
         register(&mut r);
         let t: toml::Table = toml::from_str("type = \"max_singular_value\"").unwrap();
-        let (mut c, _) = r.transform(&t, "optim.transforms[2]")?;
+        let (Link::Weights(mut c), _) = r.transform(&t, "optim.transforms[2]")? else {
+            panic!("max_singular_value is a weight hook");
+        };
         c.init(&params)?;
         let ctx = StepContext {
             step: 0,

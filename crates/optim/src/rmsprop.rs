@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use candle_core::Tensor;
 use rnnlab_core::{
-    GradientTransform, Grads, Outcome, ParamSpec, Params, PluginParams, PluginSpec, Registry,
+    GradientTransform, Grads, Link, Outcome, ParamSpec, Params, PluginParams, PluginSpec, Registry,
     Result, StateDict, StepContext, StepReport,
 };
 
@@ -177,10 +177,14 @@ pub fn register(r: &mut Registry) {
                 "must be in [0, 1)",
             )?;
             let wd = non_negative(p, "weight_decay")?;
-            Ok(
-                Box::new(rmsprop(lr, alpha, eps, p.bool("centered")?, momentum, wd))
-                    as Box<dyn GradientTransform>,
-            )
+            Ok(Link::gradients(rmsprop(
+                lr,
+                alpha,
+                eps,
+                p.bool("centered")?,
+                momentum,
+                wd,
+            )))
         }),
     );
 }

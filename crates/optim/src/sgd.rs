@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use candle_core::Tensor;
 use rnnlab_core::{
-    GradientTransform, Grads, Outcome, ParamSpec, Params, PluginParams, PluginSpec, Registry,
+    GradientTransform, Grads, Link, Outcome, ParamSpec, Params, PluginParams, PluginSpec, Registry,
     Result, StateDict, StepContext, StepReport,
 };
 
@@ -138,7 +138,7 @@ pub fn register(r: &mut Registry) {
                 "Nesterov momentum needs momentum > 0 and dampening = 0 (as torch)",
             )?;
             let wd = non_negative(p, "weight_decay")?;
-            Ok(Box::new(sgd(lr, momentum, dampening, nesterov, wd)) as Box<dyn GradientTransform>)
+            Ok(Link::gradients(sgd(lr, momentum, dampening, nesterov, wd)))
         }),
     );
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use rnnlab_core::{
-    GradientTransform, Grads, Outcome, Params, PluginParams, PluginSpec, Registry, Result,
+    GradientTransform, Grads, Link, Outcome, Params, PluginParams, PluginSpec, Registry, Result,
     StateDict, StepContext, StepReport,
 };
 
@@ -107,7 +107,7 @@ pub fn register(r: &mut Registry) {
             doc: "drop the step when the loss or any gradient is NaN or infinite (counted, reported as skip_nonfinite.skipped); put it first",
             params: vec![],
         },
-        Arc::new(|_: &PluginParams| Ok(Box::new(skip_nonfinite()) as Box<dyn GradientTransform>)),
+        Arc::new(|_: &PluginParams| Ok(Link::gradients(skip_nonfinite()))),
     );
 }
 

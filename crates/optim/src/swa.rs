@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use candle_core::Tensor;
 use rnnlab_core::{
-    GradientTransform, Grads, Outcome, ParamSpec, Params, PluginParams, PluginSpec, Registry,
-    Result, StateDict, StepContext, StepReport,
+    Link, ParamSpec, Params, PluginParams, PluginSpec, Registry, Result, StateDict, StepContext,
+    WeightHook,
 };
 
 use crate::util::{load_map, save_map, update_average};
@@ -44,7 +44,7 @@ impl Swa {
     }
 }
 
-impl GradientTransform for Swa {
+impl WeightHook for Swa {
     fn name(&self) -> &str {
         "swa"
     }
@@ -53,16 +53,6 @@ impl GradientTransform for Swa {
         self.n = 0;
         self.avg.clear();
         Ok(())
-    }
-
-    fn apply(
-        &mut self,
-        _grads: &mut Grads,
-        _params: &Params,
-        _ctx: &StepContext,
-        _report: &mut StepReport,
-    ) -> Result<Outcome> {
-        Ok(Outcome::Update)
     }
 
     fn after_step(&mut self, params: &Params, ctx: &StepContext) -> Result<()> {
@@ -83,7 +73,7 @@ impl GradientTransform for Swa {
         true
     }
 
-    fn averaged_params(&self) -> Result<Option<BTreeMap<String, Tensor>>> {
+    fn eval_weights(&self) -> Result<Option<BTreeMap<String, Tensor>>> {
         Ok((self.n > 0).then(|| self.avg.clone()))
     }
 
@@ -116,7 +106,7 @@ pub fn register(r: &mut Registry) {
         Arc::new(|p: &PluginParams| {
             let start_epoch = p.usize("start_epoch")?;
             p.check("start_epoch", start_epoch >= 1, "epochs count from 1")?;
-            Ok(Box::new(swa(start_epoch)) as Box<dyn GradientTransform>)
+            Ok(Link::weights(swa(start_epoch)))
         }),
     );
 }
@@ -148,14 +138,14 @@ mod tests {
                 epoch: 1,
                 lr: 0.1,
             };
-            let grads = Grads::from_pairs([(
+            let grads = rnnlab_core::Grads::from_pairs([(
                 "w".to_string(),
                 Tensor::new(&[[1.0f64, 1.0], [1.0, 1.0]], &d)?,
             )]);
             apply_updates(&params, &grads)?;
             s.after_step(&params, &ctx)?;
         }
-        assert!(s.averaged_params()?.is_none());
+        assert!(s.eval_weights()?.is_none());
         w.set(&start)?;
         for (i, g) in FIXED.iter().enumerate() {
             let ctx = StepContext {
@@ -163,12 +153,13 @@ mod tests {
                 epoch: 2,
                 lr: 0.1,
             };
-            let grads = Grads::from_pairs([("w".to_string(), (Tensor::new(g, &d)? * -0.1)?)]);
+            let grads =
+                rnnlab_core::Grads::from_pairs([("w".to_string(), (Tensor::new(g, &d)? * -0.1)?)]);
             apply_updates(&params, &grads)?;
             s.after_step(&params, &ctx)?;
         }
         assert_eq!(s.count(), 5);
-        let avg = s.averaged_params()?.unwrap()["w"].to_vec2::<f64>()?;
+        let avg = s.eval_weights()?.unwrap()["w"].to_vec2::<f64>()?;
         let want = [[0.392, -0.894], [1.83, 0.018]];
         for r in 0..2 {
             for c in 0..2 {

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use rnnlab_core::{
-    GradientTransform, Grads, Outcome, ParamSpec, Params, PluginParams, PluginSpec, Registry,
+    GradientTransform, Grads, Link, Outcome, ParamSpec, Params, PluginParams, PluginSpec, Registry,
     Result, StepContext, StepReport,
 };
 
@@ -95,8 +95,7 @@ pub fn register(r: &mut Registry) {
             let value = p.f64("value")?;
             p.check("value", value >= 0.0 && value.is_finite(), "must be >= 0")?;
             let exclude = patterns(p, "exclude")?;
-            Ok(Box::new(weight_decay(value, p.bool("decoupled")?).with_exclude(exclude))
-                as Box<dyn GradientTransform>)
+            Ok(Link::gradients(weight_decay(value, p.bool("decoupled")?).with_exclude(exclude)))
         }),
     );
 }
@@ -106,7 +105,7 @@ mod tests {
     use super::*;
     use crate::adam::adam;
     use candle_core::{Device, Tensor, Var};
-    use rnnlab_core::{apply_updates, Chain};
+    use rnnlab_core::{apply_updates, Chain, Link};
 
     /// Three steps of a chain on fixed gradients; returns the final weights.
     fn run(mut links: Vec<Box<dyn GradientTransform>>) -> Result<Vec<Vec<f64>>> {
@@ -114,7 +113,12 @@ mod tests {
         let mut params = Params::new();
         let w = Var::from_tensor(&Tensor::new(&[[0.5f64, -1.0], [2.0, 0.25]], &d)?)?;
         params.insert("w", w.clone(), true)?;
-        let mut chain = Chain::new(std::mem::take(&mut links));
+        let mut chain = Chain::new(
+            std::mem::take(&mut links)
+                .into_iter()
+                .map(Link::from)
+                .collect(),
+        );
         chain.init(&params)?;
         let fixed = [
             [[1.0f64, -2.0], [0.5, 3.0]],
@@ -196,7 +200,9 @@ mod tests {
             "type = \"weight_decay\"\nvalue = 0.5\nexclude = [\"*bias*\", \"embedding.*\"]",
         )
         .unwrap();
-        let (mut wd, _) = r.transform(&t, "optim.transforms[0]")?;
+        let (Link::Gradients(mut wd), _) = r.transform(&t, "optim.transforms[0]")? else {
+            panic!("a gradient transform");
+        };
         let mut g = Grads::from_pairs(
             params
                 .iter()

@@ -4,7 +4,7 @@
 //! and EMA reached 24 GiB within one epoch before this was fixed).
 
 use candle_core::{Device, Tensor, Var};
-use rnnlab_core::{apply_updates, Chain, Grads, Outcome, Params, StepContext, StepReport};
+use rnnlab_core::{apply_updates, Chain, Grads, Link, Outcome, Params, StepContext, StepReport};
 use rnnlab_optim::{adam::adam, ema::ema, swa::swa, weight_decay::weight_decay};
 
 #[test]
@@ -14,10 +14,10 @@ fn chain_state_and_averages_carry_no_autograd_history() -> rnnlab_core::Result<(
     let mut params = Params::new();
     params.insert("w", w.clone(), true)?;
     let mut chain = Chain::new(vec![
-        Box::new(weight_decay(0.01, false)),
-        Box::new(adam(0.01, 0.9, 0.999, 1e-8).with_weight_decay(0.01)),
-        Box::new(ema(0.9)),
-        Box::new(swa(1)),
+        Link::gradients(weight_decay(0.01, false)),
+        Link::gradients(adam(0.01, 0.9, 0.999, 1e-8).with_weight_decay(0.01)),
+        Link::weights(ema(0.9)),
+        Link::weights(swa(1)),
     ]);
     chain.init(&params)?;
     for step in 0..3 {
