@@ -47,8 +47,12 @@ pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -
     builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
     let tmp = builder.tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
     write(tmp.path())?;
-    // The writer may have reopened the path; syncing any descriptor of the file syncs its data.
-    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
+    // The writer may have replaced the file at the temporary path (a library writing its own
+    // temporary file and renaming it there): fsync what the path names now, not the descriptor
+    // tempfile opened.
+    std::fs::File::open(tmp.path())
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(path, e))?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     sync_dir(dir)
 }

@@ -1,6 +1,6 @@
-//! Checkpoints: safetensors with PyTorch's names, replaced atomically ([`crate::write_atomic_with`]).
+//! Checkpoints: safetensors with PyTorch's names, replaced atomically ([`crate::write_atomic`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
@@ -9,15 +9,15 @@ use crate::{Error, Result};
 
 /// Writes `tensors` to `path` as safetensors, atomically (a temporary file beside it, fsynced,
 /// renamed over it).
+///
+/// The file is serialised in memory (the bytes `candle_core::safetensors::save` writes) and
+/// written by [`crate::write_atomic`]: safetensors' own file writer replaces its target by a
+/// rename of its own, so the file that [`crate::write_atomic_with`] fsynced would not be the one
+/// renamed into place.
 pub fn save(tensors: &BTreeMap<String, Tensor>, path: &Path) -> Result<()> {
-    let map: HashMap<String, Tensor> = tensors
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    crate::write_atomic_with(path, |tmp| {
-        candle_core::safetensors::save(&map, tmp)
-            .map_err(|e| Error::Mismatch(format!("writing {}: {e}", path.display())))
-    })
+    let bytes = safetensors::serialize(tensors.iter(), None)
+        .map_err(|e| Error::Mismatch(format!("writing {}: {e}", path.display())))?;
+    crate::write_atomic(path, &bytes)
 }
 
 /// Reads every tensor of a safetensors file onto the CPU. A missing or unreadable file is an
@@ -41,6 +41,35 @@ pub fn load(path: &Path) -> Result<BTreeMap<String, Tensor>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bytes are those of candle's own safetensors writer, and the file has the mode of any
+    /// new file (safetensors' writer left its private temporary file's 0600).
+    #[test]
+    fn a_checkpoint_is_candles_safetensors_with_a_new_files_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = BTreeMap::new();
+        let d = Device::Cpu;
+        t.insert("b".to_string(), Tensor::new(&[1f32, 2.], &d).unwrap());
+        t.insert("a".to_string(), Tensor::new(&[[3f64], [4.]], &d).unwrap());
+        t.insert("c".to_string(), Tensor::new(&[5u32], &d).unwrap());
+        let ours = dir.path().join("ours.safetensors");
+        save(&t, &ours).unwrap();
+        let theirs = dir.path().join("theirs.safetensors");
+        let map: std::collections::HashMap<_, _> = t.clone().into_iter().collect();
+        candle_core::safetensors::save(&map, &theirs).unwrap();
+        assert_eq!(
+            std::fs::read(&ours).unwrap(),
+            std::fs::read(&theirs).unwrap()
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let fresh = dir.path().join("fresh");
+            std::fs::File::create(&fresh).unwrap();
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&ours), mode(&fresh));
+        }
+    }
 
     #[test]
     fn missing_and_corrupt_files_are_named_once() {
