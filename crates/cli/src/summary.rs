@@ -4,7 +4,6 @@
 
 use std::fmt::Write as _;
 
-use rnnlab_callbacks::stability::series_stability;
 use rnnlab_core::EpochMetrics;
 
 use crate::diagnose::{self, Cause, Thresholds};
@@ -136,7 +135,8 @@ fn final_line(history: &[EpochMetrics]) -> Option<String> {
 }
 
 /// The largest epoch-to-epoch fall of the held-out accuracy over the last epochs (a rise is
-/// learning), and its spread.
+/// learning), and the range it moved in. (A spread such as the std would count a run that
+/// learns steadily as unsteady.)
 fn swing_line(history: &[EpochMetrics]) -> Option<String> {
     if history.len() < 2 {
         return None;
@@ -144,12 +144,14 @@ fn swing_line(history: &[EpochMetrics]) -> Option<String> {
     let metric = ["val_acc", "test_acc"]
         .into_iter()
         .find(|k| history.iter().any(|m| m.get(k).is_some()))?;
-    let st = series_stability(history, metric, WINDOW)?;
     let tail = &history[history.len().saturating_sub(WINDOW)..];
     let pts: Vec<(f64, f64)> = tail
         .iter()
         .filter_map(|m| Some((m.get("epoch")?, m.get(metric)?)))
         .collect();
+    if pts.len() < 2 {
+        return None;
+    }
     let fall = pts
         .windows(2)
         .map(|w| (w[0].1 - w[1].1, w[1].0))
@@ -159,9 +161,12 @@ fn swing_line(history: &[EpochMetrics]) -> Option<String> {
     } else {
         "no fall".to_string()
     };
+    let (lo, hi) = pts.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |a, p| {
+        (a.0.min(p.1), a.1.max(p.1))
+    });
     Some(format!(
-        "{metric} over the last {} epochs: {largest}, std {:.2}",
-        st.epochs, st.std
+        "{metric} over the last {} epochs: {largest}, range {lo:.2}-{hi:.2}",
+        pts.len()
     ))
 }
 

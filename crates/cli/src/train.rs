@@ -625,14 +625,19 @@ fn resume_point(
 
 /// A non-finite loss stops the run: say what was kept and what to do next.
 fn explain_divergence(e: rnnlab_core::Error, run_dir: &Path) -> anyhow::Error {
-    if !matches!(e, rnnlab_core::Error::NonFinite { .. }) {
+    let rnnlab_core::Error::NonFinite { epoch, .. } = e else {
         return e.into();
-    }
+    };
+    let checkpoints = if run_dir.join("checkpoints/last.safetensors").is_file() {
+        format!("the model checkpoints of epoch {}", epoch - 1)
+    } else {
+        "no model checkpoint (no epoch had ended)".to_string()
+    };
     anyhow!(
         "{e}: training diverged. Kept in {run}: the epoch's figures up to that step in \
-         metrics.jsonl (marked diverged), the checkpoints of the last completed epoch. \
-         `rnnlab diagnose {run}` names the cause; a `skip_nonfinite` transform first in \
-         optim.transforms skips such steps instead",
+         metrics.jsonl (marked diverged), {checkpoints}. `rnnlab diagnose {run}` names the \
+         cause; a `skip_nonfinite` transform first in optim.transforms skips such steps \
+         instead",
         run = run_dir.display()
     )
 }

@@ -106,6 +106,10 @@ fn a_nonfinite_loss_stops_the_run_and_keeps_what_it_had() {
         err.contains(&format!("non-finite loss at epoch 2, step {step}")),
         "the error names another step than steps.jsonl's last ({step}): {err}"
     );
+    assert!(
+        err.contains("the model checkpoints of epoch 1"),
+        "the error does not say which checkpoints were kept: {err}"
+    );
     assert!(steps[..steps.len() - 1]
         .iter()
         .all(|s| s["loss"].as_f64().is_some()));

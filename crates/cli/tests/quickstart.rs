@@ -106,8 +106,25 @@ fn the_end_of_run_summary_says_what_happened() {
         )),
         "{out}"
     );
+    // The swing: the largest fall and the range over the last 10 epochs, from the metrics.
+    let tail = &acc[acc.len().saturating_sub(10)..];
+    let (fall, into) = tail
+        .windows(2)
+        .enumerate()
+        .map(|(i, w)| (w[0] - w[1], acc.len() - tail.len() + i + 2))
+        .fold((0.0, 0), |a, b| if b.0 > a.0 { b } else { a });
+    let lo = tail.iter().cloned().fold(f64::MAX, f64::min);
+    let hi = tail.iter().cloned().fold(f64::MIN, f64::max);
+    let fall = if fall > 0.0 {
+        format!("largest fall {fall:.2} points (into epoch {into})")
+    } else {
+        "no fall".into()
+    };
     assert!(
-        line("swing:").contains("val_acc over the last 10 epochs"),
+        line("swing:").contains(&format!(
+            "val_acc over the last {} epochs: {fall}, range {lo:.2}-{hi:.2}",
+            tail.len()
+        )),
         "{out}"
     );
     let bands = line("gradient norms:");

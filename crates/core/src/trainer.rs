@@ -137,12 +137,16 @@ impl EpochProgress {
 
     /// `train_loss` and `train_acc` of the steps so far (a step whose loss was not finite is
     /// left out of both).
+    /// Train loss and accuracy over the examples of the steps with a finite loss; NaN (a null
+    /// in metrics.jsonl) when every step was skipped, not a loss and accuracy of 0.
     fn train_figures(&self, m: &mut EpochMetrics) {
-        m.set("train_loss", self.loss_sum / self.seen.max(1) as f64);
-        m.set(
-            "train_acc",
-            100.0 * self.right as f64 / self.seen.max(1) as f64,
-        );
+        let seen = if self.seen == 0 {
+            f64::NAN
+        } else {
+            self.seen as f64
+        };
+        m.set("train_loss", self.loss_sum / seen);
+        m.set("train_acc", 100.0 * self.right as f64 / seen);
     }
 
     /// `lr`, the gradient-norm percentiles, `clipped_frac` and `skipped_steps` over `steps`

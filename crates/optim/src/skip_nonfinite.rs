@@ -28,6 +28,22 @@ pub fn skip_nonfinite() -> SkipNonfinite {
     SkipNonfinite::default()
 }
 
+/// Said after a logged skip: the others are counted, not each logged.
+const QUIET: &str = "; only the 1st-3rd, 10th, 100th, ... skips are logged, skipped_steps in metrics.jsonl counts them all";
+
+/// Whether the `n`-th skip gets a log line: the first three, then the 10th, 100th, 1000th, ...
+/// (a run that skips every step would otherwise print one line per step).
+fn worth_a_line(n: u64) -> bool {
+    n <= 3 || is_power_of_ten(n)
+}
+
+fn is_power_of_ten(mut n: u64) -> bool {
+    while n >= 10 && n.is_multiple_of(10) {
+        n /= 10;
+    }
+    n == 1
+}
+
 impl SkipNonfinite {
     /// Steps dropped so far.
     pub fn skipped(&self) -> u64 {
@@ -56,10 +72,13 @@ impl GradientTransform for SkipNonfinite {
         }
         if let Some(name) = &bad {
             self.skipped += 1;
-            tracing::warn!(
-                "skip_nonfinite: {REASON} in `{name}`, step dropped ({} so far)",
-                self.skipped
-            );
+            if worth_a_line(self.skipped) {
+                tracing::warn!(
+                    "skip_nonfinite: {REASON} in `{name}`, step dropped ({} so far{})",
+                    self.skipped,
+                    QUIET
+                );
+            }
         }
         report
             .figures
@@ -77,10 +96,13 @@ impl GradientTransform for SkipNonfinite {
         report: &mut StepReport,
     ) -> Result<Option<String>> {
         self.skipped += 1;
-        tracing::warn!(
-            "skip_nonfinite: {LOSS_REASON} ({loss}), step dropped ({} so far)",
-            self.skipped
-        );
+        if worth_a_line(self.skipped) {
+            tracing::warn!(
+                "skip_nonfinite: {LOSS_REASON} ({loss}), step dropped ({} so far{})",
+                self.skipped,
+                QUIET
+            );
+        }
         report
             .figures
             .push(("skip_nonfinite.skipped".into(), self.skipped as f64));
@@ -115,6 +137,12 @@ pub fn register(r: &mut Registry) {
 mod tests {
     use super::*;
     use candle_core::{Device, Tensor};
+
+    #[test]
+    fn skips_logged_are_the_first_three_and_each_power_of_ten() {
+        let logged: Vec<u64> = (1..=2000).filter(|n| worth_a_line(*n)).collect();
+        assert_eq!(logged, [1, 2, 3, 10, 100, 1000]);
+    }
 
     #[test]
     fn nan_and_inf_skip_and_are_counted() -> Result<()> {

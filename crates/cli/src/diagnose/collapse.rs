@@ -27,9 +27,10 @@ pub(super) fn evaluate(c: &Ctx) -> Finding {
         .or_else(|| confusion_shares(run));
     match final_shares {
         None => {
-            collapse.verdict = Verdict::Unknown(
-                "no predicted shares: add `{type = \"predictions\"}` to the callbacks".into(),
-            )
+            collapse.verdict = Verdict::Unknown(format!(
+                "no predicted shares: {}",
+                cfg.missing_callback("predictions")
+            ))
         }
         Some(pred) => {
             let truth = class_shares(history.last().expect("non-empty"), "val", "true_share");

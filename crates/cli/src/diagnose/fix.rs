@@ -253,6 +253,16 @@ impl RunConfig {
         })
     }
 
+    /// What to do about figures the `kind` callback logs and the run does not have: add the
+    /// callback, or, when the run has it, nothing (it stopped before an epoch's end).
+    pub(super) fn missing_callback(&self, kind: &str) -> String {
+        if self.callbacks.iter().any(|c| Self::kind(c) == kind) {
+            format!("the run has the `{kind}` callback but stopped before an epoch's end")
+        } else {
+            format!("add `{{type = \"{kind}\"}}` to the callbacks")
+        }
+    }
+
     /// Reading the state at each sequence's true length; none unless the run reads it after the
     /// padding (`last_padded`).
     pub(super) fn pool_at_true_length(&self) -> Option<Fix> {

@@ -25,9 +25,10 @@ pub(super) fn evaluate(c: &Ctx) -> Finding {
         explained_by: None,
     };
     if spikes.is_empty() {
-        lr_high.verdict = Verdict::Unknown(
-            "no `stability.loss_spikes`: add `{type = \"stability\"}` to the callbacks".into(),
-        );
+        lr_high.verdict = Verdict::Unknown(format!(
+            "no `stability.loss_spikes`: {}",
+            cfg.missing_callback("stability")
+        ));
     } else {
         let total: f64 = spikes.iter().map(|s| s.1).sum();
         let per: Vec<String> = spikes

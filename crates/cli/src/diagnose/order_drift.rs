@@ -178,9 +178,10 @@ pub(super) fn evaluate(
     };
     let rows = drift_epochs(history, t, cfg.rows);
     if rows.is_empty() {
-        drift.verdict = Verdict::Unknown(
-            "no `predictions.*.share`: add `{type = \"predictions\"}` to the callbacks".into(),
-        );
+        drift.verdict = Verdict::Unknown(format!(
+            "no `predictions.*.share`: {}",
+            cfg.missing_callback("predictions")
+        ));
         return drift;
     }
     let epochs_seen: std::collections::BTreeSet<usize> = rows.iter().map(|r| r.epoch).collect();

@@ -26,9 +26,10 @@ pub(super) fn evaluate(c: &Ctx, healthy: bool) -> Finding {
         explained_by: None,
     };
     if radii.is_empty() {
-        spectral.verdict = Verdict::Unknown(
-            "no `spectral.*.radius`: add `{type = \"spectral\"}` to the callbacks (recurrent models only)".into(),
-        );
+        spectral.verdict = Verdict::Unknown(format!(
+            "no `spectral.*.radius`: {} (recurrent models only)",
+            cfg.missing_callback("spectral")
+        ));
     } else {
         let above: Vec<&(String, f64)> = radii.iter().filter(|r| r.1 > t.radius).collect();
         let top = radii
