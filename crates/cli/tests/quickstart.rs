@@ -140,6 +140,27 @@ fn the_end_of_run_summary_says_what_happened() {
         "{out}"
     );
     assert!(line("next:").contains("rnnlab diagnose"), "{out}");
+    // The README's quick start shows this summary: every line of it but the timing, the path
+    // and the shortened ones is printed as it stands there.
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let block = readme
+        .split("```text\ndone: 10 epochs")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("the README's quick start summary block");
+    let shown: Vec<&str> = block
+        .lines()
+        .skip(1)
+        .filter(|l| !l.contains("(...)") && !l.trim_start().starts_with("plots:"))
+        .collect();
+    assert!(shown.len() >= 8, "{block}");
+    for l in shown {
+        assert!(
+            out.lines().any(|o| o == l),
+            "README line not printed: {l:?}\n{out}"
+        );
+    }
 
     // Monitored by val_loss: the summary follows train.monitor and its mode.
     let by_loss = dir.path().join("by-loss");
