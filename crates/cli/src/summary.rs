@@ -129,7 +129,15 @@ fn final_line(history: &[EpochMetrics]) -> Option<String> {
         "val_loss",
     ]
     .iter()
-    .filter_map(|k| last.get(k).map(|v| format!("{k} {v:.2}")))
+    .filter_map(|k| {
+        // Losses to 4 places, as the monitor line gives them (a converged loss is 0.00 at 2).
+        let v = last.get(k)?;
+        Some(if k.ends_with("loss") {
+            format!("{k} {v:.4}")
+        } else {
+            format!("{k} {v:.2}")
+        })
+    })
     .collect();
     (!parts.is_empty()).then(|| parts.join(", "))
 }
