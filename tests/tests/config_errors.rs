@@ -131,6 +131,20 @@ fn list_shows_every_plugin_with_parameters() {
     ] {
         assert!(text.contains(name), "`rnnlab list` lacks {name}:\n{text}");
     }
+    // Every reader, under its own heading, with its description.
+    let readers = text
+        .split("readers ([data] type):\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("`rnnlab list` has no readers section:\n{text}"));
+    for r in rnnlab_data::READERS {
+        assert!(
+            readers
+                .lines()
+                .any(|l| l.trim_start().starts_with(r.name) && l.ends_with(r.about)),
+            "`rnnlab list` lacks the reader {}:\n{text}",
+            r.name
+        );
+    }
 }
 
 #[test]

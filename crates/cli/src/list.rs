@@ -1,4 +1,4 @@
-//! `rnnlab list`: every registered plugin with its parameters and defaults.
+//! `rnnlab list`: every registered plugin with its parameters and defaults, and the readers.
 
 use std::fmt::Write;
 
@@ -20,7 +20,17 @@ pub fn render(r: &Registry) -> String {
         &r.schedulers,
     );
     section(&mut out, "callbacks ([[callbacks]] type)", &r.callbacks);
+    readers(&mut out);
     out
+}
+
+/// The readers `data.type` picks (their keys are the `[data]` table's: see the README).
+fn readers(out: &mut String) {
+    let _ = writeln!(out, "readers ([data] type):");
+    for r in rnnlab_data::READERS {
+        let _ = writeln!(out, "  {:<20} {}", r.name, r.about);
+    }
+    out.push('\n');
 }
 
 fn section<F: Clone>(out: &mut String, title: &str, table: &Table<F>) {
