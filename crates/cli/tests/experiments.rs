@@ -4,8 +4,9 @@
 //!   stays closer to its training accuracy), with reshuffling as the first fix, and the swings
 //!   reported as drift's consequence when drift holds (E6: sorted runs swing, shuffled ones do
 //!   not);
-//! - a shuffled order: no order drift and no gradient noise of its own (E1 and E6: swings under
-//!   1 point; E7's `last_padded` runs swing as a consequence of their collapse);
+//! - a shuffled order: no order drift, and gradient noise exactly where a run fell by more than
+//!   2 points between epochs (E1-E3, E6: swings under 1 point; E5's recurrent-dropout seed 42;
+//!   E7's `last_padded` runs, as a consequence of their collapse);
 //! - exploding gradients exactly where the run's logged per-epoch figures cross the documented
 //!   thresholds (E1, E6: p99 at most 5.6; E2's lr 1e-4 runs: p99 10-12 in later epochs).
 //!
@@ -134,14 +135,19 @@ fn diagnose_names_on_each_experiment_run_what_its_sweep_measured() {
         } else if shuffle {
             shuffled += 1;
             assert!(!d.holds(Cause::OrderDrift), "{}: {md}", run.display());
-            // Swings only as another cause's consequence (E7's `last_padded` runs collapse to
-            // one class and flip between classes).
-            let noise = d.finding(Cause::GradientNoise);
-            assert!(
-                !d.holds(Cause::GradientNoise) || noise.explained_by.is_some(),
-                "{}: {md}",
-                run.display()
-            );
+            // Gradient noise is named exactly where the run fell by more than 2 points between
+            // two of its last 10 epochs with healthy norms: E5's recurrent-dropout seed 42
+            // (63.80 -> 61.12 into epoch 13); E7's `last_padded` runs, as their collapse's
+            // consequence. Every other shuffled run swings under 2 points.
+            let falls = largest_fall(run);
+            if !d.holds(Cause::ExplodingGradients) {
+                assert_eq!(
+                    d.holds(Cause::GradientNoise),
+                    falls > 2.0,
+                    "{}: fall {falls}: {md}",
+                    run.display()
+                );
+            }
         }
     }
     eprintln!(
