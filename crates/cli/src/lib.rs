@@ -132,7 +132,7 @@ pub enum Command {
     },
     /// Run a sweep (a base pipeline × variants × seeds, each an ordinary run folder), or look
     /// at one: `rnnlab sweep SWEEP.toml [--jobs N]`, `rnnlab sweep status SWEEP.toml`,
-    /// `rnnlab sweep report SWEEP.toml [--out DIR]`.
+    /// `rnnlab sweep report SWEEP.toml [--out DIR]`, `rnnlab sweep eval SWEEP.toml DATA --name N`.
     Sweep(sweep_cmd::SweepArgs),
     /// Which causes of unstable training hold for a run, with evidence, and the fixes in order.
     Diagnose {

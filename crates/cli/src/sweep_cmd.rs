@@ -6,7 +6,8 @@ use anyhow::{bail, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use rnnlab_core::Registry;
 
-use crate::sweep::{self, exec, local, report, slurm, status};
+use crate::eval::EvalOptions;
+use crate::sweep::{self, evaluate, exec, local, report, slurm, status};
 
 /// `rnnlab sweep`: run a sweep file, or one of the subcommands.
 #[derive(Args, Debug)]
@@ -87,6 +88,29 @@ pub enum SweepCommand {
         #[arg(long)]
         window: Option<usize>,
     },
+    /// Evaluate every finished run's checkpoint on a data file (as `rnnlab eval`), kept as
+    /// `evals/<name>.json` in the run folder; the report shows it as a column.
+    Eval {
+        /// The sweep file.
+        file: PathBuf,
+        /// The data file (in the runs' format unless --reader / --set say otherwise).
+        data: PathBuf,
+        /// The evaluation's name: `evals/<name>.json` and the report's column.
+        #[arg(long)]
+        name: String,
+        /// Which checkpoint: best or last.
+        #[arg(long, default_value = "best", value_parser = ["best", "last"])]
+        checkpoint: String,
+        /// Read the file with this reader (tsv, csv, jsonl, sst-trees) instead of the run's.
+        #[arg(long)]
+        reader: Option<String>,
+        /// Change how the file is read, as `rnnlab eval --set` (`text=sentence`). Repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// Evaluate again runs that have `evals/<name>.json` already.
+        #[arg(long)]
+        force: bool,
+    },
     /// Run one run of the sweep in this process (what every launcher runs per run).
     #[command(hide = true)]
     Exec {
@@ -118,6 +142,29 @@ pub fn run(registry: &Registry, args: SweepArgs) -> Result<()> {
             let plan = sweep::load(registry, &file)?;
             let window = window.or(plan.sweep.window).unwrap_or(10);
             print!("{}", report::run(&plan, out.as_deref(), window)?);
+            Ok(())
+        }
+        Some(SweepCommand::Eval {
+            file,
+            data,
+            name,
+            checkpoint,
+            reader,
+            sets,
+            force,
+        }) => {
+            let plan = sweep::load(registry, &file)?;
+            let opts = evaluate::SweepEvalOptions {
+                name,
+                data,
+                eval: EvalOptions {
+                    checkpoint,
+                    reader,
+                    sets,
+                },
+                force,
+            };
+            evaluate::run(registry, &plan, &opts)?;
             Ok(())
         }
         Some(SweepCommand::Exec {

@@ -288,3 +288,109 @@ fn the_report_averages_each_variant_over_its_seeds() {
     assert!(out_dir.join("plots/sweep_test_acc.svg").is_file());
     assert!(out_dir.join("sweep.md").is_file());
 }
+
+/// The validation rows of seed `seed`'s split of `run`'s corpus, written as a `text` / `label`
+/// TSV (the demo corpus and the split come first from the run's generator).
+fn write_val_rows(run: &Path, seed: u64, file: &Path) {
+    let cfg = rnnlab_cli::config::load(
+        rnnlab_cli::config::Source::File(&run.join("config.resolved.toml")),
+        &[],
+    )
+    .unwrap();
+    let split = rnnlab_data::read_and_split(&cfg.data, &mut rnnlab_core::seeded(seed)).unwrap();
+    let mut text = String::from("text\tlabel\n");
+    for r in &split.val {
+        text.push_str(&format!("{}\t{}\n", r.text, r.label));
+    }
+    std::fs::write(file, text).unwrap();
+}
+
+/// The `val_acc` the trainer logged for the epoch that `checkpoints/best.json` names.
+fn logged_best_val_acc(run: &Path) -> f64 {
+    let best: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("checkpoints/best.json")).unwrap())
+            .unwrap();
+    let epoch = best["epoch"].as_u64().unwrap() as f64;
+    metrics(run)
+        .iter()
+        .find(|m| m.get("epoch") == Some(epoch))
+        .and_then(|m| m.get("val_acc"))
+        .unwrap()
+}
+
+fn stored_accuracy(run: &Path, name: &str) -> f64 {
+    let v: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run.join(format!("evals/{name}.json"))).unwrap(),
+    )
+    .unwrap();
+    v["accuracy"].as_f64().unwrap()
+}
+
+#[test]
+fn sweep_eval_scores_each_best_checkpoint_and_the_report_shows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = demo_sweep(dir.path(), "[1, 2]", 2, TWO_VARIANTS);
+    let out = rnnlab(&["sweep", file.to_str().unwrap(), "--jobs", "2"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let runs = dir.path().join("runs");
+    // Seed 1's validation rows: for the seed-1 runs, evaluating the best checkpoint on them must
+    // give the val_acc logged at the best epoch.
+    let heldout = dir.path().join("heldout.tsv");
+    write_val_rows(&runs.join("adam/seed-1"), 1, &heldout);
+    // A run whose best checkpoint is gone is skipped, and said to be.
+    std::fs::remove_file(runs.join("adam/seed-2/checkpoints/best.safetensors")).unwrap();
+    let eval = |extra: &[&str]| {
+        let mut args = vec![
+            "sweep",
+            "eval",
+            file.to_str().unwrap(),
+            heldout.to_str().unwrap(),
+            "--name",
+            "heldout",
+            "--reader",
+            "tsv",
+        ];
+        args.extend_from_slice(extra);
+        let out = rnnlab(&args);
+        let t = text(&out);
+        assert!(out.status.success(), "{t}");
+        t
+    };
+    let t = eval(&[]);
+    assert!(
+        t.contains("adam/seed-2  skipped: no checkpoints/best.safetensors"),
+        "{t}"
+    );
+    assert!(t.contains("4 runs: 3 evaluated, 0 kept, 1 skipped"), "{t}");
+    for v in ["adam", "sgd"] {
+        let run = runs.join(format!("{v}/seed-1"));
+        assert_eq!(
+            stored_accuracy(&run, "heldout"),
+            logged_best_val_acc(&run),
+            "{v}"
+        );
+    }
+    let sgd2 = stored_accuracy(&runs.join("sgd/seed-2"), "heldout");
+    // Run again: kept; with --force: evaluated again, to the same figure.
+    assert!(eval(&[]).contains("0 evaluated, 3 kept, 1 skipped"));
+    assert!(eval(&["--force"]).contains("3 evaluated, 0 kept, 1 skipped"));
+    assert_eq!(stored_accuracy(&runs.join("sgd/seed-2"), "heldout"), sgd2);
+
+    // The report: one more column, mean ± sample std over the runs that have it.
+    let out = rnnlab(&["sweep", "report", file.to_str().unwrap()]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("| params | heldout acc |"), "{t}");
+    let adam1 = stored_accuracy(&runs.join("adam/seed-1"), "heldout");
+    assert!(t.contains(&format!("| {adam1:.2} (1 of 2) |")), "{t}");
+    let sgd1 = stored_accuracy(&runs.join("sgd/seed-1"), "heldout");
+    let mean = (sgd1 + sgd2) / 2.0;
+    let std = ((sgd1 - mean).powi(2) + (sgd2 - mean).powi(2)).sqrt();
+    assert!(t.contains(&format!("| {mean:.2} ± {std:.2} |")), "{t}");
+    assert!(
+        t.contains(
+            "heldout acc = accuracy in percent of each run's best checkpoint on heldout.tsv"
+        ),
+        "{t}"
+    );
+}

@@ -6,6 +6,7 @@
 //! launcher runs `--jobs` of those processes at a time; the Slurm launcher submits them as one
 //! job array. The report reads only the run folders' `metrics.jsonl`.
 
+pub mod evaluate;
 pub mod exec;
 pub mod local;
 pub mod report;

@@ -3,6 +3,7 @@
 //! back from a cluster report the same. Markdown, CSV, and figures overlaying the variants
 //! (mean curve, band from the lowest to the highest seed).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -11,6 +12,7 @@ use rnnlab_callbacks::plot::{self, LineChart, Series};
 use rnnlab_callbacks::stability::series_stability;
 use rnnlab_core::{read_metrics, EpochMetrics};
 
+use super::evaluate::{self, StoredEval};
 use super::Plan;
 use crate::report::{final_radius, mean};
 
@@ -43,6 +45,8 @@ pub struct RunFigures {
     pub seconds: Option<f64>,
     /// Trainable parameters (from `provenance.json`).
     pub params: Option<f64>,
+    /// Accuracy of each stored evaluation (`evals/<name>.json`, `rnnlab sweep eval`), by name.
+    pub evals: BTreeMap<String, StoredEval>,
 }
 
 /// The largest value of `key` over the epochs; unlike the run report's p99 column, an infinite
@@ -72,6 +76,7 @@ pub fn run_figures(history: &[EpochMetrics], window: usize) -> RunFigures {
         radius: final_radius(history),
         seconds: mean(history, "epoch_seconds"),
         params: None,
+        evals: BTreeMap::new(),
     }
 }
 
@@ -117,6 +122,7 @@ pub fn load(plan: &Plan, window: usize) -> Result<Vec<VariantRuns>> {
             }
             let mut f = run_figures(&history, window);
             f.params = trainable_params(&r.dir);
+            f.evals = evaluate::stored(&r.dir)?;
             figures.push(f);
             runs.push((r.seed, history));
         }
@@ -226,15 +232,36 @@ fn cell(v: Option<(f64, Option<f64>)>, digits: usize) -> String {
     }
 }
 
+/// The names of the stored evaluations of any run, in order.
+fn eval_names(variants: &[VariantRuns]) -> Vec<String> {
+    let names: std::collections::BTreeSet<&String> = variants
+        .iter()
+        .flat_map(|v| v.figures.iter().flat_map(|f| f.evals.keys()))
+        .collect();
+    names.into_iter().cloned().collect()
+}
+
+/// One variant's accuracies of the evaluation `name` (`None` for a run without it).
+fn eval_values(v: &VariantRuns, name: &str) -> Vec<Option<f64>> {
+    v.figures
+        .iter()
+        .map(|f| f.evals.get(name).map(|e| e.accuracy))
+        .collect()
+}
+
 /// The Markdown table: one row per variant, mean ± std over its seeds.
 pub fn table(variants: &[VariantRuns], window: usize) -> String {
+    let evals = eval_names(variants);
     let mut s = String::new();
     let _ = write!(s, "| variant | seeds | epochs |");
     for c in COLUMNS {
         let _ = write!(s, " {} |", c.header.replace('K', &window.to_string()));
     }
+    for e in &evals {
+        let _ = write!(s, " {e} acc |");
+    }
     let _ = writeln!(s);
-    let _ = writeln!(s, "|{}", " --- |".repeat(COLUMNS.len() + 3));
+    let _ = writeln!(s, "|{}", " --- |".repeat(COLUMNS.len() + 3 + evals.len()));
     for v in variants {
         let epochs: Vec<usize> = v.figures.iter().map(|f| f.epochs).collect();
         let epochs = match (epochs.iter().min(), epochs.iter().max()) {
@@ -246,6 +273,15 @@ pub fn table(variants: &[VariantRuns], window: usize) -> String {
         for c in COLUMNS {
             let values: Vec<Option<f64>> = v.figures.iter().map(c.get).collect();
             let _ = write!(s, " {} |", cell(mean_std(&values), c.digits));
+        }
+        for e in &evals {
+            let values = eval_values(v, e);
+            let have = values.iter().flatten().count();
+            let mut text = cell(mean_std(&values), 2);
+            if have > 0 && have < values.len() {
+                let _ = write!(text, " ({have} of {})", values.len());
+            }
+            let _ = write!(s, " {text} |");
         }
         let _ = writeln!(s);
     }
@@ -260,6 +296,12 @@ pub fn csv(variants: &[VariantRuns]) -> Result<String> {
         header.push(format!("{}_mean", c.csv));
         header.push(format!("{}_std", c.csv));
     }
+    let evals = eval_names(variants);
+    for e in &evals {
+        header.push(format!("{e}_acc_mean"));
+        header.push(format!("{e}_acc_std"));
+        header.push(format!("{e}_runs"));
+    }
     w.write_record(&header)?;
     for v in variants {
         let mut rec = vec![
@@ -272,8 +314,11 @@ pub fn csv(variants: &[VariantRuns]) -> Result<String> {
                 .map(|e| e.to_string())
                 .unwrap_or_default(),
         ];
-        for c in COLUMNS {
-            let values: Vec<Option<f64>> = v.figures.iter().map(c.get).collect();
+        let columns = COLUMNS
+            .iter()
+            .map(|c| v.figures.iter().map(c.get).collect::<Vec<_>>());
+        let eval_columns = evals.iter().map(|e| eval_values(v, e));
+        for (i, values) in columns.chain(eval_columns).enumerate() {
             match mean_std(&values) {
                 Some((m, s)) => {
                     rec.push(format!("{m}"));
@@ -284,10 +329,35 @@ pub fn csv(variants: &[VariantRuns]) -> Result<String> {
                     rec.push(String::new());
                 }
             }
+            if i >= COLUMNS.len() {
+                rec.push(values.iter().flatten().count().to_string());
+            }
         }
         w.write_record(&rec)?;
     }
     Ok(String::from_utf8(w.into_inner()?)?)
+}
+
+/// The legend's sentence on the stored evaluations: which file and checkpoint each column is.
+fn evals_legend(variants: &[VariantRuns]) -> String {
+    let mut s = String::new();
+    for name in eval_names(variants) {
+        let Some(e) = variants
+            .iter()
+            .flat_map(|v| v.figures.iter())
+            .find_map(|f| f.evals.get(&name))
+        else {
+            continue;
+        };
+        let _ = write!(
+            s,
+            " {name} acc = accuracy in percent of each run's {} checkpoint on {} \
+             (`rnnlab sweep eval --name {name}`, kept in the run's evals/{name}.json; \
+             \"(k of n)\": only k of the n runs have it).",
+            e.checkpoint, e.data
+        );
+    }
+    s
 }
 
 /// The legend printed under the table.
@@ -431,7 +501,14 @@ pub fn markdown(plan: &Plan, variants: &[VariantRuns], window: usize) -> String 
     let mut s = format!("## Sweep `{stem}`\n\n");
     s.push_str(&table(variants, window));
     s.push('\n');
-    s.push_str(&legend(window));
+    let mut legend = legend(window);
+    let evals = evals_legend(variants);
+    if !evals.is_empty() {
+        legend.truncate(legend.trim_end().len());
+        legend.push_str(&evals);
+        legend.push('\n');
+    }
+    s.push_str(&legend);
     s
 }
 

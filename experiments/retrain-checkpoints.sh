@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Gives back the checkpoints of finished experiment runs whose folders hold only the committed
+# files (metrics, config, provenance): trains each such run again from its config.resolved.toml
+# in results/.retrain/, checks that every logged figure but the timings equals the committed
+# metrics.jsonl (the same seed gives the same run), and moves the new checkpoints/ into the run
+# folder; the committed files stay as they are. A run whose figures differ is reported and left.
+# Then `rnnlab sweep eval` can evaluate it. Resumable: runs that have their checkpoints are skipped.
+# Arguments: run folders (default: every results/*/seed-*). RNNLAB, JOBS as run-all.sh.
+set -uo pipefail
+cd "$(dirname "$0")"
+RNNLAB="${RNNLAB:-$(cd .. && pwd)/target/release/rnnlab}"
+runs=("$@")
+[ ${#runs[@]} -gt 0 ] || runs=(results/*/seed-*)
+retrain() {
+  run="$1"
+  [ -f "$run/checkpoints/best.safetensors" ] && return 0
+  [ -f "$run/metrics.jsonl" ] || return 0
+  tmp="results/.retrain/${run#results/}"
+  rm -rf "$tmp"
+  mkdir -p "$(dirname "$tmp")"
+  if ! "$RNNLAB" train "$run/config.resolved.toml" --out "$tmp" --threads 1 > "$tmp.log" 2>&1; then
+    echo "$run: training failed, see $tmp.log"
+    return 1
+  fi
+  if python3 - "$run/metrics.jsonl" "$tmp/metrics.jsonl" <<'PY'
+import json, sys
+def figures(path):
+    out = []
+    for line in open(path):
+        m = json.loads(line)
+        out.append({k: v for k, v in m.items() if "seconds" not in k and "per_second" not in k})
+    return out
+sys.exit(0 if figures(sys.argv[1]) == figures(sys.argv[2]) else 1)
+PY
+  then
+    rm -rf "$run/checkpoints"
+    mv "$tmp/checkpoints" "$run/checkpoints"
+    rm -rf "$tmp" "$tmp.log"
+    echo "$run: checkpoints back (metrics equal the committed ones)"
+  else
+    echo "$run: the new run's metrics differ from the committed ones; left in $tmp"
+    return 1
+  fi
+}
+export -f retrain
+export RNNLAB
+printf '%s\n' "${runs[@]}" | xargs -P "${JOBS:-2}" -I{} bash -c 'retrain "$@"' _ {}
