@@ -1,5 +1,6 @@
 //! The one training loop: every model, cell, transform, scheduler and callback runs through it.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -9,8 +10,8 @@ use candle_core::{DType, Tensor, D};
 
 use crate::{
     checkpoint, quantile, Batch, BatchSource, BatchStats, Callback, Chain, Confusion, Control,
-    EpochMetrics, Error, EvalSplit, Grads, Interval, MetricsWriter, Model, Outcome, Result, Rng,
-    Scheduler, StateDict, StepContext, StepReport, TrainView,
+    EpochMetrics, Error, EvalSplit, Grads, Interval, MetricsWriter, Model, Outcome, Params,
+    RecurrentWeight, Result, Rng, Scheduler, StateDict, StepContext, StepReport, TrainView,
 };
 
 /// Which way a monitored metric improves.
@@ -166,6 +167,43 @@ impl EpochProgress {
         }
     }
 
+    /// Adds one step: its loss and accuracy when the loss was finite (`right` is `Some`), its
+    /// tokens, gradient norm, clipping and the transforms' figures.
+    fn record(&mut self, batch: &Batch, stats: &BatchStats, right: Option<usize>, r: StepReport) {
+        if stats.clipped {
+            self.clipped += 1;
+        }
+        for (name, v) in r.figures {
+            match self.figures.iter_mut().find(|(n, _, _)| *n == name) {
+                Some(f) => {
+                    f.1 += v;
+                    f.2 += 1;
+                }
+                None => self.figures.push((name, v, 1)),
+            }
+        }
+        if let Some(right) = right {
+            self.right += right;
+            self.seen += stats.batch_size;
+            self.loss_sum += stats.loss * stats.batch_size as f64;
+        }
+        self.tokens += batch.tokens();
+        self.norms.push(stats.grad_norm);
+        self.batches += 1;
+    }
+
+    /// The step figures of the finished epoch of `steps` steps, then its timings
+    /// (`self.seconds` is its training time).
+    fn epoch_figures(&self, m: &mut EpochMetrics, steps: usize, eval_started: Instant) {
+        self.step_figures(m, steps);
+        m.set("epoch_seconds", self.seconds);
+        m.set("eval_seconds", eval_started.elapsed().as_secs_f64());
+        m.set(
+            "tokens_per_second",
+            self.tokens as f64 / self.seconds.max(1e-9),
+        );
+    }
+
     /// The record of an epoch that stopped at a non-finite loss in step `step` (numbered as
     /// the callbacks see it): marked `partial` and `diverged`, the step's number, loss and
     /// gradient norm, and the figures of the epoch's steps before it (`steps` counts them).
@@ -291,6 +329,62 @@ pub struct Trainer {
     step: usize,
 }
 
+/// What one [`Trainer::fit_from`] holds from start to end: the evaluation batches, the model's
+/// recurrent matrices and the run folder (for the callbacks' views), the metrics file.
+struct Fit {
+    val: Vec<Batch>,
+    test: Vec<Batch>,
+    num_classes: usize,
+    recurrent: Vec<RecurrentWeight>,
+    run_dir: Option<PathBuf>,
+    writer: Option<MetricsWriter>,
+}
+
+impl Fit {
+    /// `metrics.jsonl` starts with `history` (a resumed run's epochs).
+    fn new(t: &Trainer, data: &mut dyn BatchSource, history: &[EpochMetrics]) -> Result<Self> {
+        Ok(Fit {
+            val: data.eval_batches(EvalSplit::Val)?,
+            test: data.eval_batches(EvalSplit::Test)?,
+            num_classes: data.num_classes(),
+            recurrent: t.model.recurrent_weights(),
+            run_dir: t.config.run_dir.clone(),
+            writer: match &t.config.metrics_path {
+                Some(p) => Some(MetricsWriter::create_with(p, history)?),
+                None => None,
+            },
+        })
+    }
+
+    /// The callbacks' view at `epoch` / `step`, without evaluations.
+    fn view<'a>(&'a self, params: &'a Params, epoch: usize, step: usize) -> TrainView<'a> {
+        TrainView {
+            params,
+            recurrent: &self.recurrent,
+            epoch,
+            step,
+            run_dir: self.run_dir.as_deref(),
+            val: None,
+            test: None,
+        }
+    }
+
+    /// [`Fit::view`] with the latest val and test evaluations.
+    fn evaluated_view<'a>(
+        &'a self,
+        params: &'a Params,
+        epoch: usize,
+        step: usize,
+        result: &'a FitResult,
+    ) -> TrainView<'a> {
+        TrainView {
+            val: result.val.as_ref(),
+            test: result.test.as_ref(),
+            ..self.view(params, epoch, step)
+        }
+    }
+}
+
 impl Trainer {
     /// A trainer at step 0.
     pub fn new(
@@ -330,28 +424,11 @@ impl Trainer {
         rng: &mut Rng,
         resume: Option<ResumePoint>,
     ) -> Result<FitResult> {
-        let num_classes = data.num_classes();
-        let val_batches = data.eval_batches(EvalSplit::Val)?;
-        let test_batches = data.eval_batches(EvalSplit::Test)?;
-        let recurrent = self.model.recurrent_weights();
         let fresh = resume.is_none();
         let resume = resume.unwrap_or_default();
-        let mut writer = match &self.config.metrics_path {
-            Some(p) => Some(MetricsWriter::create_with(p, &resume.history)?),
-            None => None,
-        };
-        let run_dir = self.config.run_dir.clone();
-        let view = |params, epoch, step| TrainView {
-            params,
-            recurrent: &recurrent,
-            epoch,
-            step,
-            run_dir: run_dir.as_deref(),
-            val: None,
-            test: None,
-        };
+        let mut fit = Fit::new(self, data, &resume.history)?;
         for cb in self.callbacks.iter_mut() {
-            cb.on_train_start(&view(self.model.params(), 0, self.step))?;
+            cb.on_train_start(&fit.view(self.model.params(), 0, self.step))?;
         }
         if let (true, Some(dir)) = (fresh, &self.config.checkpoint_dir) {
             // A run stopped before its first epoch ended resumes from here.
@@ -375,15 +452,15 @@ impl Trainer {
                     let batches = data.train_batches(epoch, &mut p.epoch_rng.clone())?;
                     (p, batches)
                 }
-                None => {
-                    let p = EpochProgress::start(rng.clone());
-                    (p, data.train_batches(epoch, rng)?)
-                }
+                None => (
+                    EpochProgress::start(rng.clone()),
+                    data.train_batches(epoch, rng)?,
+                ),
             };
             let started = Instant::now();
-            let params = self.model.params();
             for cb in self.callbacks.iter_mut() {
-                cb.on_epoch_start(batches.len(), p.batches, &view(params, epoch, self.step))?;
+                let v = fit.view(self.model.params(), epoch, self.step);
+                cb.on_epoch_start(batches.len(), p.batches, &v)?;
             }
             for batch in batches.iter().skip(p.batches) {
                 if self.stop_requested() {
@@ -392,205 +469,17 @@ impl Trainer {
                         Some(self.interrupt(epoch - 1, Some(&p), batches.len(), best, rng)?);
                     return Ok(result);
                 }
-                let logits = self.model.forward(batch, true, rng)?;
-                let loss = self.model.loss(&logits, &batch.labels)?;
-                let loss_v = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-                let mut store = loss.backward()?;
-                let params = self.model.params();
-                let mut grads = Grads::from_backward(params, &mut store)?;
-                drop(store);
-                let grad_norm = grads.global_norm()?;
-                for cb in self.callbacks.iter_mut() {
-                    cb.on_after_backward(&grads, &view(params, epoch, self.step))?;
-                }
-                let t = match self.scheduler.interval() {
-                    Interval::Step => self.step,
-                    Interval::Epoch => epoch - 1,
-                };
-                let lr = self.scheduler.lr(t);
-                p.lr = lr;
-                let ctx = StepContext {
-                    step: self.step,
-                    epoch,
-                    lr,
-                };
-                let mut report = StepReport::default();
-                let outcome = if loss_v.is_finite() {
-                    Some(self.chain.apply(&mut grads, params, &ctx, &mut report)?)
-                } else {
-                    self.chain.on_nonfinite_loss(loss_v, &ctx, &mut report)?
-                };
-                let n = batch.size();
-                let Some(outcome) = outcome else {
-                    // Diverged, and no transform (skip_nonfinite) drops the step: stop without
-                    // an update, and log what there is. No checkpoint is written: the last epoch
-                    // end's stay.
-                    p.seconds += started.elapsed().as_secs_f64();
-                    // The step as the callbacks (steps.jsonl) number it: this one included.
-                    let step = self.step + 1;
-                    let stats = BatchStats {
-                        loss: loss_v,
-                        grad_norm,
-                        lr,
-                        skipped: false,
-                        clipped: false,
-                        batch_size: n,
-                    };
-                    let m = p.diverged_record(epoch, step, &stats);
-                    let v = view(params, epoch, step);
-                    for cb in self.callbacks.iter_mut() {
-                        cb.on_batch_end(&stats, &v)?;
-                    }
-                    if let Some(w) = writer.as_mut() {
-                        w.append(&m)?;
-                    }
-                    for cb in self.callbacks.iter_mut() {
-                        cb.on_epoch_logged(&m, &v)?;
-                    }
-                    return Err(Error::NonFinite {
-                        what: "loss".into(),
-                        epoch,
-                        step,
-                    });
-                };
-                let was_skipped = matches!(outcome, Outcome::Skip(_));
-                match outcome {
-                    Outcome::Update => {
-                        apply_updates(params, &grads)?;
-                        self.chain.after_step(params, &ctx)?;
-                        self.step += 1;
-                    }
-                    Outcome::Skip(_) => {
-                        p.skipped += 1;
-                        self.step += 1;
-                    }
-                    // A micro-batch taken into an accumulation: the optimizer step comes later.
-                    Outcome::Accumulate => {}
-                }
-                if report.clipped {
-                    p.clipped += 1;
-                }
-                for (name, v) in report.figures {
-                    match p.figures.iter_mut().find(|(n, _, _)| *n == name) {
-                        Some(f) => {
-                            f.1 += v;
-                            f.2 += 1;
-                        }
-                        None => p.figures.push((name, v, 1)),
-                    }
-                }
-                if loss_v.is_finite() {
-                    p.right += correct(&logits, &batch.labels)?;
-                    p.seen += n;
-                    p.loss_sum += loss_v * n as f64;
-                }
-                p.tokens += batch.tokens();
-                p.norms.push(grad_norm);
-                p.batches += 1;
-                let stats = BatchStats {
-                    loss: loss_v,
-                    grad_norm,
-                    lr,
-                    skipped: was_skipped,
-                    clipped: report.clipped,
-                    batch_size: n,
-                };
-                for cb in self.callbacks.iter_mut() {
-                    cb.on_batch_end(&stats, &view(params, epoch, self.step))?;
-                }
+                self.train_step(batch, epoch, &mut p, &mut fit, started, rng)?;
             }
-            let train_seconds = p.seconds + started.elapsed().as_secs_f64();
-
+            p.seconds += started.elapsed().as_secs_f64();
             let mut m = EpochMetrics::new();
             m.set("epoch", epoch as f64);
             p.train_figures(&mut m);
             let eval_started = Instant::now();
-            let averaged = self.chain.averaged_params()?;
-            if averaged.is_some() {
-                // Weight averaging is on: the raw weights' figures are logged as raw_*, and the
-                // averaged weights are evaluated (and selected on) under the usual names.
-                let raw_val = self.evaluate_batches(&val_batches, num_classes, rng)?;
-                let raw_test = self.evaluate_batches(&test_batches, num_classes, rng)?;
-                log_eval(&mut m, "raw_val", &raw_val);
-                log_eval(&mut m, "raw_test", &raw_test);
-            }
-            let raw_weights = match &averaged {
-                Some(avg) => Some(swap_in(self.model.params(), avg)?),
-                None => None,
-            };
-            result.val = self.evaluate_batches(&val_batches, num_classes, rng)?;
-            result.test = self.evaluate_batches(&test_batches, num_classes, rng)?;
-            log_eval(&mut m, "val", &result.val);
-            log_eval(&mut m, "test", &result.test);
-            // Deep copies: `to_map` shares the variables' storage, which the swap below
-            // overwrites with the raw weights again.
-            let eval_weights = match &raw_weights {
-                Some(_) => deep_copy(&self.model.params().to_map())?,
-                None => self.model.params().to_map(),
-            };
-            if let Some(raw) = &raw_weights {
-                swap_in(self.model.params(), raw)?;
-            }
-            p.step_figures(&mut m, batches.len());
-            m.set("epoch_seconds", train_seconds);
-            m.set("eval_seconds", eval_started.elapsed().as_secs_f64());
-            m.set(
-                "tokens_per_second",
-                p.tokens as f64 / train_seconds.max(1e-9),
-            );
-
-            self.scheduler.on_epoch_end(&m)?;
-            let mut stop = None;
-            let epoch_view = TrainView {
-                val: result.val.as_ref(),
-                test: result.test.as_ref(),
-                ..view(self.model.params(), epoch, self.step)
-            };
-            for cb in self.callbacks.iter_mut() {
-                if let Control::Stop(why) = cb.on_epoch_end(&mut m, &epoch_view)? {
-                    stop.get_or_insert(format!("{}: {why}", cb.name()));
-                }
-            }
-            if let Some(w) = writer.as_mut() {
-                w.append(&m)?;
-            }
-            for cb in self.callbacks.iter_mut() {
-                cb.on_epoch_logged(&m, &epoch_view)?;
-            }
-            tracing::info!(
-                "epoch {epoch}/{}: train_loss {:.4} train_acc {:.2} val_acc {} test_acc {} ({:.1}s)",
-                self.config.epochs,
-                m.get("train_loss").unwrap_or(f64::NAN),
-                m.get("train_acc").unwrap_or(f64::NAN),
-                fmt_opt(m.get("val_acc")),
-                fmt_opt(m.get("test_acc")),
-                train_seconds
-            );
-            if let Some(dir) = &self.config.checkpoint_dir {
-                checkpoint::save(&self.model.params().to_map(), &dir.join("last.safetensors"))?;
-                if let Some(v) = m.get(&self.config.monitor) {
-                    if best.is_none_or(|b| self.config.mode.better(v, b)) {
-                        best = Some(v);
-                        // The weights that were evaluated: the averaged ones when averaging is on.
-                        checkpoint::save(&eval_weights, &dir.join("best.safetensors"))?;
-                        // Which epoch that is, by which metric: the one definition of "best"
-                        // that eval and the summary read.
-                        let record = serde_json::json!({
-                            "epoch": epoch,
-                            "monitor": self.config.monitor,
-                            "mode": self.config.mode.as_str(),
-                            "value": v,
-                        });
-                        crate::write_atomic(
-                            &dir.join(BEST_RECORD),
-                            format!("{record:#}\n").as_bytes(),
-                        )?;
-                    }
-                }
-                // One file, written atomically, is the whole resumable state of this epoch end.
-                let snap = self.snapshot(epoch, best, rng)?;
-                checkpoint::save(&snap.tensors, &dir.join(SNAPSHOT))?;
-            }
+            let eval_weights = self.evaluate_epoch(&fit, &mut m, &mut result, rng)?;
+            p.epoch_figures(&mut m, batches.len(), eval_started);
+            let stop = self.end_epoch_hooks(epoch, &mut m, &mut fit, &result)?;
+            self.save_checkpoints(epoch, &m, &eval_weights, &mut best, rng)?;
             result.history.push(m);
             if let Some(why) = stop {
                 tracing::info!("stopping after epoch {epoch}: {why}");
@@ -603,16 +492,214 @@ impl Trainer {
                 return Ok(result);
             }
         }
-        let epochs_run = result.history.len();
-        let end_view = TrainView {
-            val: result.val.as_ref(),
-            test: result.test.as_ref(),
-            ..view(self.model.params(), epochs_run, self.step)
-        };
+        let epochs = result.history.len();
+        let end_view = fit.evaluated_view(self.model.params(), epochs, self.step, &result);
         for cb in self.callbacks.iter_mut() {
             cb.on_train_end(&result.history, &end_view)?;
         }
         Ok(result)
+    }
+
+    /// One batch: forward, loss, backward, the chain, the update, the epoch's running figures
+    /// and `on_batch_end`. A non-finite loss that no transform drops (skip_nonfinite) stops the
+    /// run without an update: the epoch so far is logged and [`Error::NonFinite`] returned.
+    fn train_step(
+        &mut self,
+        batch: &Batch,
+        epoch: usize,
+        p: &mut EpochProgress,
+        fit: &mut Fit,
+        started: Instant,
+        rng: &mut Rng,
+    ) -> Result<()> {
+        let logits = self.model.forward(batch, true, rng)?;
+        let loss = self.model.loss(&logits, &batch.labels)?;
+        let loss_v = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        let mut store = loss.backward()?;
+        let params = self.model.params();
+        let mut grads = Grads::from_backward(params, &mut store)?;
+        drop(store);
+        let grad_norm = grads.global_norm()?;
+        for cb in self.callbacks.iter_mut() {
+            cb.on_after_backward(&grads, &fit.view(params, epoch, self.step))?;
+        }
+        let lr = self.scheduler.lr(match self.scheduler.interval() {
+            Interval::Step => self.step,
+            Interval::Epoch => epoch - 1,
+        });
+        p.lr = lr;
+        let ctx = StepContext {
+            step: self.step,
+            epoch,
+            lr,
+        };
+        let mut report = StepReport::default();
+        let outcome = if loss_v.is_finite() {
+            Some(self.chain.apply(&mut grads, params, &ctx, &mut report)?)
+        } else {
+            self.chain.on_nonfinite_loss(loss_v, &ctx, &mut report)?
+        };
+        let mut stats = BatchStats {
+            loss: loss_v,
+            grad_norm,
+            lr,
+            skipped: false,
+            clipped: false,
+            batch_size: batch.size(),
+        };
+        let Some(outcome) = outcome else {
+            p.seconds += started.elapsed().as_secs_f64();
+            // The step as the callbacks (steps.jsonl) number it: this one included.
+            let step = self.step + 1;
+            let m = p.diverged_record(epoch, step, &stats);
+            for cb in self.callbacks.iter_mut() {
+                cb.on_batch_end(&stats, &fit.view(params, epoch, step))?;
+            }
+            if let Some(w) = fit.writer.as_mut() {
+                w.append(&m)?;
+            }
+            for cb in self.callbacks.iter_mut() {
+                cb.on_epoch_logged(&m, &fit.view(params, epoch, step))?;
+            }
+            // No checkpoint is written: the last epoch end's stay.
+            return Err(Error::NonFinite {
+                what: "loss".into(),
+                epoch,
+                step,
+            });
+        };
+        stats.skipped = matches!(outcome, Outcome::Skip(_));
+        stats.clipped = report.clipped;
+        match outcome {
+            Outcome::Update => {
+                apply_updates(params, &grads)?;
+                self.chain.after_step(params, &ctx)?;
+                self.step += 1;
+            }
+            Outcome::Skip(_) => {
+                p.skipped += 1;
+                self.step += 1;
+            }
+            // A micro-batch taken into an accumulation: the optimizer step comes later.
+            Outcome::Accumulate => {}
+        }
+        let right = match loss_v.is_finite() {
+            true => Some(correct(&logits, &batch.labels)?),
+            false => None,
+        };
+        p.record(batch, &stats, right, report);
+        for cb in self.callbacks.iter_mut() {
+            cb.on_batch_end(&stats, &fit.view(params, epoch, self.step))?;
+        }
+        Ok(())
+    }
+
+    /// Evaluates val and test into `m` and `result`: with weight averaging on, the averaged
+    /// weights under the usual names and the raw ones as `raw_val_*` / `raw_test_*`. Returns the
+    /// weights evaluated (what `best.safetensors` keeps); the model holds the raw ones again.
+    fn evaluate_epoch(
+        &mut self,
+        fit: &Fit,
+        m: &mut EpochMetrics,
+        result: &mut FitResult,
+        rng: &mut Rng,
+    ) -> Result<BTreeMap<String, Tensor>> {
+        let averaged = self.chain.averaged_params()?;
+        if averaged.is_some() {
+            let raw_val = self.evaluate_batches(&fit.val, fit.num_classes, rng)?;
+            let raw_test = self.evaluate_batches(&fit.test, fit.num_classes, rng)?;
+            log_eval(m, "raw_val", &raw_val);
+            log_eval(m, "raw_test", &raw_test);
+        }
+        let raw_weights = match &averaged {
+            Some(avg) => Some(swap_in(self.model.params(), avg)?),
+            None => None,
+        };
+        result.val = self.evaluate_batches(&fit.val, fit.num_classes, rng)?;
+        result.test = self.evaluate_batches(&fit.test, fit.num_classes, rng)?;
+        log_eval(m, "val", &result.val);
+        log_eval(m, "test", &result.test);
+        // Deep copies: `to_map` shares the variables' storage, which the swap below overwrites
+        // with the raw weights again.
+        let eval_weights = match &raw_weights {
+            Some(_) => deep_copy(&self.model.params().to_map())?,
+            None => self.model.params().to_map(),
+        };
+        if let Some(raw) = &raw_weights {
+            swap_in(self.model.params(), raw)?;
+        }
+        Ok(eval_weights)
+    }
+
+    /// The epoch end's hooks, in order: the scheduler, `on_epoch_end` (which may add figures or
+    /// ask to stop), the metrics file, `on_epoch_logged`, the log line. Returns the first stop
+    /// request, named by its callback.
+    fn end_epoch_hooks(
+        &mut self,
+        epoch: usize,
+        m: &mut EpochMetrics,
+        fit: &mut Fit,
+        result: &FitResult,
+    ) -> Result<Option<String>> {
+        self.scheduler.on_epoch_end(m)?;
+        let mut stop = None;
+        let params = self.model.params();
+        for cb in self.callbacks.iter_mut() {
+            let view = fit.evaluated_view(params, epoch, self.step, result);
+            if let Control::Stop(why) = cb.on_epoch_end(m, &view)? {
+                stop.get_or_insert(format!("{}: {why}", cb.name()));
+            }
+        }
+        if let Some(w) = fit.writer.as_mut() {
+            w.append(m)?;
+        }
+        for cb in self.callbacks.iter_mut() {
+            cb.on_epoch_logged(m, &fit.evaluated_view(params, epoch, self.step, result))?;
+        }
+        tracing::info!(
+            "epoch {epoch}/{}: train_loss {:.4} train_acc {:.2} val_acc {} test_acc {} ({:.1}s)",
+            self.config.epochs,
+            m.get("train_loss").unwrap_or(f64::NAN),
+            m.get("train_acc").unwrap_or(f64::NAN),
+            fmt_opt(m.get("val_acc")),
+            fmt_opt(m.get("test_acc")),
+            m.get("epoch_seconds").unwrap_or(f64::NAN)
+        );
+        Ok(stop)
+    }
+
+    /// The checkpoint policy of an epoch end, when the run has a checkpoint folder:
+    /// `last.safetensors`; `best.safetensors` (the weights evaluated) with `best.json` when
+    /// `train.monitor` improved on `best`; then the snapshot, the whole resumable state.
+    fn save_checkpoints(
+        &self,
+        epoch: usize,
+        m: &EpochMetrics,
+        eval_weights: &BTreeMap<String, Tensor>,
+        best: &mut Option<f64>,
+        rng: &Rng,
+    ) -> Result<()> {
+        let Some(dir) = &self.config.checkpoint_dir else {
+            return Ok(());
+        };
+        checkpoint::save(&self.model.params().to_map(), &dir.join("last.safetensors"))?;
+        if let Some(v) = m.get(&self.config.monitor) {
+            if best.is_none_or(|b| self.config.mode.better(v, b)) {
+                *best = Some(v);
+                checkpoint::save(eval_weights, &dir.join("best.safetensors"))?;
+                // Which epoch that is, by which metric: the one definition of "best" that eval
+                // and the summary read.
+                let record = serde_json::json!({
+                    "epoch": epoch,
+                    "monitor": self.config.monitor,
+                    "mode": self.config.mode.as_str(),
+                    "value": v,
+                });
+                crate::write_atomic(&dir.join(BEST_RECORD), format!("{record:#}\n").as_bytes())?;
+            }
+        }
+        let snap = self.snapshot(epoch, *best, rng)?;
+        checkpoint::save(&snap.tensors, &dir.join(SNAPSHOT))
     }
 
     fn stop_requested(&self) -> bool {
