@@ -359,17 +359,19 @@ fn build_plugins(
     cfg: &PipelineConfig,
     located: &dyn Fn(rnnlab_core::Error) -> anyhow::Error,
 ) -> Result<Plugins> {
-    let mut resolved_transforms = Vec::new();
+    let mut link_params = Vec::new();
     let mut links = Vec::new();
     for (i, t) in cfg.optim.transforms.iter().enumerate() {
         let (link, p) = registry
             .transform(t, &format!("optim.transforms[{i}]"))
             .map_err(located)?;
         links.push(link);
-        resolved_transforms.push(p.table().clone());
+        link_params.push(p);
     }
+    let resolved_transforms: Vec<toml::Table> =
+        link_params.iter().map(|p| p.table().clone()).collect();
     let chain = Chain::new(links);
-    let base_lr = chain.base_lr().ok_or_else(|| {
+    let base_lr = Registry::base_lr(&link_params).ok_or_else(|| {
         anyhow!(
             "`optim.transforms` has no optimizer (adam, ...): {:?}",
             chain.names()

@@ -164,10 +164,6 @@ mod tests {
             }
             Ok(Outcome::Update)
         }
-
-        fn base_lr(&self) -> Option<f64> {
-            Some(0.5)
-        }
     }
 
     struct Constant;

@@ -446,6 +446,16 @@ impl Registry {
         Ok((ctor(&p)?, p))
     }
 
+    /// The learning rate a schedule starts from: the `lr` of the first link that has one (the
+    /// optimizer), as PyTorch's schedulers read `param_groups[0]["lr"]`. `links` are the
+    /// parameters [`Registry::transform`] returned, in `optim.transforms` order.
+    pub fn base_lr(links: &[PluginParams]) -> Option<f64> {
+        links
+            .iter()
+            .find(|p| p.has("lr"))
+            .and_then(|p| p.f64("lr").ok())
+    }
+
     /// Builds a scheduler from its config table and the optimizer's base learning rate.
     pub fn scheduler(
         &self,

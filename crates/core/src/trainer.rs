@@ -532,12 +532,15 @@ impl Trainer {
             step: self.step,
             epoch,
             lr,
+            loss: loss_v,
         };
         let mut report = StepReport::default();
-        let outcome = if loss_v.is_finite() {
-            Some(self.chain.apply(&mut grads, params, &ctx, &mut report)?)
-        } else {
-            self.chain.on_nonfinite_loss(loss_v, &ctx, &mut report)?
+        let outcome = self.chain.apply(&mut grads, params, &ctx, &mut report)?;
+        // A non-finite loss that no link dropped: never apply its update.
+        let outcome = match outcome {
+            Outcome::Skip(_) => Some(outcome),
+            _ if !loss_v.is_finite() => None,
+            _ => Some(outcome),
         };
         let mut stats = BatchStats {
             loss: loss_v,

@@ -15,6 +15,10 @@ pub struct StepContext {
     pub epoch: usize,
     /// The learning rate the scheduler gives for this step.
     pub lr: f64,
+    /// The step's loss. When it is NaN or infinite, a link that drops the step (skip_nonfinite,
+    /// placed first) says so with [`Outcome::Skip`]; if none does, the trainer stops the run and
+    /// never applies the update.
+    pub loss: f64,
 }
 
 /// Whether the step goes ahead.
@@ -57,29 +61,6 @@ pub trait GradientTransform: Send {
         ctx: &StepContext,
         report: &mut StepReport,
     ) -> Result<Outcome>;
-
-    /// Called instead of [`GradientTransform::apply`] for a step whose loss is NaN or
-    /// infinite: `Some(reason)` drops the step (counted as skipped). When no link drops it the
-    /// trainer stops the run: it never applies an update computed from a non-finite loss.
-    fn on_nonfinite_loss(
-        &mut self,
-        _loss: f64,
-        _ctx: &StepContext,
-        _report: &mut StepReport,
-    ) -> Result<Option<String>> {
-        Ok(None)
-    }
-
-    /// The learning rate this link was configured with, for an optimizer link.
-    fn base_lr(&self) -> Option<f64> {
-        None
-    }
-
-    /// The names of the figures this link reports in [`StepReport::figures`] (logged as epoch
-    /// means). `None` (the default): not listed, so any name under `<name>.` is taken to be one.
-    fn metric_names(&self) -> Option<Vec<String>> {
-        None
-    }
 
     /// The state to checkpoint.
     fn state_dict(&self) -> Result<StateDict> {
@@ -227,24 +208,16 @@ impl Chain {
         self.hooks().any(|h| h.averages_weights())
     }
 
-    /// Each link's name with the figure names it reports ([`GradientTransform::metric_names`];
-    /// a weight hook reports none).
+    /// Each link's name with the figure names it reports: a weight hook none; a gradient
+    /// transform's are not listed (`None`: any name under `<name>.` is taken to be one).
     pub fn metric_names(&self) -> Vec<(String, Option<Vec<String>>)> {
         self.links
             .iter()
             .map(|l| match l {
-                Link::Gradients(t) => (t.name().to_string(), t.metric_names()),
+                Link::Gradients(t) => (t.name().to_string(), None),
                 Link::Weights(h) => (h.name().to_string(), Some(Vec::new())),
             })
             .collect()
-    }
-
-    /// The base learning rate of the first optimizer link.
-    pub fn base_lr(&self) -> Option<f64> {
-        self.links.iter().find_map(|l| match l {
-            Link::Gradients(t) => t.base_lr(),
-            Link::Weights(_) => None,
-        })
     }
 
     /// Initialises every link.
@@ -272,22 +245,6 @@ impl Chain {
             }
         }
         Ok(Outcome::Update)
-    }
-
-    /// Asks the links in order whether to drop a step whose loss is not finite
-    /// ([`GradientTransform::on_nonfinite_loss`]); the first that does decides.
-    pub fn on_nonfinite_loss(
-        &mut self,
-        loss: f64,
-        ctx: &StepContext,
-        report: &mut StepReport,
-    ) -> Result<Option<Outcome>> {
-        for l in self.transforms() {
-            if let Some(reason) = l.on_nonfinite_loss(loss, ctx, report)? {
-                return Ok(Some(Outcome::Skip(reason)));
-            }
-        }
-        Ok(None)
     }
 
     /// The averaged weights of the last hook that has them.

@@ -273,6 +273,7 @@ fn bench_adam(c: &mut Ctx) -> Result<(Timing, Timing)> {
         step: 0,
         epoch: 1,
         lr: 1e-3,
+        loss: 1.0,
     };
     let mut old = before::Adam::new(&params)?;
     let mut new = adam(1e-3, 0.9, 0.999, 1e-8);
@@ -334,6 +335,7 @@ fn bench_clip(c: &mut Ctx) -> Result<(Timing, Timing)> {
         step: 0,
         epoch: 1,
         lr: 1e-3,
+        loss: 1.0,
     };
     let mut clipping = ((0.0, 0.0, 0.0), (0.0, 0.0, 0.0));
     for (scale, what) in [(1.0, "clips"), (0.1, "no clip")] {

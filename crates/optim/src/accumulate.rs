@@ -131,6 +131,7 @@ mod tests {
             step: 0,
             epoch: 1,
             lr: 0.1,
+            loss: 1.0,
         };
         let mut t = accumulate(3, true);
         t.init(&Params::new())?;

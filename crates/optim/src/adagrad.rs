@@ -53,10 +53,6 @@ impl GradientTransform for Adagrad {
         "adagrad"
     }
 
-    fn base_lr(&self) -> Option<f64> {
-        Some(self.lr)
-    }
-
     fn init(&mut self, params: &Params) -> Result<()> {
         self.steps = 0;
         self.sum.clear();

@@ -321,10 +321,6 @@ impl GradientTransform for Adam {
         self.plugin()
     }
 
-    fn base_lr(&self) -> Option<f64> {
-        Some(self.lr)
-    }
-
     fn init(&mut self, params: &Params) -> Result<()> {
         self.steps = 0;
         self.state.clear();
@@ -520,6 +516,7 @@ pub(crate) mod tests {
                 step: i,
                 epoch: 1,
                 lr: 0.1,
+                loss: 1.0,
             };
             opt.apply(&mut grads, &params, &ctx, &mut StepReport::default())?;
             apply_updates(&params, &grads)?;
@@ -551,6 +548,7 @@ pub(crate) mod tests {
                     step: i,
                     epoch: 1,
                     lr: 0.05,
+                    loss: 1.0,
                 };
                 opt.apply(&mut grads, params, &ctx, &mut StepReport::default())?;
                 apply_updates(params, &grads)?;
@@ -593,6 +591,7 @@ pub(crate) mod tests {
                 step: i,
                 epoch: 1,
                 lr,
+                loss: 1.0,
             };
             opt.apply(&mut grads, &params, &ctx, &mut StepReport::default())?;
             apply_updates(&params, &grads)?;
@@ -707,6 +706,7 @@ pub(crate) mod tests {
                 step: i,
                 epoch: 1,
                 lr,
+                loss: 1.0,
             };
             opt.apply(&mut grads, &params, &ctx, &mut StepReport::default())?;
             assert_eq!(grads.get("w").unwrap().dtype(), dtype);
@@ -862,6 +862,7 @@ pub(crate) mod tests {
                         step,
                         epoch: 1,
                         lr: 0.01,
+                        loss: 1.0,
                     };
                     opt.apply(&mut grads, &params, &ctx, &mut StepReport::default())?;
                     let got = grads.get("w").unwrap().to_dtype(candle_core::DType::F64)?;
@@ -916,6 +917,7 @@ pub(crate) mod tests {
             step: 0,
             epoch: 1,
             lr: 0.1,
+            loss: 1.0,
         };
         opt.apply(&mut grads, &params, &ctx, &mut StepReport::default())?;
         let s = opt.state_dict()?;

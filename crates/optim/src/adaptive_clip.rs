@@ -162,6 +162,7 @@ mod tests {
             step: 0,
             epoch: 1,
             lr: 0.1,
+            loss: 1.0,
         };
         let mut report = StepReport::default();
         adaptive_clip(0.05, 1e-3).apply(&mut g, &params, &ctx, &mut report)?;

@@ -140,6 +140,7 @@ mod tests {
             step: 0,
             epoch: 1,
             lr: 0.1,
+            loss: 1.0,
         };
         clip_global_norm(5.0, NormType::L2).apply(&mut g, &Params::new(), &ctx, &mut report)?;
         assert!((report.figures[0].1 - 8.514693182963201).abs() < 1e-12);
@@ -166,6 +167,7 @@ mod tests {
             step: 0,
             epoch: 1,
             lr: 0.1,
+            loss: 1.0,
         };
         clip_global_norm(10.0, NormType::L2).apply(&mut g, &Params::new(), &ctx, &mut report)?;
         assert!(!report.clipped);

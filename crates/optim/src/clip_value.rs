@@ -92,6 +92,7 @@ mod tests {
             step: 0,
             epoch: 1,
             lr: 0.1,
+            loss: 1.0,
         };
         let mut report = StepReport::default();
         clip_value(2.5).apply(&mut g, &Params::new(), &ctx, &mut report)?;

@@ -127,6 +127,7 @@ mod tests {
                 step: i,
                 epoch: 1,
                 lr: 0.1,
+                loss: 1.0,
             };
             let grads =
                 rnnlab_core::Grads::from_pairs([("w".to_string(), (Tensor::new(g, &d)? * -0.1)?)]);

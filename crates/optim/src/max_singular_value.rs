@@ -389,6 +389,7 @@ mod tests {
             step: 0,
             epoch: 1,
             lr: 0.1,
+            loss: 1.0,
         };
         c.after_step(&params, &ctx)?;
         let got = w.as_tensor().flatten_all()?.to_vec1::<f64>()?;
@@ -424,6 +425,7 @@ mod tests {
             step: 0,
             epoch: 1,
             lr: 0.1,
+            loss: 1.0,
         };
         c.after_step(&params, &ctx)?;
         assert_eq!(w.dtype(), DType::F32);

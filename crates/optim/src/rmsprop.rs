@@ -61,10 +61,6 @@ impl GradientTransform for RmsProp {
         "rmsprop"
     }
 
-    fn base_lr(&self) -> Option<f64> {
-        Some(self.lr)
-    }
-
     fn init(&mut self, params: &Params) -> Result<()> {
         self.steps = 0;
         self.square_avg.clear();

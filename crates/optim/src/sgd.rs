@@ -47,10 +47,6 @@ impl GradientTransform for Sgd {
         "sgd"
     }
 
-    fn base_lr(&self) -> Option<f64> {
-        Some(self.lr)
-    }
-
     fn init(&mut self, _params: &Params) -> Result<()> {
         self.steps = 0;
         self.buf.clear();

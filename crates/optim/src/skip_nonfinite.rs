@@ -60,21 +60,26 @@ impl GradientTransform for SkipNonfinite {
         &mut self,
         grads: &mut Grads,
         _params: &Params,
-        _ctx: &StepContext,
+        ctx: &StepContext,
         report: &mut StepReport,
     ) -> Result<Outcome> {
-        let mut bad = None;
-        for (name, g) in grads.iter() {
-            if !all_finite(g)? {
-                bad = Some(name.to_string());
-                break;
+        let reason = if !ctx.loss.is_finite() {
+            Some(format!("{LOSS_REASON} ({})", ctx.loss))
+        } else {
+            let mut bad = None;
+            for (name, g) in grads.iter() {
+                if !all_finite(g)? {
+                    bad = Some(format!("{REASON} in `{name}`"));
+                    break;
+                }
             }
-        }
-        if let Some(name) = &bad {
+            bad
+        };
+        if let Some(why) = &reason {
             self.skipped += 1;
             if worth_a_line(self.skipped) {
                 tracing::warn!(
-                    "skip_nonfinite: {REASON} in `{name}`, step dropped ({} so far{})",
+                    "skip_nonfinite: {why}, step dropped ({} so far{})",
                     self.skipped,
                     QUIET
                 );
@@ -83,30 +88,10 @@ impl GradientTransform for SkipNonfinite {
         report
             .figures
             .push(("skip_nonfinite.skipped".into(), self.skipped as f64));
-        Ok(match bad {
-            Some(name) => Outcome::Skip(format!("{REASON} in `{name}`")),
+        Ok(match reason {
+            Some(why) => Outcome::Skip(why),
             None => Outcome::Update,
         })
-    }
-
-    fn on_nonfinite_loss(
-        &mut self,
-        loss: f64,
-        _ctx: &StepContext,
-        report: &mut StepReport,
-    ) -> Result<Option<String>> {
-        self.skipped += 1;
-        if worth_a_line(self.skipped) {
-            tracing::warn!(
-                "skip_nonfinite: {LOSS_REASON} ({loss}), step dropped ({} so far{})",
-                self.skipped,
-                QUIET
-            );
-        }
-        report
-            .figures
-            .push(("skip_nonfinite.skipped".into(), self.skipped as f64));
-        Ok(Some(format!("{LOSS_REASON} ({loss})")))
     }
 
     fn state_dict(&self) -> Result<StateDict> {
@@ -151,6 +136,7 @@ mod tests {
             step: 0,
             epoch: 1,
             lr: 0.1,
+            loss: 1.0,
         };
         let mut t = skip_nonfinite();
         for (vals, skip) in [
@@ -175,9 +161,16 @@ mod tests {
             );
         }
         assert_eq!(t.skipped(), 2);
+        // A non-finite loss drops the step whatever the gradients hold.
         let mut report = StepReport::default();
-        let out = t.on_nonfinite_loss(f64::INFINITY, &ctx, &mut report)?;
-        assert_eq!(out.as_deref(), Some("nonfinite loss (inf)"));
+        let mut finite =
+            Grads::from_pairs(vec![("w".into(), Tensor::new(&[1f32, 2.0], &Device::Cpu)?)]);
+        let at_inf = StepContext {
+            loss: f64::INFINITY,
+            ..ctx.clone()
+        };
+        let out = t.apply(&mut finite, &Params::new(), &at_inf, &mut report)?;
+        assert_eq!(out, Outcome::Skip("nonfinite loss (inf)".into()));
         assert_eq!(t.skipped(), 3);
         assert_eq!(
             report.figures,

@@ -131,6 +131,7 @@ mod tests {
                 step: i,
                 epoch: 1,
                 lr: 0.1,
+                loss: 1.0,
             };
             chain.apply(&mut grads, &params, &ctx, &mut StepReport::default())?;
             apply_updates(&params, &grads)?;
@@ -213,6 +214,7 @@ mod tests {
             step: 0,
             epoch: 1,
             lr: 0.1,
+            loss: 1.0,
         };
         wd.apply(&mut g, &params, &ctx, &mut StepReport::default())?;
         let got: Vec<(String, f64)> = g

@@ -29,6 +29,7 @@ fn chain_state_and_averages_carry_no_autograd_history() -> rnnlab_core::Result<(
             step,
             epoch: 1,
             lr: 0.01,
+            loss: 1.0,
         };
         let out = chain.apply(&mut grads, &params, &ctx, &mut StepReport::default())?;
         assert_eq!(out, Outcome::Update);

@@ -423,12 +423,14 @@ fn build_trainer(
     rng: &mut Rng,
 ) -> Result<Trainer> {
     let mut links = Vec::new();
+    let mut link_params = Vec::new();
     for (i, t) in transforms.iter().enumerate() {
-        links.push(registry.transform(t, &format!("optim.transforms[{i}]"))?.0);
+        let (link, p) = registry.transform(t, &format!("optim.transforms[{i}]"))?;
+        links.push(link);
+        link_params.push(p);
     }
     let chain = Chain::new(links);
-    let base_lr = chain
-        .base_lr()
+    let base_lr = Registry::base_lr(&link_params)
         .ok_or_else(|| anyhow!("the transforms have no optimizer: {:?}", chain.names()))?;
     let (sched, _) = registry.scheduler(scheduler, "optim.scheduler", base_lr)?;
     let (ctor, p) = registry.models.resolve(model, "model", Some("recurrent"))?;
