@@ -16,7 +16,7 @@ pub(super) fn evaluate(c: &Ctx) -> Finding {
         cause: Cause::Collapse,
         verdict: Verdict::Clear,
         rule: format!(
-            "in the final epoch one class is predicted for more than {}% of val, or in each of the last 3 epochs val accuracy is at most {} points above always predicting the majority class",
+            "in the final epoch one class is predicted for more than {}% of val, or in each of the last 3 epochs val accuracy is at most {} points above always predicting the majority class while the final train accuracy is too (a model that fits its training set has learned: see overfitting)",
             t.collapse, t.majority
         ),
         evidence: Vec::new(),
@@ -48,11 +48,18 @@ pub(super) fn evaluate(c: &Ctx) -> Finding {
                     .map(|v| format!(" (its true share is {v:.1}%)"))
                     .unwrap_or_default()
             ));
-            let stuck = majority_level(history, truth.as_deref(), t.majority);
-            if let Some(line) = &stuck {
-                collapse.evidence.push(line.clone());
-            }
-            if top > t.collapse || stuck.is_some() {
+            let stuck = match majority_level(history, truth.as_deref(), t.majority) {
+                Some(Level::Prior(line)) => {
+                    collapse.evidence.push(line);
+                    true
+                }
+                Some(Level::TrainLearned(line)) => {
+                    collapse.evidence.push(line);
+                    false
+                }
+                None => false,
+            };
+            if top > t.collapse || stuck {
                 collapse.verdict = Verdict::Holds;
                 // E7 (EXPERIMENTS.md): read after the padding, the RNN never leaves the
                 // majority class; read at the true length, it learns.
@@ -78,21 +85,50 @@ pub(super) fn evaluate(c: &Ctx) -> Finding {
     collapse
 }
 
+/// Val accuracy at the majority class's level over the last 3 epochs.
+enum Level {
+    /// Train accuracy is at that level too (or not logged): nothing learned beyond the prior.
+    Prior(String),
+    /// Train accuracy is well above it: the model learned its training set and does not
+    /// generalise, which is overfitting's to name, not collapse.
+    TrainLearned(String),
+}
+
 /// When val accuracy stayed within `margin` points of the majority class's true share over the
-/// last 3 epochs (a model that learned nothing beyond the prior), the evidence line.
-fn majority_level(history: &[EpochMetrics], truth: Option<&[f64]>, margin: f64) -> Option<String> {
+/// last 3 epochs, the evidence line, and whether the final train accuracy stayed there too.
+fn majority_level(history: &[EpochMetrics], truth: Option<&[f64]>, margin: f64) -> Option<Level> {
     let majority = truth?.iter().copied().fold(f64::NAN, f64::max);
     let acc = series(history, "val_acc");
     if acc.len() < 3 || !majority.is_finite() {
         return None;
     }
     let last = &acc[acc.len() - 3..];
-    last.iter().all(|(_, a)| *a <= majority + margin).then(|| {
-        let figs: Vec<String> = last.iter().map(|(e, a)| format!("{a:.2} (epoch {e})")).collect();
-        format!(
-            "val accuracy {} over the last 3 epochs is at most {margin} points above {majority:.2}, always predicting the majority class: the model has learned nothing beyond the class prior",
-            figs.join(", ")
-        )
+    if !last.iter().all(|(_, a)| *a <= majority + margin) {
+        return None;
+    }
+    let figs: Vec<String> = last
+        .iter()
+        .map(|(e, a)| format!("{a:.2} (epoch {e})"))
+        .collect();
+    let val = format!(
+        "val accuracy {} over the last 3 epochs is at most {margin} points above {majority:.2}, always predicting the majority class",
+        figs.join(", ")
+    );
+    let train = history
+        .last()
+        .and_then(|m| m.get("train_acc"))
+        .filter(|a| a.is_finite());
+    Some(match train {
+        Some(a) if a > majority + margin => Level::TrainLearned(format!(
+            "{val}; but train accuracy {a:.2} in the final epoch is {:.2} points above it: the model learned its training set and does not generalise (see overfitting), it did not collapse",
+            a - majority
+        )),
+        Some(a) => Level::Prior(format!(
+            "{val}, and so is train accuracy ({a:.2} in the final epoch): the model has learned nothing beyond the class prior"
+        )),
+        None => Level::Prior(format!(
+            "{val}: the model has learned nothing beyond the class prior"
+        )),
     })
 }
 

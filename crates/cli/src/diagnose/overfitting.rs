@@ -74,6 +74,20 @@ pub(super) fn evaluate(c: &Ctx) -> Finding {
         };
         if st < 0.0 && sv > 0.0 && fits && learned {
             overfit.verdict = Verdict::Holds;
+            // What it cost: the held-out accuracy given up since its best epoch.
+            let acc = series(history, "val_acc");
+            let peak = acc.iter().fold(None, |b: Option<(usize, f64)>, x| match b {
+                Some(b) if b.1 >= x.1 => Some(b),
+                _ => Some(*x),
+            });
+            if let (Some((e, best)), Some((_, end))) = (peak, acc.last()) {
+                if best > *end {
+                    overfit.evidence.push(format!(
+                        "val accuracy peaked at {best:.2} in epoch {e} and ended at {end:.2}, {:.2} points lower; checkpoints/best.safetensors keeps the best epoch by train.monitor",
+                        best - end
+                    ));
+                }
+            }
             overfit.fixes.extend(cfg.early_stopping());
             overfit.fixes.extend(cfg.more_dropout());
             overfit.fixes.extend(cfg.add_transform(

@@ -378,6 +378,64 @@ fn a_model_at_the_majority_level_collapses_and_does_not_overfit() {
     assert!(d.holds(Cause::Overfitting), "{}", d.to_markdown());
 }
 
+/// E8's grouped-split RNN (seed 42): val accuracy falls from 59.80 (epoch 2) to 49.86, under the
+/// majority class's 50.79, while train accuracy climbs to 79.59 and no class takes over (class
+/// 2 predicted for 46 % of val). The model learned its training set and does not generalise:
+/// overfitting, with the accuracy it gave up; not collapse.
+#[test]
+fn held_out_accuracy_at_the_prior_after_fitting_the_training_set_is_overfitting() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("labels.json"), r#"["0", "1", "2"]"#).unwrap();
+    let run_cfg = RunConfig::read(dir.path());
+    let val = [
+        59.68, 59.80, 57.35, 53.82, 51.08, 49.82, 49.59, 49.13, 49.49, 49.86,
+    ];
+    let history: Vec<EpochMetrics> = val
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let x = i as f64;
+            epoch(
+                i + 1,
+                &[
+                    ("train_loss", 0.9 - 0.04 * x),
+                    ("val_loss", 1.0 + 0.06 * x),
+                    ("train_acc", 58.0 + 2.4 * x),
+                    ("val_acc", *v),
+                    ("predictions.val.share.0", 20.0),
+                    ("predictions.val.share.1", 34.0),
+                    ("predictions.val.share.2", 46.0),
+                    ("predictions.val.true_share.0", 30.0),
+                    ("predictions.val.true_share.1", 19.21),
+                    ("predictions.val.true_share.2", 50.79),
+                ],
+            )
+        })
+        .collect();
+    let d = diagnose_history(dir.path(), &history, &run_cfg, &Thresholds::default());
+    let md = d.to_markdown();
+    assert!(!d.holds(Cause::Collapse), "{md}");
+    assert!(d
+        .finding(Cause::Collapse)
+        .evidence
+        .iter()
+        .any(|e| e.contains("train accuracy 79.60 in the final epoch is 28.81 points above it")));
+    assert!(d.holds(Cause::Overfitting), "{md}");
+    assert!(d
+        .finding(Cause::Overfitting)
+        .evidence
+        .iter()
+        .any(|e| e.contains(
+            "val accuracy peaked at 59.80 in epoch 2 and ended at 49.86, 9.94 points lower"
+        )));
+    // Its first fix stops at the best epoch; a lower learning rate is not offered.
+    assert!(d.fixes()[0].sets[0].contains("early_stopping"), "{md}");
+    assert!(
+        d.fixes().iter().all(|f| !f.why.contains("learning rate")),
+        "{md}"
+    );
+}
+
 /// With `explode` set for diagnose, the shares of steps above it are recounted from
 /// steps.jsonl, not read from the monitor's (counted at its own threshold).
 #[test]
