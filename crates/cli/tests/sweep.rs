@@ -262,7 +262,7 @@ fn the_report_averages_each_variant_over_its_seeds() {
     let t = text(&out);
     assert!(out.status.success(), "{t}");
     assert!(
-        t.contains("| a | 3 | 3 | 62.00 ± 2.00 | 64.00 ± 1.00 | 4.00 ± 2.00 |"),
+        t.contains("| a | 3 | 3 | 62.00 ± 2.00 | 64.00 ± 1.00 | – | 4.00 ± 2.00 |"),
         "{t}"
     );
     // std over the last 2 epochs: |60 - 64| / 2 = 2, 1, 3 → 2 ± 1; then p50 2 ± 1, p99 7 ± 2.
@@ -271,7 +271,7 @@ fn the_report_averages_each_variant_over_its_seeds() {
         "{t}"
     );
     assert!(
-        t.contains("| b | 1 | 2 | 41.50 | 41.50 | 1.50 | 0.75 | 0.50 | 0.50 |"),
+        t.contains("| b | 1 | 2 | 41.50 | 41.50 | – | 1.50 | 0.75 | 0.50 | 0.50 |"),
         "{t}"
     );
     let csv = std::fs::read_to_string(out_dir.join("sweep.csv")).unwrap();

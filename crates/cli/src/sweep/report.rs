@@ -25,6 +25,9 @@ pub struct RunFigures {
     pub final_test: Option<f64>,
     /// Best test accuracy of any epoch.
     pub best_test: Option<f64>,
+    /// Test accuracy at the epoch with the best `val_acc` (the first such, as the trainer keeps
+    /// `best.safetensors`): the figure of early stopping on validation, without looking at test.
+    pub test_at_best_val: Option<f64>,
     /// Largest |change| of test accuracy between consecutive epochs among the last K.
     pub swing: Option<f64>,
     /// Population std of test accuracy over the last K epochs.
@@ -59,6 +62,19 @@ fn max_of(history: &[EpochMetrics], key: &str) -> Option<f64> {
         .reduce(f64::max)
 }
 
+/// `test_acc` of the first epoch with the highest `val_acc`.
+fn test_at_best_val(history: &[EpochMetrics]) -> Option<f64> {
+    let mut best: Option<(f64, f64)> = None;
+    for m in history {
+        if let (Some(v), Some(t)) = (m.get("val_acc"), m.get("test_acc")) {
+            if !v.is_nan() && best.is_none_or(|(b, _)| v > b) {
+                best = Some((v, t));
+            }
+        }
+    }
+    best.map(|(_, t)| t)
+}
+
 /// The figures of one run's history (`window` = K).
 pub fn run_figures(history: &[EpochMetrics], window: usize) -> RunFigures {
     let test = series_stability(history, "test_acc", window);
@@ -66,6 +82,7 @@ pub fn run_figures(history: &[EpochMetrics], window: usize) -> RunFigures {
         epochs: history.len(),
         final_test: test.as_ref().map(|s| s.last),
         best_test: test.as_ref().map(|s| s.best),
+        test_at_best_val: test_at_best_val(history),
         swing: test.as_ref().map(|s| s.max_swing),
         std: test.as_ref().map(|s| s.std),
         grad_p50: mean(history, "grad_norm_p50"),
@@ -160,6 +177,12 @@ const COLUMNS: &[Column] = &[
         header: "test acc best",
         csv: "best_test_acc",
         get: |f| f.best_test,
+        digits: 2,
+    },
+    Column {
+        header: "test acc @ best val",
+        csv: "test_acc_at_best_val",
+        get: |f| f.test_at_best_val,
         digits: 2,
     },
     Column {
@@ -363,7 +386,8 @@ fn evals_legend(variants: &[VariantRuns]) -> String {
 /// The legend printed under the table.
 pub fn legend(window: usize) -> String {
     format!(
-        "Mean ± sample std over the seeds that have metrics. test acc in percent; swing = largest \
+        "Mean ± sample std over the seeds that have metrics. test acc in percent; @ best val = at \
+         the first epoch with the highest val_acc (the best checkpoint's); swing = largest \
          change of test accuracy between consecutive epochs among the last {window}; std = its \
          population std over the same epochs; grad p50 = mean over epochs of the per-epoch median \
          of the raw global gradient norm; p99 = largest per-epoch 99th percentile; max = largest \
@@ -537,6 +561,27 @@ pub fn run(plan: &Plan, out: Option<&Path>, window: usize) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn test_accuracy_at_the_first_best_validation_epoch() {
+        let epoch = |val: f64, test: f64| {
+            let mut m = EpochMetrics::new();
+            m.set("val_acc", val);
+            m.set("test_acc", test);
+            m
+        };
+        // val peaks at 61 in epochs 2 and 4: the first one's test accuracy counts.
+        let h = [
+            epoch(50.0, 40.0),
+            epoch(61.0, 52.0),
+            epoch(f64::NAN, 99.0),
+            epoch(61.0, 58.0),
+            epoch(55.0, 60.0),
+        ];
+        assert_eq!(test_at_best_val(&h), Some(52.0));
+        assert_eq!(run_figures(&h, 2).test_at_best_val, Some(52.0));
+        assert_eq!(test_at_best_val(&[]), None);
+    }
 
     #[test]
     fn mean_and_sample_std() {
