@@ -58,39 +58,35 @@ pub fn load_run(registry: &Registry, run: &Path, which: &str) -> Result<LoadedRu
         ),
         _ => anyhow!("{e}"),
     })?;
-    let emb = weights
-        .get("embedding.weight")
-        .ok_or_else(|| anyhow!("{}: no `embedding.weight`", ckpt_path.display()))?;
-    let (vocab, dim) = emb.dims2()?;
-    if vocab != tokenizer.get_vocab_size(true) {
-        bail!(
-            "{}: embedding has {vocab} rows but tokenizer.json has {} words",
-            ckpt_path.display(),
-            tokenizer.get_vocab_size(true)
-        );
-    }
-    let (ctor, p) = registry
-        .models
-        .resolve(&cfg.model, "model", Some("recurrent"))?;
+    let vocab = tokenizer.get_vocab_size(true);
+    let ctx = ModelContext {
+        vocab_size: vocab,
+        num_classes: labels.len(),
+        // The checkpoint holds the embedding (and its width): the builder loads every parameter.
+        pretrained: None,
+        freeze_embedding: false,
+        pad_id: tokenizer
+            .token_to_id(rnnlab_data::tokenizer::PAD_TOKEN)
+            .unwrap_or(rnnlab_data::tokenizer::PAD_ID),
+        registry,
+    };
     let mut params = Params::new();
     let mut rng = rnnlab_core::seeded(cfg.seed);
-    let model = {
-        let ctx = ModelContext {
-            vocab_size: vocab,
-            num_classes: labels.len(),
-            // The checkpoint's rows replace these; only the shape matters here.
-            pretrained: Some(Tensor::zeros((vocab, dim), DType::F32, &Device::Cpu)?),
-            freeze_embedding: false,
-            pad_id: 0,
-            registry,
-        };
-        let mut pb = ParamBuilder::new(&mut params, &mut rng, DType::F32, Device::Cpu);
-        ctor(&p, &ctx, &mut pb)?
-    };
-    model
-        .params()
-        .load_map(&weights)
-        .with_context(|| format!("loading {}", ckpt_path.display()))?;
+    let mut pb =
+        ParamBuilder::from_weights(&mut params, &mut rng, &weights, DType::F32, Device::Cpu);
+    let (model, _) = registry
+        .model(&cfg.model, &ctx, &mut pb)
+        .map_err(|e| anyhow!("{}: {e}", ckpt_path.display()))?;
+    let unknown: Vec<&String> = weights
+        .keys()
+        .filter(|k| model.params().get(k).is_none())
+        .collect();
+    if !unknown.is_empty() {
+        bail!(
+            "{}: tensors the run's model does not have: {unknown:?}",
+            ckpt_path.display()
+        );
+    }
     let max_tokens = match cfg.data.tokenizer.max_len {
         0 => rnnlab_data::config::DEFAULT_MAX_LEN,
         n => n,

@@ -199,7 +199,8 @@ impl RunContext<'_> {
             resolved_callbacks,
             mode,
         } = build_plugins(registry, &cfg, &|e| self.located(e))?;
-        let (model_ctor, model_p) = registry
+        // Checked before the data are read; built below, once the vocabulary is known.
+        let (_, model_p) = registry
             .models
             .resolve(&cfg.model, "model", Some("recurrent"))
             .map_err(|e| self.located(e))?;
@@ -212,7 +213,10 @@ impl RunContext<'_> {
         let model = {
             let ctx = model_context(&prepared, registry);
             let mut pb = ParamBuilder::new(&mut params, &mut rng, DType::F32, Device::Cpu);
-            model_ctor(&model_p, &ctx, &mut pb).map_err(|e| self.located(e))?
+            let (model, _) = registry
+                .model(&cfg.model, &ctx, &mut pb)
+                .map_err(|e| self.located(e))?;
+            model
         };
         tracing::info!(
             "model `{}`: {} trainable parameters; transforms {:?}; scheduler `{}`; {} thread(s)",
@@ -410,10 +414,6 @@ pub fn check(registry: &Registry, source: Source, sets: &[String]) -> Result<Pip
     cfg.add_default_callbacks();
     let located = |e| config::locate_error(e, &source, sets);
     build_plugins(registry, &cfg, &located)?;
-    let (model_ctor, model_p) = registry
-        .models
-        .resolve(&cfg.model, "model", Some("recurrent"))
-        .map_err(located)?;
     let ctx = ModelContext {
         vocab_size: 2,
         num_classes: cfg.data.label_names().len().max(2),
@@ -425,7 +425,7 @@ pub fn check(registry: &Registry, source: Source, sets: &[String]) -> Result<Pip
     let mut params = Params::new();
     let mut rng = rnnlab_core::seeded(cfg.seed);
     let mut pb = ParamBuilder::new(&mut params, &mut rng, DType::F32, Device::Cpu);
-    model_ctor(&model_p, &ctx, &mut pb).map_err(located)?;
+    registry.model(&cfg.model, &ctx, &mut pb).map_err(located)?;
     Ok(cfg)
 }
 

@@ -69,3 +69,56 @@ fn a_folder_that_is_not_a_run_is_a_clear_error() {
         .unwrap();
     assert!(format!("{e:#}").contains("config.resolved.toml"), "{e:#}");
 }
+
+/// A run trained on pretrained vectors of another width than `model.embedding_dim` (7 against
+/// its default 50): the run folder alone rebuilds the model with the checkpoint's width, every
+/// parameter equal to the checkpoint's.
+#[test]
+fn a_run_with_pretrained_vectors_of_its_own_width_is_rebuilt_from_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let vectors = dir.path().join("vectors.txt");
+    let mut text = String::new();
+    let words = rnnlab_data::demo::POSITIVE_WORDS
+        .iter()
+        .chain(rnnlab_data::demo::NEGATIVE_WORDS);
+    for (i, w) in words.enumerate() {
+        let v: Vec<String> = (0..7)
+            .map(|j| format!("{:.3}", ((i * 7 + j) % 11) as f64 / 10.0 - 0.5))
+            .collect();
+        text.push_str(&format!("{w} {}\n", v.join(" ")));
+    }
+    std::fs::write(&vectors, text).unwrap();
+    let run = dir.path().join("run");
+    let registry = rnnlab_cli::registry();
+    let opts = TrainOptions {
+        pipeline: Some(format!("{}/../../pipelines/demo.toml", env!("CARGO_MANIFEST_DIR")).into()),
+        sets: vec![
+            "data.size=600".into(),
+            "train.epochs=1".into(),
+            format!(
+                "data.embeddings={{type=\"glove\", path={:?}}}",
+                vectors.display().to_string()
+            ),
+        ],
+        out: Some(run.clone()),
+        threads: Some(1),
+        progress: false,
+        resume: None,
+    };
+    rnnlab_cli::train(&registry, &opts).unwrap();
+    let weights = rnnlab_core::checkpoint::load(&run.join("checkpoints/best.safetensors")).unwrap();
+    assert_eq!(weights["embedding.weight"].dims()[1], 7);
+    let loaded = predict::load_run(&registry, &run, "best").unwrap();
+    let params = loaded.model.params();
+    assert_eq!(params.len(), weights.len());
+    for (name, w) in &weights {
+        let got = params.tensor(name).unwrap().flatten_all().unwrap();
+        assert_eq!(
+            got.to_vec1::<f32>().unwrap(),
+            w.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            "{name}"
+        );
+    }
+    let preds = loaded.predict(&["the plot was good".to_string()]).unwrap();
+    assert!((preds[0].probabilities.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+}

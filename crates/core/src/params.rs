@@ -247,13 +247,19 @@ pub fn squared_norm(t: &Tensor) -> Result<f64> {
         .to_scalar::<f64>()?)
 }
 
-/// Creates parameters under a name prefix, drawing every initial value from the run's generator.
+/// Creates parameters under a name prefix, as candle-nn's `VarBuilder`: either drawing every
+/// initial value from the run's generator ([`ParamBuilder::new`]), or taking each from a
+/// checkpoint's weights by its full name ([`ParamBuilder::from_weights`]), so that one
+/// constructor both builds a fresh model and loads a trained one.
 pub struct ParamBuilder<'a> {
     params: &'a mut Params,
     rng: &'a mut Rng,
     prefix: String,
     dtype: DType,
     device: Device,
+    weights: Option<&'a BTreeMap<String, Tensor>>,
+    /// Where this builder's names sit among the weights' names (see [`ParamBuilder::fork`]).
+    base: String,
 }
 
 impl<'a> ParamBuilder<'a> {
@@ -265,6 +271,57 @@ impl<'a> ParamBuilder<'a> {
             prefix: String::new(),
             dtype,
             device,
+            weights: None,
+            base: String::new(),
+        }
+    }
+
+    /// A builder that adds to `params` the tensors of `weights` (a checkpoint, by full parameter
+    /// name) in place of drawn values: each must be there with the shape the model asks for.
+    /// `rng` still feeds plugins that draw (the drawn values are dropped).
+    pub fn from_weights(
+        params: &'a mut Params,
+        rng: &'a mut Rng,
+        weights: &'a BTreeMap<String, Tensor>,
+        dtype: DType,
+        device: Device,
+    ) -> Self {
+        ParamBuilder {
+            weights: Some(weights),
+            ..ParamBuilder::new(params, rng, dtype, device)
+        }
+    }
+
+    /// The checkpoint's tensor for the parameter `name` (under the prefix), when this builder
+    /// loads one: for a constructor whose shapes come from data it no longer has (the width of
+    /// a pretrained embedding).
+    pub fn stored(&self, name: &str) -> Option<&Tensor> {
+        self.weights?.get(&self.weight_name(name))
+    }
+
+    /// A builder over another store, with this one's generator, dtype, device and weights, whose
+    /// names start afresh at this builder's prefix: for a module that keeps its own store of the
+    /// parameters it then adds here.
+    pub fn fork<'b>(&'b mut self, params: &'b mut Params) -> ParamBuilder<'b> {
+        let base = self.weight_name("");
+        ParamBuilder {
+            params,
+            rng: self.rng,
+            prefix: String::new(),
+            dtype: self.dtype,
+            device: self.device.clone(),
+            weights: self.weights,
+            base: base.trim_end_matches('.').to_string(),
+        }
+    }
+
+    /// The name of the parameter `name` among the weights.
+    fn weight_name(&self, name: &str) -> String {
+        let full = self.full_name(name);
+        match (self.base.is_empty(), full.is_empty()) {
+            (true, _) => full,
+            (false, true) => format!("{}.", self.base),
+            (false, false) => format!("{}.{full}", self.base),
         }
     }
 
@@ -281,6 +338,8 @@ impl<'a> ParamBuilder<'a> {
             prefix,
             dtype: self.dtype,
             device: self.device.clone(),
+            weights: self.weights,
+            base: self.base.clone(),
         }
     }
 
@@ -308,8 +367,35 @@ impl<'a> ParamBuilder<'a> {
         }
     }
 
-    /// Adds `tensor` as a parameter called `name` (under the prefix) and returns its tensor.
+    /// Adds `tensor` as a parameter called `name` (under the prefix) and returns its tensor;
+    /// a loading builder adds the checkpoint's tensor of that name instead.
     pub fn add(&mut self, name: &str, tensor: Tensor, trainable: bool) -> Result<Tensor> {
+        let tensor = match self.weights {
+            None => tensor,
+            Some(weights) => {
+                let key = self.weight_name(name);
+                let stored = weights.get(&key).ok_or_else(|| {
+                    Error::Mismatch(format!("the checkpoint has no parameter `{key}`"))
+                })?;
+                if stored.dims() != tensor.dims() {
+                    return Err(Error::Mismatch(format!(
+                        "`{key}`: the checkpoint's shape {:?} is not the model's {:?}",
+                        stored.dims(),
+                        tensor.dims()
+                    )));
+                }
+                if tensor.is_variable() {
+                    // A variable another store holds (a forked builder's): load into it, so
+                    // both stores keep sharing it.
+                    Var::from_tensor(&tensor)?.set(&stored.to_dtype(tensor.dtype())?)?;
+                    tensor
+                } else {
+                    // A copy: the model must not share storage with the caller's tensors (a
+                    // live model's variables, say).
+                    stored.copy()?
+                }
+            }
+        };
         let var = Var::from_tensor(&tensor.to_dtype(self.dtype)?.to_device(&self.device)?)?;
         let t = var.as_tensor().clone();
         self.params.insert(self.full_name(name), var, trainable)?;
@@ -407,5 +493,65 @@ mod tests {
         }
         assert_eq!(g.squared_norms().unwrap(), [100.0]);
         assert_eq!(g.global_norm().unwrap(), 10.0);
+    }
+
+    /// A small "model": `layer.w` drawn U(±1), `layer.b` zeros, under the builder's prefix.
+    fn build(pb: &mut ParamBuilder) -> Result<(Tensor, Tensor)> {
+        let mut pb = pb.pp("layer");
+        Ok((pb.uniform("w", &[2, 3], 1.0)?, pb.zeros("b", &[2])?))
+    }
+
+    /// The same constructor builds fresh parameters or takes a checkpoint's, by full name and
+    /// shape; what the checkpoint lacks or shapes otherwise is an error naming the parameter.
+    #[test]
+    fn a_loading_builder_takes_each_parameter_from_the_weights() -> Result<()> {
+        let mut rng = crate::seeded(7);
+        let mut trained = Params::new();
+        build(&mut ParamBuilder::new(
+            &mut trained,
+            &mut rng,
+            DType::F32,
+            Device::Cpu,
+        ))?;
+        let weights = trained.to_map();
+
+        let mut loaded = Params::new();
+        let mut other = crate::seeded(99);
+        let mut pb =
+            ParamBuilder::from_weights(&mut loaded, &mut other, &weights, DType::F32, Device::Cpu);
+        assert_eq!(
+            pb.pp("layer").stored("w").map(|t| t.dims().to_vec()),
+            Some(vec![2, 3])
+        );
+        let (w, b) = build(&mut pb)?;
+        assert_eq!(w.to_vec2::<f32>()?, weights["layer.w"].to_vec2::<f32>()?);
+        assert_eq!(b.to_vec1::<f32>()?, [0.0, 0.0]);
+        // Loaded values are the model's own: writing them leaves the checkpoint's alone.
+        loaded.get("layer.w").unwrap().var.set(&Tensor::zeros(
+            (2, 3),
+            DType::F32,
+            &Device::Cpu,
+        )?)?;
+        assert_ne!(weights["layer.w"].to_vec2::<f32>()?, [[0.0f32; 3]; 2]);
+
+        // What a checkpoint lacks, or shapes otherwise, is an error naming the parameter.
+        let load_error = |w: &BTreeMap<String, Tensor>| -> String {
+            let (mut p, mut rng) = (Params::new(), crate::seeded(1));
+            let mut pb = ParamBuilder::from_weights(&mut p, &mut rng, w, DType::F32, Device::Cpu);
+            build(&mut pb).unwrap_err().to_string()
+        };
+        let mut partial = weights.clone();
+        partial.remove("layer.b");
+        let err = load_error(&partial);
+        assert!(err.contains("no parameter `layer.b`"), "{err}");
+        let mut wide = weights.clone();
+        let zeros = Tensor::zeros((2, 4), DType::F32, &Device::Cpu)?;
+        wide.insert("layer.w".into(), zeros);
+        let err = load_error(&wide);
+        assert!(
+            err.contains("`layer.w`: the checkpoint's shape [2, 4] is not the model's [2, 3]"),
+            "{err}"
+        );
+        Ok(())
     }
 }

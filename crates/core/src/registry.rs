@@ -440,6 +440,19 @@ impl Registry {
         }
     }
 
+    /// Builds the model of a `[model]` table (type `recurrent` when none is given) with `pb`:
+    /// fresh ([`ParamBuilder::new`]) or from a checkpoint ([`ParamBuilder::from_weights`]). The
+    /// one way train, eval, predict and bench build a model.
+    pub fn model(
+        &self,
+        table: &toml::Table,
+        ctx: &ModelContext,
+        pb: &mut ParamBuilder,
+    ) -> Result<(Box<dyn Model>, PluginParams)> {
+        let (ctor, p) = self.models.resolve(table, "model", Some("recurrent"))?;
+        Ok((ctor(&p, ctx, pb)?, p))
+    }
+
     /// Builds a transform or weight hook from its config table.
     pub fn transform(&self, table: &toml::Table, at: &str) -> Result<(Link, PluginParams)> {
         let (ctor, p) = self.transforms.resolve(table, at, None)?;

@@ -46,7 +46,8 @@ pub fn pretrained_embedding(
 }
 
 /// The model's embedding as `ModelContext` asks: the pretrained matrix when given (its width wins
-/// over `dim`, frozen when `freeze_embedding`), else a fresh N(0, 1) table `[vocab_size, dim]`.
+/// over `dim`, frozen when `freeze_embedding`), else a fresh N(0, 1) table `[vocab_size, dim]`;
+/// a builder loading a checkpoint gives the checkpoint's table, whose width wins as well.
 pub fn embedding_from_context(
     ctx: &ModelContext,
     dim: usize,
@@ -63,7 +64,13 @@ pub fn embedding_from_context(
             }
             pretrained_embedding(w, !ctx.freeze_embedding, pb)
         }
-        None => embedding(ctx.vocab_size, dim, pb),
+        None => {
+            let dim = match pb.stored("weight") {
+                Some(w) => w.dims2()?.1,
+                None => dim,
+            };
+            embedding(ctx.vocab_size, dim, pb)
+        }
     }
 }
 

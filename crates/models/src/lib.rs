@@ -190,18 +190,16 @@ fn make_cnn(p: &PluginParams, ctx: &ModelContext, pb: &mut ParamBuilder) -> Resu
     Ok(Box::new(kim_cnn(p, ctx, pb)?))
 }
 
-/// Runs `build` with a builder over a fresh [`Params`] (same generator, dtype and device as `pb`)
-/// and returns what it built with that store; every parameter is also added to `pb`'s store, as
+/// Runs `build` with a builder over a fresh [`Params`] ([`ParamBuilder::fork`]: same generator,
+/// dtype, device and checkpoint weights as `pb`) and returns what it built with that store; every parameter is also added to `pb`'s store, as
 /// the same variable, so both see the same values.
 pub(crate) fn build_owned<T>(
     pb: &mut ParamBuilder,
     build: impl FnOnce(&mut ParamBuilder) -> Result<T>,
 ) -> Result<(T, Params)> {
     let mut params = Params::new();
-    let dtype = pb.dtype();
-    let device = pb.device().clone();
     let value = {
-        let mut own = ParamBuilder::new(&mut params, pb.rng(), dtype, device);
+        let mut own = pb.fork(&mut params);
         build(&mut own)?
     };
     for p in params.iter() {

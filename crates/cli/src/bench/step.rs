@@ -433,12 +433,9 @@ fn build_trainer(
     let base_lr = Registry::base_lr(&link_params)
         .ok_or_else(|| anyhow!("the transforms have no optimizer: {:?}", chain.names()))?;
     let (sched, _) = registry.scheduler(scheduler, "optim.scheduler", base_lr)?;
-    let (ctor, p) = registry.models.resolve(model, "model", Some("recurrent"))?;
     let mut params = Params::new();
-    let model = {
-        let mut pb = ParamBuilder::new(&mut params, rng, DType::F32, Device::Cpu);
-        ctor(&p, &ctx, &mut pb)?
-    };
+    let mut pb = ParamBuilder::new(&mut params, rng, DType::F32, Device::Cpu);
+    let (model, _) = registry.model(model, &ctx, &mut pb)?;
     let callbacks: Vec<Box<dyn Callback>> = match clock {
         Some(ends) => vec![Box::new(StepClock { ends })],
         None => Vec::new(),
