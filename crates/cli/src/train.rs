@@ -253,7 +253,17 @@ impl RunContext<'_> {
                 check_same_data(run, &prepared)?;
                 let (point, saved_rng) = resume_point(&mut trainer, run, &opts.sets)?;
                 rng = saved_rng;
-                tracing::info!("resuming {} after epoch {}", run.display(), point.epoch);
+                match &point.partial {
+                    Some(p) => tracing::info!(
+                        "resuming {} in epoch {} after batch {}",
+                        run.display(),
+                        point.epoch + 1,
+                        p.batches
+                    ),
+                    None => {
+                        tracing::info!("resuming {} after epoch {}", run.display(), point.epoch)
+                    }
+                }
                 Some(point)
             }
             None => None,

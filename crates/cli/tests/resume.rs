@@ -416,7 +416,27 @@ fn ctrl_c_mid_epoch_writes_a_snapshot_that_resumes_exactly() {
         "not a mid-epoch snapshot: {batch:?}"
     );
 
-    resume_to_the_same_metrics(&stopped, &whole);
+    // The resumed run says where it goes on from: inside the epoch, after the batch.
+    let out = rnnlab(&[
+        "train",
+        "--resume",
+        stopped.to_str().unwrap(),
+        "--threads",
+        "2",
+    ])
+    .env("RUST_LOG", "info")
+    .stderr(Stdio::piped())
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let at = format!(
+        "in epoch {} after batch {}",
+        done + 1,
+        batch.unwrap_or_default() as usize
+    );
+    assert!(err.contains(&at), "{at}: {err}");
+    assert_eq!(untimed(&stopped), untimed(&whole));
     for file in ["steps.jsonl", "stability.json"] {
         assert_eq!(
             std::fs::read_to_string(stopped.join(file)).unwrap(),
