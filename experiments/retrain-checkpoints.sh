@@ -9,10 +9,12 @@
 set -uo pipefail
 cd "$(dirname "$0")"
 RNNLAB="${RNNLAB:-$(cd .. && pwd)/target/release/rnnlab}"
-runs=("$@")
-[ ${#runs[@]} -gt 0 ] || runs=(results/*/seed-*)
+# Exit status 0 when the two metrics.jsonl files hold the same figures but for timings.
+SAME='import json,sys
+f=lambda p:[{k:v for k,v in json.loads(l).items() if "seconds" not in k} for l in open(p)]
+sys.exit(f(sys.argv[1])!=f(sys.argv[2]))'
 retrain() {
-  run="$1"
+  local run="$1" tmp
   [ -f "$run/checkpoints/best.safetensors" ] && return 0
   [ -f "$run/metrics.jsonl" ] || return 0
   tmp="results/.retrain/${run#results/}"
@@ -22,17 +24,7 @@ retrain() {
     echo "$run: training failed, see $tmp.log"
     return 1
   fi
-  if python3 - "$run/metrics.jsonl" "$tmp/metrics.jsonl" <<'PY'
-import json, sys
-def figures(path):
-    out = []
-    for line in open(path):
-        m = json.loads(line)
-        out.append({k: v for k, v in m.items() if "seconds" not in k and "per_second" not in k})
-    return out
-sys.exit(0 if figures(sys.argv[1]) == figures(sys.argv[2]) else 1)
-PY
-  then
+  if python3 -c "$SAME" "$run/metrics.jsonl" "$tmp/metrics.jsonl"; then
     rm -rf "$run/checkpoints"
     mv "$tmp/checkpoints" "$run/checkpoints"
     rm -rf "$tmp" "$tmp.log"
@@ -43,5 +35,7 @@ PY
   fi
 }
 export -f retrain
-export RNNLAB
+export RNNLAB SAME
+runs=("$@")
+[ ${#runs[@]} -gt 0 ] || runs=(results/*/seed-*)
 printf '%s\n' "${runs[@]}" | xargs -P "${JOBS:-2}" -I{} bash -c 'retrain "$@"' _ {}
