@@ -11,7 +11,7 @@ cd "$(dirname "$0")"
 RNNLAB="${RNNLAB:-$(cd .. && pwd)/target/release/rnnlab}"
 # Exit status 0 when the two metrics.jsonl files hold the same figures but for timings.
 SAME='import json,sys
-f=lambda p:[{k:v for k,v in json.loads(l).items() if "seconds" not in k} for l in open(p)]
+f=lambda p:[{k:v for k,v in json.loads(l).items() if "second" not in k} for l in open(p)]
 sys.exit(f(sys.argv[1])!=f(sys.argv[2]))'
 retrain() {
   local run="$1" tmp
