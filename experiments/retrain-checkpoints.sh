@@ -2,8 +2,8 @@
 # Gives back the checkpoints of finished experiment runs whose folders hold only the committed
 # files (metrics, config, provenance): trains each such run again from its config.resolved.toml
 # in results/.retrain/, checks that every logged figure but the timings equals the committed
-# metrics.jsonl (the same seed gives the same run), and moves the new checkpoints/ into the run
-# folder; the committed files stay as they are. A run whose figures differ is reported and left.
+# metrics.jsonl (the same seed gives the same run), and moves the new checkpoints/ and the files
+# the folder lacks (tokenizer.json) into it; the committed files stay as they are. A run whose figures differ is reported and left.
 # Then `rnnlab sweep eval` can evaluate it. Resumable: runs that have their checkpoints are skipped.
 # Arguments: run folders (default: every results/*/seed-*). RNNLAB, JOBS as run-all.sh.
 set -uo pipefail
@@ -27,8 +27,10 @@ retrain() {
   if python3 -c "$SAME" "$run/metrics.jsonl" "$tmp/metrics.jsonl"; then
     rm -rf "$run/checkpoints"
     mv "$tmp/checkpoints" "$run/checkpoints"
+    # The other files the folder lacks (tokenizer.json, ...); the committed ones stay.
+    cp -rn "$tmp/." "$run/"
     rm -rf "$tmp" "$tmp.log"
-    echo "$run: checkpoints back (metrics equal the committed ones)"
+    echo "$run: checkpoints and tokenizer back (metrics equal the committed ones)"
   else
     echo "$run: the new run's metrics differ from the committed ones; left in $tmp"
     return 1
