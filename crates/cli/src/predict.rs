@@ -38,6 +38,11 @@ pub struct Prediction {
     pub probabilities: Vec<f64>,
 }
 
+/// `checkpoints/{which}.safetensors` of `run` (`which`: `best` or `last`).
+pub fn checkpoint_path(run: &Path, which: &str) -> std::path::PathBuf {
+    run.join("checkpoints").join(format!("{which}.safetensors"))
+}
+
 /// Loads `run`'s model from `checkpoints/{which}.safetensors` (`best` or `last`).
 pub fn load_run(registry: &Registry, run: &Path, which: &str) -> Result<LoadedRun> {
     let cfg_path = run.join("config.resolved.toml");
@@ -50,7 +55,7 @@ pub fn load_run(registry: &Registry, run: &Path, which: &str) -> Result<LoadedRu
             .with_context(|| format!("reading {}", labels_path.display()))?,
     )
     .with_context(|| format!("parsing {}", labels_path.display()))?;
-    let ckpt_path = run.join("checkpoints").join(format!("{which}.safetensors"));
+    let ckpt_path = checkpoint_path(run, which);
     let weights = checkpoint::load(&ckpt_path).map_err(|e| match which {
         "best" => anyhow!(
             "{e}; `--checkpoint last` loads the last epoch's weights \
@@ -77,10 +82,7 @@ pub fn load_run(registry: &Registry, run: &Path, which: &str) -> Result<LoadedRu
     let (model, _) = registry
         .model(&cfg.model, &ctx, &mut pb)
         .map_err(|e| anyhow!("{}: {e}", ckpt_path.display()))?;
-    let unknown: Vec<&String> = weights
-        .keys()
-        .filter(|k| model.params().get(k).is_none())
-        .collect();
+    let unknown = model.params().unknown_in(&weights);
     if !unknown.is_empty() {
         bail!(
             "{}: tensors the run's model does not have: {unknown:?}",

@@ -90,6 +90,11 @@ impl Params {
             .collect()
     }
 
+    /// The names in `map` that are no parameter here (a checkpoint of another model).
+    pub fn unknown_in<'m>(&self, map: &'m BTreeMap<String, Tensor>) -> Vec<&'m String> {
+        map.keys().filter(|k| self.get(k).is_none()).collect()
+    }
+
     /// Overwrites every parameter from `map`; names and shapes must match exactly.
     pub fn load_map(&self, map: &BTreeMap<String, Tensor>) -> Result<()> {
         for p in &self.items {
@@ -107,7 +112,7 @@ impl Params {
             p.var
                 .set(&t.to_dtype(p.var.dtype())?.to_device(p.var.device())?)?;
         }
-        let unknown: Vec<&String> = map.keys().filter(|k| self.get(k).is_none()).collect();
+        let unknown = self.unknown_in(map);
         if !unknown.is_empty() {
             return Err(Error::Mismatch(format!(
                 "checkpoint has tensors the model does not: {unknown:?}"

@@ -72,11 +72,10 @@ fn evaluate_run(
     if file.is_file() && !opts.force {
         return Ok(Outcome::Kept);
     }
-    // As `rnnlab eval` names it (`predict::load_run`).
-    let checkpoint = format!("{}.safetensors", opts.eval.checkpoint);
-    if !run.dir.join("checkpoints").join(&checkpoint).is_file() {
+    if !crate::predict::checkpoint_path(&run.dir, &opts.eval.checkpoint).is_file() {
         return Ok(Outcome::Skipped(format!(
-            "no checkpoints/{checkpoint} (train the run again with the same seed to get it back)"
+            "no checkpoints/{}.safetensors (train the run again with the same seed to get it back)",
+            opts.eval.checkpoint
         )));
     }
     let report = evaluate_file(registry, &run.dir, &opts.data, &opts.eval)
