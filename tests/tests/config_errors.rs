@@ -131,18 +131,29 @@ fn list_shows_every_plugin_with_parameters() {
     ] {
         assert!(text.contains(name), "`rnnlab list` lacks {name}:\n{text}");
     }
-    // Every reader, under its own heading, with its description.
+    // Every reader, under its own heading, with its description and its keys' defaults.
     let readers = text
-        .split("readers ([data] type):\n")
+        .split("readers ([data] type; their keys go in [data]):\n")
         .nth(1)
         .unwrap_or_else(|| panic!("`rnnlab list` has no readers section:\n{text}"));
-    for r in rnnlab_data::READERS {
+    for e in rnnlab_cli::registry().readers.entries() {
         assert!(
             readers
                 .lines()
-                .any(|l| l.trim_start().starts_with(r.name) && l.ends_with(r.about)),
+                .any(|l| l.trim_start().starts_with(e.spec.name) && l.ends_with(e.spec.doc)),
             "`rnnlab list` lacks the reader {}:\n{text}",
-            r.name
+            e.spec.name
+        );
+    }
+    for line in [
+        "delimiter          = \",\"",
+        "size               = 6000",
+        "files              = (required)",
+        "phrases            = false",
+    ] {
+        assert!(
+            readers.contains(line),
+            "`rnnlab list` lacks `{line}`:\n{text}"
         );
     }
 }

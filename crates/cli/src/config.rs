@@ -220,6 +220,7 @@ pub fn load(source: Source, sets: &[String]) -> Result<PipelineConfig> {
     // Then the layers: file < environment (RNNLAB__TRAIN__EPOCHS=3) < --set. A `--set` of a
     // plugin table with another `type` replaces the file's table instead of merging into it.
     let text = without_replaced_plugins(&text, sets)?;
+    let sets = &without_replaced_reader_sets(&text, sets)?;
     let mut builder = config::Config::builder()
         .add_source(config::File::from_str(&text, config::FileFormat::Toml))
         .add_source(
@@ -370,12 +371,24 @@ pub fn parse_set(s: &str) -> Result<(String, toml::Value)> {
 
 /// The pipeline text without the plugin tables that a `--set` replaces: a set whose value is a
 /// table with a `type` other than the file's table at that key (`model.cell={type="lstm", ...}`
-/// on an RNN whose table has `nonlinearity`). Tables of the same type still merge.
+/// on an RNN whose table has `nonlinearity`), and the reader's keys of `[data]` when a
+/// `--set data.type=...` names another reader. Tables of the same type still merge.
 fn without_replaced_plugins(text: &str, sets: &[String]) -> Result<String> {
     let mut base = toml::Value::Table(toml::from_str(text)?);
     let mut replaced = false;
     for s in sets {
         let (key, value) = parse_set(s)?;
+        // Another reader: the file's keys of its reader go, the shared [data] keys stay.
+        if key == "data.type" {
+            if let Some(data) = table_at(&mut base, &["data"]) {
+                let old = data.get("type").and_then(|t| t.as_str()).unwrap_or("tsv");
+                if value.as_str().is_some_and(|new| new != old) {
+                    data.retain(|k, _| rnnlab_data::readers::SHARED_KEYS.contains(&k));
+                    replaced = true;
+                }
+            }
+            continue;
+        }
         let Some(new_type) = value.as_table().and_then(|t| t.get("type")) else {
             continue;
         };
@@ -399,6 +412,39 @@ fn without_replaced_plugins(text: &str, sets: &[String]) -> Result<String> {
     } else {
         text.to_string()
     })
+}
+
+/// `sets` without those that set a reader key of `[data]` (`data.size`) before a later
+/// `data.type=...` names another reader: its keys go with it, as the file's do.
+fn without_replaced_reader_sets(text: &str, sets: &[String]) -> Result<Vec<String>> {
+    let base: toml::Table = toml::from_str(text)?;
+    let mut reader = base
+        .get("data")
+        .and_then(|d| d.get("type"))
+        .and_then(|t| t.as_str())
+        .unwrap_or("tsv")
+        .to_string();
+    let mut kept: Vec<String> = Vec::new();
+    for s in sets {
+        let (key, value) = parse_set(s)?;
+        if key == "data.type" {
+            if let Some(new) = value.as_str().filter(|new| *new != reader) {
+                kept.retain(|k| {
+                    let key = k.split_once('=').map_or(k.as_str(), |(k, _)| k).trim();
+                    match key.strip_prefix("data.") {
+                        Some(rest) => {
+                            let first = rest.split('.').next().unwrap_or(rest);
+                            rnnlab_data::readers::SHARED_KEYS.contains(&first)
+                        }
+                        None => true,
+                    }
+                });
+                reader = new.to_string();
+            }
+        }
+        kept.push(s.clone());
+    }
+    Ok(kept)
 }
 
 /// The table at a dotted path of table keys and array indices, if there is one.

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use clap::Subcommand;
 use rnnlab_data::{DataReport, Leakage};
 
@@ -28,14 +28,14 @@ pub enum DataCommand {
 }
 
 /// Runs a `data` subcommand, printing to stdout.
-pub fn run(cmd: DataCommand) -> Result<()> {
+pub fn run(registry: &rnnlab_core::Registry, cmd: DataCommand) -> Result<()> {
     match cmd {
         DataCommand::Inspect {
             pipeline,
             sets,
             compare_group_by,
         } => {
-            let i = inspect(&pipeline, &sets, compare_group_by.as_deref())?;
+            let i = inspect(registry, &pipeline, &sets, compare_group_by.as_deref())?;
             print!("{}", i.render());
             Ok(())
         }
@@ -145,13 +145,19 @@ pub struct Inspection {
 
 /// Loads `pipeline` (with `--set` overrides), prepares its data and gathers the figures.
 pub fn inspect(
+    registry: &rnnlab_core::Registry,
     pipeline: &std::path::Path,
     sets: &[String],
     compare_group_by: Option<&str>,
 ) -> Result<Inspection> {
     let cfg = config::load(Source::File(pipeline), sets)?;
-    let p = rnnlab_data::prepare(&cfg.data, &mut rnnlab_core::seeded(cfg.seed))
-        .map_err(|e| anyhow!("data: {e}"))?;
+    let prepare = |d: &rnnlab_data::DataConfig| -> Result<rnnlab_data::Prepared> {
+        let (reader, _) = rnnlab_data::readers::build(&registry.readers, d)
+            .map_err(|e| config::locate_error(e, &Source::File(pipeline), sets))?;
+        rnnlab_data::prepare_with(d, reader.as_ref(), &mut rnnlab_core::seeded(cfg.seed))
+            .map_err(|e| anyhow!("data: {e}"))
+    };
+    let p = prepare(&cfg.data)?;
     let lengths = p
         .source
         .train()
@@ -186,8 +192,7 @@ pub fn inspect(
             d.split.group_by = Some(col.to_string());
             d.split.stratify = false;
             d.embeddings = None;
-            let q = rnnlab_data::prepare(&d, &mut rnnlab_core::seeded(cfg.seed))
-                .map_err(|e| anyhow!("data (grouped by {col}): {e}"))?;
+            let q = prepare(&d).with_context(|| format!("data grouped by {col}"))?;
             Some((col.to_string(), q.report.leakage))
         }
         None => None,
@@ -403,7 +408,13 @@ mod tests {
     #[test]
     fn inspect_rt_lstm_rows_labels_coverage_and_leakage() {
         real_data("rt-kaggle-phrases");
-        let i = inspect(&pipeline("rt-lstm.toml"), &[], Some("SentenceId")).unwrap();
+        let i = inspect(
+            &crate::registry(),
+            &pipeline("rt-lstm.toml"),
+            &[],
+            Some("SentenceId"),
+        )
+        .unwrap();
         let r = &i.report;
         let text = i.render();
         eprintln!("{text}");

@@ -12,25 +12,16 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use rnnlab_core::{read_metrics, Confusion, Evaluation, Registry};
-use rnnlab_data::{DataConfig, DataError, Example, LabelMap, RowLog, Skipped};
+use rnnlab_data::{DataConfig, DataError, Example, LabelMap, ReadContext, Reader, RowLog, Skipped};
 
 use crate::config::{self, Source};
 use crate::predict;
 
-/// The `[data]` keys that `rnnlab eval --set` may change: how the file is read.
-pub const DATA_KEYS: &[&str] = &[
-    "type",
-    "text",
-    "label",
-    "header",
-    "delimiter",
-    "quoting",
-    "phrases",
-    "skip_bad_rows",
-    "eval_batch_size",
-];
+/// The shared `[data]` keys that `rnnlab eval --set` may change; the reader's own keys (`text`,
+/// `label`, `delimiter`, ...) may be changed too.
+pub const DATA_KEYS: &[&str] = &["type", "skip_bad_rows", "eval_batch_size"];
 
 /// What `rnnlab eval` was asked to do.
 #[derive(Clone, Debug)]
@@ -39,8 +30,8 @@ pub struct EvalOptions {
     pub checkpoint: String,
     /// Read the file with this reader instead of the run's `data.type`.
     pub reader: Option<String>,
-    /// `key=value` overrides of the run's `[data]` table (keys of [`DATA_KEYS`], with or without
-    /// the `data.` prefix), the value parsed as TOML.
+    /// `key=value` overrides of the run's `[data]` table (keys of [`DATA_KEYS`] or the reader's
+    /// own, with or without the `data.` prefix), the value parsed as TOML.
     pub sets: Vec<String>,
 }
 
@@ -260,70 +251,105 @@ fn truncate(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
 }
 
-/// The run's resolved `[data]` table with `reader` and `sets` applied, pointed at `data`.
-fn data_config(run: &Path, data: &Path, opts: &EvalOptions) -> Result<DataConfig> {
+/// The run's resolved `[data]` table with `reader` and `sets` applied, pointed at `data`, and
+/// the reader it names. Another reader (`--reader`) keeps the run's reader keys it also has.
+fn data_config(
+    registry: &Registry,
+    run: &Path,
+    data: &Path,
+    opts: &EvalOptions,
+) -> Result<(DataConfig, Box<dyn Reader>)> {
     let cfg_path = run.join("config.resolved.toml");
-    let cfg = config::load(Source::File(&cfg_path), &[])?;
-    let toml::Value::Table(mut table) = toml::Value::try_from(&cfg.data)
-        .with_context(|| format!("{}: the [data] table", cfg_path.display()))?
-    else {
-        bail!("{}: [data] is not a table", cfg_path.display());
-    };
+    let mut dc = config::load(Source::File(&cfg_path), &[])?.data;
     if let Some(r) = &opts.reader {
-        table.insert("type".into(), toml::Value::String(r.clone()));
+        if *r != dc.kind {
+            let entry = registry.readers.get(r, "--reader")?;
+            let keys: Vec<&str> = entry.spec.params.iter().map(|p| p.name.as_ref()).collect();
+            dc.reader.retain(|k, _| keys.contains(&k));
+            dc.kind = r.clone();
+        }
     }
     for s in &opts.sets {
         let (key, value) = config::parse_set(s)?;
         let key = key.strip_prefix("data.").unwrap_or(&key);
-        if !DATA_KEYS.contains(&key) {
+        let entry = registry.readers.get(&dc.kind, "data.type")?;
+        let mut keys: Vec<&str> = DATA_KEYS.to_vec();
+        keys.extend(entry.spec.params.iter().map(|p| p.name.as_ref()));
+        if !keys.contains(&key) {
             bail!(
                 "--set {s}: `{key}` is not a key eval can change{}; keys: {} (the tokenizer, labels and model come from the run folder)",
-                rnnlab_core::suggest(key, DATA_KEYS.iter().copied()),
-                DATA_KEYS.join(", ")
+                rnnlab_core::suggest(key, keys.iter().copied()),
+                keys.join(", ")
             );
         }
-        table.insert(key.to_string(), value);
+        match key {
+            "type" => dc.kind = value.as_str().unwrap_or_default().to_string(),
+            "skip_bad_rows" | "eval_batch_size" => {
+                let mut t = toml::Table::new();
+                t.insert(key.to_string(), value);
+                let v: DataConfig = toml::Value::Table(t)
+                    .try_into()
+                    .map_err(|e| anyhow!("--set {s}: {e}"))?;
+                dc.skip_bad_rows = v.skip_bad_rows;
+                dc.eval_batch_size = v.eval_batch_size;
+            }
+            _ => {
+                dc.reader.insert(key.to_string(), value);
+            }
+        }
     }
     // One file, not split: the run's split and grouping do not apply to it.
-    table.remove("split");
-    table.remove("files");
-    let mut dc: DataConfig = toml::Value::Table(table)
-        .try_into()
-        .map_err(|e| anyhow!("the run's [data] table with the eval options: {e}"))?;
+    dc.split = Default::default();
     dc.path = Some(data.to_path_buf());
-    Ok(dc)
+    let entry = registry.readers.get(&dc.kind, "data.type")?;
+    let (reader, _) = rnnlab_data::readers::build(&registry.readers, &dc).map_err(|e| {
+        if matches!(&e, rnnlab_core::Error::InvalidValue { at, .. } if at == "data.path") {
+            let files: Vec<&str> = registry
+                .readers
+                .entries()
+                .iter()
+                .filter(|e| reads_one_file(e))
+                .map(|e| e.spec.name)
+                .collect();
+            anyhow!(
+                "the run's reader `{}` does not read one data file ({}): give the format of {} with --reader {} (and --set text=..., label=... for its columns)",
+                dc.kind,
+                entry.spec.doc,
+                data.display(),
+                files.join("|")
+            )
+        } else {
+            anyhow!("{}: {e}", cfg_path.display())
+        }
+    })?;
+    Ok((dc, reader))
 }
 
-/// Reads `data` with `cfg`'s reader and maps every label through `labels`; an unknown label is
-/// an error naming the file, line and field (or, with `skip_bad_rows`, a skipped row).
+/// Whether a reader built with its defaults reads `data.path`.
+fn reads_one_file(e: &rnnlab_core::Entry<rnnlab_core::ReaderCtor>) -> bool {
+    let params = rnnlab_core::PluginParams::parse(&e.spec.params, &toml::Table::new(), "data");
+    params
+        .and_then(|p| (e.ctor)(&p))
+        .is_ok_and(|r| r.reads_path())
+}
+
+/// Reads `data` with `reader` and maps every label through `labels`; an unknown label is an
+/// error naming the file, line and field (or, with `skip_bad_rows`, a skipped row).
 fn read_rows(
     cfg: &DataConfig,
+    reader: &dyn Reader,
     data: &Path,
     labels: &LabelMap,
 ) -> Result<(Vec<(String, u32)>, Skipped)> {
-    let reader = rnnlab_data::readers::find(&cfg.kind)?;
-    if matches!(reader.name, "demo" | "lines-per-class") {
-        let others: Vec<&str> = rnnlab_data::READERS
-            .iter()
-            .map(|r| r.name)
-            .filter(|n| !matches!(*n, "demo" | "lines-per-class"))
-            .collect();
-        bail!(
-            "the run's reader `{}` does not read one data file ({}): give the format of {} with --reader {} (and --set text=..., label=... for its columns)",
-            reader.name,
-            reader.about,
-            data.display(),
-            others.join("|")
-        );
-    }
-    (reader.validate)(cfg)?;
     let mut log = RowLog::new(cfg.skip_bad_rows);
-    // Readers of a file draw no random numbers; the generator is only part of the signature.
-    let rows = (reader.read)(cfg, Some(data), &mut log, &mut rnnlab_core::seeded(0))?;
-    let field = match reader.name {
-        "sst-trees" => "label".to_string(),
-        _ => cfg.label.to_string(),
+    // Readers of a file draw no random numbers; the generator is only part of the context.
+    let mut cx = ReadContext {
+        group_by: None,
+        log: &mut log,
+        rng: &mut rnnlab_core::seeded(0),
     };
+    let rows = reader.read(Some(data), &mut cx).map_err(DataError::from)?;
+    let field = reader.label_field();
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         match labels.id(&r.label) {
@@ -392,10 +418,10 @@ pub fn evaluate_file(
         bail!("--checkpoint {}: expected best or last", opts.checkpoint);
     }
     let run_cfg = config::load(Source::File(&run.join("config.resolved.toml")), &[])?;
-    let cfg = data_config(run, data, opts)?;
     let loaded = predict::load_run(registry, run, &opts.checkpoint)?;
+    let (cfg, reader) = data_config(registry, run, data, opts)?;
     let label_map = LabelMap::from_names(loaded.labels.clone());
-    let (rows, skipped) = read_rows(&cfg, data, &label_map)?;
+    let (rows, skipped) = read_rows(&cfg, reader.as_ref(), data, &label_map)?;
     let enc =
         rnnlab_data::tokenizer::encode_texts(&loaded.tokenizer, rows.iter().map(|r| r.0.as_str()))?;
     let examples: Vec<Example> = enc

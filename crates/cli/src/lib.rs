@@ -39,6 +39,7 @@ pub fn registry() -> Registry {
     rnnlab_models::register(&mut r);
     rnnlab_optim::register(&mut r);
     rnnlab_callbacks::register(&mut r);
+    rnnlab_data::readers::register(&mut r);
     r
 }
 
@@ -262,7 +263,7 @@ where
             interval_ms,
             once,
         } => watch::run(&run, std::time::Duration::from_millis(interval_ms), once),
-        Command::Data { cmd } => data_cmd::run(cmd),
+        Command::Data { cmd } => data_cmd::run(registry, cmd),
         Command::Bench { cmd } => bench::run(registry, cmd),
         #[cfg(feature = "hub")]
         Command::Fetch { name } => data_cmd::fetch(&name),

@@ -20,17 +20,12 @@ pub fn render(r: &Registry) -> String {
         &r.schedulers,
     );
     section(&mut out, "callbacks ([[callbacks]] type)", &r.callbacks);
-    readers(&mut out);
+    section(
+        &mut out,
+        "readers ([data] type; their keys go in [data])",
+        &r.readers,
+    );
     out
-}
-
-/// The readers `data.type` picks (their keys are the `[data]` table's: see the README).
-fn readers(out: &mut String) {
-    let _ = writeln!(out, "readers ([data] type):");
-    for r in rnnlab_data::READERS {
-        let _ = writeln!(out, "  {:<20} {}", r.name, r.about);
-    }
-    out.push('\n');
 }
 
 fn section<F: Clone>(out: &mut String, title: &str, table: &Table<F>) {
@@ -48,7 +43,7 @@ fn section<F: Clone>(out: &mut String, title: &str, table: &Table<F>) {
 
 fn params(out: &mut String, specs: &[ParamSpec]) {
     for p in specs {
-        let default = p.default.unwrap_or("(required)");
+        let default = p.default_shown();
         let _ = writeln!(out, "      {:<18} = {:<14} {}", p.name, default, p.doc);
     }
 }

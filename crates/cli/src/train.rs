@@ -191,6 +191,8 @@ impl RunContext<'_> {
         cfg.train.threads = self.threads;
         // Every plugin is built (and so validated) before anything is read or written.
         let Plugins {
+            reader,
+            resolved_reader,
             chain,
             scheduler,
             sched_p,
@@ -206,8 +208,8 @@ impl RunContext<'_> {
             .map_err(|e| self.located(e))?;
 
         let mut rng = rnnlab_core::seeded(cfg.seed);
-        let prepared =
-            rnnlab_data::prepare(&cfg.data, &mut rng).map_err(|e| anyhow!("data: {e}"))?;
+        let prepared = rnnlab_data::prepare_with(&cfg.data, reader.as_ref(), &mut rng)
+            .map_err(|e| anyhow!("data: {e}"))?;
         warn_truncated(&prepared.report, cfg.data.tokenizer.max_len);
         let mut params = Params::new();
         let model = {
@@ -283,6 +285,7 @@ impl RunContext<'_> {
             .with_context(|| format!("creating {}", ckpt_dir.display()))?;
         let resolved = resolved_config(
             &cfg,
+            &resolved_reader,
             model_p.table(),
             &resolved_transforms,
             sched_p.table(),
@@ -357,6 +360,8 @@ impl RunContext<'_> {
 /// The plugins of a pipeline, built from its tables (and so validated), with their tables
 /// with every default filled in.
 struct Plugins {
+    reader: Box<dyn rnnlab_core::Reader>,
+    resolved_reader: toml::Table,
     chain: Chain,
     scheduler: Box<dyn rnnlab_core::Scheduler>,
     sched_p: rnnlab_core::PluginParams,
@@ -373,6 +378,10 @@ fn build_plugins(
     cfg: &PipelineConfig,
     located: &dyn Fn(rnnlab_core::Error) -> anyhow::Error,
 ) -> Result<Plugins> {
+    let (reader, reader_p) =
+        rnnlab_data::readers::build(&registry.readers, &cfg.data).map_err(located)?;
+    let mut resolved_reader = reader_p.table().clone();
+    resolved_reader.remove("type");
     let mut link_params = Vec::new();
     let mut links = Vec::new();
     for (i, t) in cfg.optim.transforms.iter().enumerate() {
@@ -405,6 +414,8 @@ fn build_plugins(
     }
     let mode = Mode::resolve(&cfg.train.mode, &cfg.train.monitor, "train.mode").map_err(located)?;
     Ok(Plugins {
+        reader,
+        resolved_reader,
         chain,
         scheduler,
         sched_p,
@@ -709,12 +720,14 @@ pub(crate) fn utc_stamp() -> String {
 
 fn resolved_config(
     cfg: &PipelineConfig,
+    reader: &toml::Table,
     model: &toml::Table,
     transforms: &[toml::Table],
     scheduler: &toml::Table,
     callbacks: &[toml::Table],
 ) -> Result<String> {
     let mut c = cfg.clone();
+    c.data.reader = reader.clone();
     c.model = model.clone();
     c.optim.transforms = transforms.to_vec();
     c.optim.scheduler = scheduler.clone();

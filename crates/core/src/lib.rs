@@ -14,6 +14,7 @@ mod metrics;
 mod model;
 mod monitor;
 mod params;
+mod reader;
 mod registry;
 mod scheduler;
 mod state;
@@ -31,9 +32,10 @@ pub use params::{
     dropout, dropout_mask, normal_tensor, squared_norm, uniform_tensor, Grads, Param, ParamBuilder,
     Params,
 };
+pub use reader::{DataKeys, ReadContext, Reader, ReaderCtor, Row, RowLog, Skipped};
 pub use registry::{
-    CallbackCtor, CellArgs, CellCtor, Entry, ModelContext, ModelCtor, ParamSpec, PluginParams,
-    PluginSpec, Registry, SchedulerCtor, Table, TransformCtor,
+    CallbackCtor, CellArgs, CellCtor, Ctor, Entry, ModelContext, ModelCtor, ParamSpec,
+    PluginConfig, PluginParams, PluginSpec, Registry, SchedulerCtor, Table, TransformCtor,
 };
 pub use scheduler::{Interval, Scheduler};
 pub use state::StateDict;

@@ -3,43 +3,72 @@
 //! Core registers nothing itself; `rnnlab_cli::registry()` returns the built-in plugins and a
 //! downstream crate adds its own with one `add` call per plugin.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use candle_core::Tensor;
+use schemars::JsonSchema;
+use serde::{de::DeserializeOwned, Serialize};
 
 use crate::{
     error::{suggest, UnknownName},
-    Callback, Cell, Error, Link, Model, ParamBuilder, Result, Scheduler,
+    Callback, Cell, Error, Link, Model, ParamBuilder, ReaderCtor, Result, Scheduler,
 };
 
 /// One parameter a plugin takes.
 #[derive(Clone, Debug)]
 pub struct ParamSpec {
     /// The key in the plugin's table.
-    pub name: &'static str,
-    /// The default as a TOML literal (`"5.0"`, `"\"l2\""`, `"[3, 4, 5]"`); `None` when required.
-    pub default: Option<&'static str>,
+    pub name: Cow<'static, str>,
+    /// The default as a TOML literal (`"5.0"`, `"\"l2\""`, `"[3, 4, 5]"`); `None` when the key
+    /// has none (required unless [`ParamSpec::optional`]).
+    pub default: Option<Cow<'static, str>>,
     /// One line on what it does and which values it takes.
-    pub doc: &'static str,
+    pub doc: Cow<'static, str>,
+    /// The key may be left out, and then has no value.
+    pub optional: bool,
 }
 
 impl ParamSpec {
     /// A parameter with a default.
     pub const fn new(name: &'static str, default: &'static str, doc: &'static str) -> Self {
         ParamSpec {
-            name,
-            default: Some(default),
-            doc,
+            name: Cow::Borrowed(name),
+            default: Some(Cow::Borrowed(default)),
+            doc: Cow::Borrowed(doc),
+            optional: false,
         }
     }
 
     /// A parameter the config must set.
     pub const fn required(name: &'static str, doc: &'static str) -> Self {
         ParamSpec {
-            name,
+            name: Cow::Borrowed(name),
             default: None,
-            doc,
+            doc: Cow::Borrowed(doc),
+            optional: false,
         }
+    }
+
+    /// How `rnnlab list` shows the default: the literal, `(required)` or `(none)`.
+    pub fn default_shown(&self) -> &str {
+        match (&self.default, self.optional) {
+            (Some(d), _) => d,
+            (None, true) => "(none)",
+            (None, false) => "(required)",
+        }
+    }
+}
+
+/// A plugin's typed config, in the manner of burn's `Config`: a serde struct (with
+/// `#[serde(deny_unknown_fields)]`) whose doc comments document its keys. The defaults are the
+/// value given at registration ([`Table::register`]); `rnnlab list`, the suggestions for unknown
+/// keys and the resolved config with every default filled in all come from it.
+pub trait PluginConfig: JsonSchema + Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// Checks values and combinations the types cannot; `at` is the table's config path, for
+    /// the error (`Error::invalid(format!("{at}.key"), ...)`).
+    fn validate(&self, _at: &str) -> Result<()> {
+        Ok(())
     }
 }
 
@@ -54,6 +83,49 @@ pub struct PluginSpec {
     pub params: Vec<ParamSpec>,
 }
 
+impl PluginSpec {
+    /// The spec of a plugin with the typed config `C`: one parameter per field, documented by
+    /// the field's doc comment, with its value in `defaults` as the default (a field `defaults`
+    /// leaves out, such as a `None` skipped in serialization, is optional if its type is an
+    /// `Option`, else required).
+    ///
+    /// Panics if `defaults` cannot be written as TOML: a mistake in the plugin, not in a config.
+    pub fn typed<C: PluginConfig>(name: &'static str, doc: &'static str, defaults: &C) -> Self {
+        let values = toml::Table::try_from(defaults).unwrap_or_else(|e| {
+            panic!("plugin `{name}`: its default config is not a TOML table: {e}")
+        });
+        let schema = schemars::schema_for!(C);
+        let required: Vec<&str> = schema
+            .get("required")
+            .and_then(|r| r.as_array())
+            .map(|r| r.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        let params = schema
+            .get("properties")
+            .and_then(|p| p.as_object())
+            .map(|props| {
+                props
+                    .iter()
+                    .map(|(key, prop)| ParamSpec {
+                        name: Cow::Owned(key.clone()),
+                        default: values.get(key).map(|v| Cow::Owned(v.to_string())),
+                        doc: Cow::Owned(
+                            prop.get("description")
+                                .and_then(|d| d.as_str())
+                                .unwrap_or_default()
+                                .split_whitespace()
+                                .collect::<Vec<_>>()
+                                .join(" "),
+                        ),
+                        optional: !values.contains_key(key) && !required.contains(&key.as_str()),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        PluginSpec { name, doc, params }
+    }
+}
+
 /// A plugin's parameters, validated against its spec, with defaults filled in.
 #[derive(Clone, Debug)]
 pub struct PluginParams {
@@ -66,7 +138,7 @@ impl PluginParams {
     /// are errors that suggest the nearest valid key, missing required keys are errors, and
     /// defaults fill the rest. `at` is the table's config path, used in every error.
     pub fn parse(specs: &[ParamSpec], table: &toml::Table, at: &str) -> Result<Self> {
-        let known: Vec<&str> = specs.iter().map(|s| s.name).collect();
+        let known: Vec<&str> = specs.iter().map(|s| s.name.as_ref()).collect();
         for key in table.keys() {
             if key != "type" && !known.contains(&key.as_str()) {
                 return Err(Error::UnknownKey(Box::new(UnknownName {
@@ -84,16 +156,17 @@ impl PluginParams {
         }
         let mut filled = table.clone();
         for s in specs {
-            if filled.contains_key(s.name) {
+            if filled.contains_key(s.name.as_ref()) {
                 continue;
             }
-            match s.default {
+            match &s.default {
                 Some(lit) => {
                     let v = parse_literal(lit).map_err(|e| {
                         Error::invalid(format!("{at}.{}", s.name), format!("bad default: {e}"))
                     })?;
                     filled.insert(s.name.to_string(), v);
                 }
+                None if s.optional => {}
                 None => {
                     return Err(Error::invalid(
                         format!("{at}.{}", s.name),
@@ -129,6 +202,17 @@ impl PluginParams {
     /// The full table with defaults filled in (for the resolved config).
     pub fn table(&self) -> &toml::Table {
         &self.table
+    }
+
+    /// The table (without `type`) as the typed config `C`, validated.
+    pub fn typed<C: PluginConfig>(&self) -> Result<C> {
+        let mut t = self.table.clone();
+        t.remove("type");
+        let c: C = toml::Value::Table(t)
+            .try_into()
+            .map_err(|e: toml::de::Error| Error::invalid(&self.at, e.message().to_string()))?;
+        c.validate(&self.at)?;
+        Ok(c)
     }
 
     /// The raw value of `key`.
@@ -305,6 +389,8 @@ pub type SchedulerCtor =
     Arc<dyn Fn(&PluginParams, f64, &Registry) -> Result<Box<dyn Scheduler>> + Send + Sync>;
 /// Builds a callback.
 pub type CallbackCtor = Arc<dyn Fn(&PluginParams) -> Result<Box<dyn Callback>> + Send + Sync>;
+/// A constructor from the plugin's parameters alone (transforms, callbacks, readers).
+pub type Ctor<T> = Arc<dyn Fn(&PluginParams) -> Result<T> + Send + Sync>;
 
 /// A registered plugin.
 pub struct Entry<F> {
@@ -414,6 +500,22 @@ impl<F: Clone> Table<F> {
     }
 }
 
+impl<T: 'static> Table<Ctor<T>> {
+    /// Registers the plugin `name` with the typed config `C`: `defaults` gives every default,
+    /// and `build` makes the plugin from a validated config. One line per plugin:
+    /// `r.readers.register("tsv", "tab-separated columns", DelimitedConfig::tsv(), build)`.
+    pub fn register<C: PluginConfig>(
+        &mut self,
+        name: &'static str,
+        doc: &'static str,
+        defaults: C,
+        build: impl Fn(C) -> Result<T> + Send + Sync + 'static,
+    ) {
+        let spec = PluginSpec::typed(name, doc, &defaults);
+        self.add(spec, Arc::new(move |p: &PluginParams| build(p.typed()?)));
+    }
+}
+
 /// Every plugin kind's table.
 pub struct Registry {
     /// Recurrent cells.
@@ -426,6 +528,8 @@ pub struct Registry {
     pub schedulers: Table<SchedulerCtor>,
     /// Callbacks and monitors.
     pub callbacks: Table<CallbackCtor>,
+    /// Data-file readers (`data.type`).
+    pub readers: Table<ReaderCtor>,
 }
 
 impl Registry {
@@ -437,6 +541,7 @@ impl Registry {
             transforms: Table::new("transform"),
             schedulers: Table::new("scheduler"),
             callbacks: Table::new("callback"),
+            readers: Table::new("reader"),
         }
     }
 

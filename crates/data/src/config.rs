@@ -1,6 +1,5 @@
 //! The `[data]` table of the pipeline TOML, with its defaults and validation.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -8,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::DataError;
 
 /// A column of a delimited file (or a key of a JSON object): by header name, or by 0-based index.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum Column {
     /// 0-based position of the field on the line.
@@ -85,35 +84,19 @@ impl From<f64> for SplitPart {
     }
 }
 
-/// The `[data]` table.
+/// The `[data]` table: the keys every reader shares, and (flattened into the same table) the
+/// keys of the reader `type` names, which that reader's typed config checks
+/// ([`crate::readers::build`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct DataConfig {
-    /// The reader: a name of [`crate::readers::READERS`] (`tsv`, `csv`, `jsonl`, `sst-trees`,
-    /// `lines-per-class`, `demo`); default `tsv`.
+    /// The reader, a name registered in [`rnnlab_core::Registry::readers`] (built in: `tsv`,
+    /// `csv`, `jsonl`, `sst-trees`, `lines-per-class`, `demo`); default `tsv`.
     #[serde(rename = "type")]
     pub kind: String,
     /// The data file (the training file when `split.val`/`split.test` are files).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
-    /// The text column: header name or 0-based index (tsv/csv), JSON key (jsonl); default `"text"`.
-    pub text: Column,
-    /// The label column, as `text`; default `"label"`.
-    pub label: Column,
-    /// tsv/csv: the first line is a header (default true; without one, columns are indices).
-    pub header: bool,
-    /// tsv/csv: the field separator, one byte (default `"\t"` for tsv, `","` for csv).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub delimiter: Option<String>,
-    /// tsv/csv: `"` quotes fields (default false for tsv, true for csv).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub quoting: Option<bool>,
-    /// lines-per-class: label → file with one text per line (`{ neg = "a.neg", pos = "a.pos" }`).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub files: BTreeMap<String, PathBuf>,
-    /// sst-trees: one example per phrase (every node of every tree) instead of one per sentence
-    /// (the root); default false.
-    pub phrases: bool,
     /// The label set, in class-index order; a row with another label is a bad row. Empty
     /// (default): the labels found, integers sorted numerically, others as strings.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -136,16 +119,14 @@ pub struct DataConfig {
     pub buckets: bool,
     /// Drop the last, incomplete training batch (default false).
     pub drop_last: bool,
-    /// Demo only: number of synthetic examples (default 6000).
-    pub size: usize,
-    /// Demo only: the corpus comes grouped by class, every negative sentence and then every
-    /// positive one, as a data set stored one file per class is read (default false).
-    pub by_class: bool,
     /// The `[data.tokenizer]` table.
     pub tokenizer: TokenizerConfig,
     /// The optional `[data.embeddings]` table; absent, the model learns its own embeddings.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub embeddings: Option<EmbeddingsConfig>,
+    /// The reader's own keys (`text`, `label`, `delimiter`, `files`, `size`, ...), as written.
+    #[serde(flatten)]
+    pub reader: toml::Table,
 }
 
 impl Default for DataConfig {
@@ -153,13 +134,6 @@ impl Default for DataConfig {
         DataConfig {
             kind: "tsv".into(),
             path: None,
-            text: "text".into(),
-            label: "label".into(),
-            header: true,
-            delimiter: None,
-            quoting: None,
-            files: BTreeMap::new(),
-            phrases: false,
             labels: Vec::new(),
             skip_bad_rows: false,
             split: SplitConfig::default(),
@@ -169,10 +143,9 @@ impl Default for DataConfig {
             sort_by_length: false,
             buckets: true,
             drop_last: false,
-            size: 6000,
-            by_class: false,
             tokenizer: TokenizerConfig::default(),
             embeddings: None,
+            reader: toml::Table::new(),
         }
     }
 }
@@ -336,7 +309,6 @@ impl DataConfig {
 
     /// Checks every value once; errors name the config key (`data.split.val`).
     pub fn validate(&self) -> Result<(), DataError> {
-        let reader = crate::readers::find(&self.kind)?;
         let s = &self.split;
         for (key, part) in [("data.split.val", &s.val), ("data.split.test", &s.test)] {
             if let SplitPart::Fraction(v) = part {
@@ -417,17 +389,6 @@ impl DataConfig {
                 "must be at least 1 (1 keeps every training word)",
             ));
         }
-        if let Some(d) = &self.delimiter {
-            if d.len() != 1 {
-                return Err(DataError::config(
-                    "data.delimiter",
-                    format!(
-                        "\"{}\" is not one byte (e.g. \",\", \"\\t\", \";\")",
-                        d.escape_default()
-                    ),
-                ));
-            }
-        }
         let mut seen = std::collections::HashSet::new();
         for l in self.label_names() {
             if !seen.insert(l.clone()) {
@@ -437,7 +398,6 @@ impl DataConfig {
                 ));
             }
         }
-        (reader.validate)(self)?;
         if let Some(e) = &self.embeddings {
             if e.dim == Some(0) {
                 return Err(DataError::config(
@@ -449,44 +409,12 @@ impl DataConfig {
         Ok(())
     }
 
-    /// For readers of one file: `path` (or `split.train`) must be set.
-    pub(crate) fn require_path(&self) -> Result<(), DataError> {
-        if self.train_path().is_none() {
-            return Err(DataError::config(
-                "data.path",
-                format!("type = \"{}\" needs a path", self.kind),
-            ));
-        }
-        Ok(())
-    }
-
-    /// For readers of columns: text and label are two different, non-empty columns.
-    pub(crate) fn require_columns(&self) -> Result<(), DataError> {
-        for (key, v) in [("data.text", &self.text), ("data.label", &self.label)] {
-            if matches!(v, Column::Name(n) if n.is_empty()) {
-                return Err(DataError::config(key, "the column name is empty"));
-            }
-        }
-        if self.text == self.label {
-            return Err(DataError::config(
-                "data.label",
-                format!("same column as data.text ({})", self.text),
-            ));
-        }
-        Ok(())
-    }
-
-    /// For readers without columns: no group_by.
-    pub(crate) fn forbid_group_by(&self) -> Result<(), DataError> {
-        if self.split.group_by.is_some() {
-            return Err(DataError::config(
-                "data.split.group_by",
-                format!("type = \"{}\" has no columns to group by", self.kind),
-            ));
-        }
-        Ok(())
+    /// Sets the reader key `key` (as `--set data.key=value` would).
+    pub fn set_reader_key(&mut self, key: &str, value: impl Into<toml::Value>) {
+        self.reader.insert(key.to_string(), value.into());
     }
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -514,7 +442,7 @@ mod tests {
         assert_eq!(cfg.split.test, SplitPart::Fraction(0.2));
         assert_eq!(cfg.split.group_by.as_deref(), Some("SentenceId"));
         assert_eq!(cfg.batch_size, 64);
-        assert_eq!(cfg.text, Column::Name("Phrase".into()));
+        assert_eq!(cfg.reader["text"], toml::Value::String("Phrase".into()));
         assert!(cfg.tokenizer.lowercase);
         assert_eq!(cfg.tokenizer.pre_tokenizer, PreTokenizerKind::Bert);
         let e = cfg.embeddings.as_ref().unwrap();
@@ -549,7 +477,7 @@ mod tests {
         )
         .unwrap();
         cfg.validate().unwrap();
-        assert_eq!(cfg.text, Column::Index(1));
+        assert_eq!(cfg.reader["text"], toml::Value::Integer(1));
         assert_eq!(cfg.label_names(), ["1", "2", "five"]);
         assert_eq!(cfg.split.val, SplitPart::File("v.csv".into()));
         assert_eq!(cfg.train_path(), Some(std::path::Path::new("t.csv")));
@@ -567,10 +495,19 @@ mod tests {
         assert_eq!(cfg.split.folds, 10);
     }
 
+    /// The error of `cfg`'s shared keys, else of its reader's.
+    fn check(cfg: &DataConfig) -> Result<(), String> {
+        cfg.validate().map_err(|e| e.to_string())?;
+        crate::readers::build(&crate::readers::builtin().readers, cfg)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
     #[test]
     fn unknown_keys_are_rejected() {
-        let err = toml::from_str::<DataConfig>("batch_sise = 3").unwrap_err();
-        assert!(err.to_string().contains("batch_sise"), "{err}");
+        let cfg: DataConfig = toml::from_str("path = \"x\"\nbatch_sise = 3").unwrap();
+        let err = check(&cfg).unwrap_err();
+        assert!(err.contains("unknown key `batch_sise` at `data`"), "{err}");
         let err = toml::from_str::<DataConfig>("[tokenizer]\nlowercse = true").unwrap_err();
         assert!(err.to_string().contains("lowercse"), "{err}");
     }
@@ -581,7 +518,7 @@ mod tests {
             path: Some("x.tsv".into()),
             ..DataConfig::default()
         };
-        base.validate().unwrap();
+        check(&base).unwrap();
         let split = |f: &dyn Fn(&mut SplitConfig)| {
             let mut c = base.clone();
             f(&mut c.split);
@@ -621,20 +558,24 @@ mod tests {
             (with(&|c| c.path = None), "data.path"),
             (with(&|c| c.sort_by_length = true), "data.sort_by_length"),
             (with(&|c| c.kind = "tvs".into()), "data.type"),
-            (with(&|c| c.delimiter = Some("::".into())), "data.delimiter"),
+            (
+                with(&|c| c.set_reader_key("delimiter", "::")),
+                "data.delimiter",
+            ),
             (
                 with(&|c| c.labels = vec![LabelName::Int(1), LabelName::Str("1".into())]),
                 "data.labels",
             ),
             (
                 with(&|c| {
-                    c.header = false;
+                    c.set_reader_key("header", false);
                 }),
                 "data.text",
             ),
             (
                 with(&|c| {
                     c.kind = "lines-per-class".into();
+                    c.path = None;
                 }),
                 "data.files",
             ),
@@ -648,13 +589,14 @@ mod tests {
             (
                 with(&|c| {
                     c.kind = "demo".into();
-                    c.size = 3;
+                    c.path = None;
+                    c.set_reader_key("size", 3);
                 }),
                 "data.size",
             ),
         ];
         for (cfg, key) in cases {
-            let msg = cfg.validate().unwrap_err().to_string();
+            let msg = check(&cfg).unwrap_err();
             assert!(msg.contains(&format!("`{key}`")), "{key}: {msg}");
         }
     }

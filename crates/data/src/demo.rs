@@ -14,37 +14,83 @@
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::Rng as _;
 
-use crate::readers::{Reader, Row};
-use crate::DataError;
+use rnnlab_core::{DataKeys, PluginConfig, ReadContext, Reader};
+use serde::{Deserialize, Serialize};
 
-/// `type = "demo"`: the synthetic corpus (`size` examples), no file.
-pub const READER: Reader = Reader {
-    name: "demo",
-    about: "synthetic sentiment corpus with negation and contrast (size), no file",
-    validate: |cfg| {
-        if cfg.size < 10 {
-            return Err(DataError::config(
-                "data.size",
-                format!("{} synthetic examples; ask for at least 10", cfg.size),
+use crate::readers::Row;
+
+/// `rnnlab list`'s line for `demo`.
+pub const ABOUT: &str = "synthetic sentiment corpus with negation and contrast, no file";
+
+/// The keys of `type = "demo"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DemoConfig {
+    /// Number of synthetic examples (at least 10).
+    pub size: usize,
+    /// The corpus comes grouped by class, every negative sentence and then every positive one,
+    /// as a data set stored one file per class is read.
+    pub by_class: bool,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        DemoConfig {
+            size: 6000,
+            by_class: false,
+        }
+    }
+}
+
+impl PluginConfig for DemoConfig {
+    fn validate(&self, at: &str) -> rnnlab_core::Result<()> {
+        if self.size < 10 {
+            return Err(rnnlab_core::Error::invalid(
+                format!("{at}.size"),
+                format!("{} synthetic examples; ask for at least 10", self.size),
             ));
         }
-        if cfg.split.val.file().is_some() || cfg.split.test.file().is_some() {
-            return Err(DataError::config(
-                "data.split",
-                "the demo corpus takes fractions or folds, not split files",
-            ));
-        }
-        cfg.forbid_group_by()
-    },
-    read: |cfg, _, _, rng| {
-        let mut rows = generate(cfg.size, rng);
-        if cfg.by_class {
+        Ok(())
+    }
+}
+
+/// Builds the demo reader.
+pub fn build(cfg: DemoConfig) -> rnnlab_core::Result<Box<dyn Reader>> {
+    Ok(Box::new(Demo(cfg)))
+}
+
+/// The synthetic corpus.
+pub struct Demo(pub DemoConfig);
+
+impl Reader for Demo {
+    fn read(
+        &self,
+        _: Option<&std::path::Path>,
+        cx: &mut ReadContext,
+    ) -> rnnlab_core::Result<Vec<Row>> {
+        let mut rows = generate(self.0.size, cx.rng);
+        if self.0.by_class {
             // Stable: within a class the rows keep their random order.
             rows.sort_by_key(|r| r.label != NEGATIVE);
         }
         Ok(rows)
-    },
-};
+    }
+
+    fn reads_path(&self) -> bool {
+        false
+    }
+
+    fn source(&self) -> String {
+        "demo".into()
+    }
+
+    fn check(&self, data: &DataKeys) -> rnnlab_core::Result<()> {
+        match data.group_by {
+            Some(_) => Err(crate::readers::no_columns_to_group_by("demo")),
+            None => Ok(()),
+        }
+    }
+}
 
 /// Label name of class 0.
 pub const NEGATIVE: &str = "negative";

@@ -128,6 +128,10 @@ pub enum DataError {
     /// A tensor could not be built.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+
+    /// An error of a plugin (a reader registered by another crate, a reader's config).
+    #[error(transparent)]
+    Core(Box<rnnlab_core::Error>),
 }
 
 impl DataError {
@@ -153,8 +157,28 @@ impl DataError {
     }
 }
 
+/// A data error that went through a [`rnnlab_core::Reader`] comes back as itself; a config
+/// error as [`DataError::Config`]; anything else as [`DataError::Core`].
+impl From<rnnlab_core::Error> for DataError {
+    fn from(e: rnnlab_core::Error) -> Self {
+        match e {
+            rnnlab_core::Error::Plugin(b) => match b.downcast::<DataError>() {
+                Ok(d) => *d,
+                Err(b) => DataError::Core(Box::new(rnnlab_core::Error::Plugin(b))),
+            },
+            rnnlab_core::Error::InvalidValue { at, message } => {
+                DataError::Config { key: at, message }
+            }
+            other => DataError::Core(Box::new(other)),
+        }
+    }
+}
+
 impl From<DataError> for rnnlab_core::Error {
     fn from(e: DataError) -> Self {
-        rnnlab_core::Error::plugin(e)
+        match e {
+            DataError::Core(c) => *c,
+            e => rnnlab_core::Error::plugin(e),
+        }
     }
 }

@@ -3,38 +3,69 @@
 
 use std::path::Path;
 
+use rnnlab_core::{PluginConfig, ReadContext, Reader};
+use serde::{Deserialize, Serialize};
+
 use crate::config::Column;
-use crate::readers::{non_empty, Reader, Row, RowLog};
+use crate::readers::{non_empty, Row, RowLog};
 use crate::DataError;
 
-/// `type = "jsonl"`.
-pub const READER: Reader = Reader {
-    name: "jsonl",
-    about: "one JSON object per line (path; text and label name keys)",
-    validate: |cfg| {
-        cfg.require_path()?;
-        cfg.require_columns()?;
-        for (key, c) in [("data.text", &cfg.text), ("data.label", &cfg.label)] {
+/// `rnnlab list`'s line for `jsonl`.
+pub const ABOUT: &str = "one JSON object per line; text and label name keys";
+
+/// The keys of `type = "jsonl"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JsonlConfig {
+    /// The key of the text.
+    pub text: Column,
+    /// The key of the label (a string or an integer).
+    pub label: Column,
+}
+
+impl Default for JsonlConfig {
+    fn default() -> Self {
+        JsonlConfig {
+            text: "text".into(),
+            label: "label".into(),
+        }
+    }
+}
+
+impl PluginConfig for JsonlConfig {
+    fn validate(&self, at: &str) -> rnnlab_core::Result<()> {
+        crate::tsv::check_columns(&self.text, &self.label, at)?;
+        for (key, c) in [("text", &self.text), ("label", &self.label)] {
             if let Column::Index(i) = c {
-                return Err(DataError::config(
-                    key,
+                return Err(rnnlab_core::Error::invalid(
+                    format!("{at}.{key}"),
                     format!("jsonl names keys, not positions ({i})"),
                 ));
             }
         }
         Ok(())
-    },
-    read: |cfg, path, log, _| {
+    }
+}
+
+/// Builds the jsonl reader.
+pub fn build(cfg: JsonlConfig) -> rnnlab_core::Result<Box<dyn Reader>> {
+    Ok(Box::new(Jsonl(cfg)))
+}
+
+/// The JSON-lines reader.
+pub struct Jsonl(pub JsonlConfig);
+
+impl Reader for Jsonl {
+    fn read(&self, path: Option<&Path>, cx: &mut ReadContext) -> rnnlab_core::Result<Vec<Row>> {
         let path = path.ok_or_else(|| DataError::config("data.path", "no file given"))?;
-        read_jsonl(
-            path,
-            &cfg.text.to_string(),
-            &cfg.label.to_string(),
-            cfg.split.group_by.as_deref(),
-            log,
-        )
-    },
-};
+        let (text, label) = (self.0.text.to_string(), self.0.label.to_string());
+        Ok(read_jsonl(path, &text, &label, cx.group_by, cx.log)?)
+    }
+
+    fn label_field(&self) -> String {
+        self.0.label.to_string()
+    }
+}
 
 /// Reads `text`, `label` (and `group`) of every JSON object line of `path`.
 pub fn read_jsonl(
@@ -98,7 +129,7 @@ pub fn read_jsonl(
                 )),
             }
         };
-        let row = (|| {
+        let row: Result<Row, DataError> = (|| {
             Ok(Row {
                 text: get(text, false)?,
                 label: get(label, true)?,

@@ -1,7 +1,7 @@
 //! rnnlab data: text readers, labels, tokenizer, GloVe, splits and batching.
 //!
-//! [`prepare`] turns the `[data]` table of a pipeline into everything training needs: read (a
-//! reader of [`READERS`], picked by `data.type`) → split → tokenizer (fit on the training split,
+//! [`prepare_with`] turns the `[data]` table of a pipeline into everything training needs: read
+//! (the reader `data.type` names, built by [`readers::build`] from the registry) → split → tokenizer (fit on the training split,
 //! or loaded) → encode → leakage → embeddings → batcher. Nothing is
 //! written to disk here; the CLI saves the tokenizer, labels and report in the run folder.
 #![warn(missing_docs)]
@@ -33,7 +33,7 @@ pub use config::{
 pub use error::DataError;
 pub use glove::Coverage;
 pub use labels::LabelMap;
-pub use readers::{Reader, Row, RowLog, Skipped, READERS};
+pub use readers::{ReadContext, Reader, Row, RowLog, Skipped};
 pub use split::{Leakage, Strategy};
 pub use tokenizer::{PAD_ID, PAD_TOKEN, UNK_ID, UNK_TOKEN};
 
@@ -120,21 +120,23 @@ pub struct DataReport {
 }
 
 fn read_file(
-    reader: &Reader,
+    reader: &dyn Reader,
     cfg: &DataConfig,
     path: Option<&Path>,
     log: &mut RowLog,
     labels: Option<&LabelMap>,
     rng: &mut rnnlab_core::Rng,
 ) -> Result<Vec<Row>, DataError> {
-    let rows = (reader.read)(cfg, path, log, rng)?;
+    let mut cx = ReadContext {
+        group_by: cfg.split.group_by.as_deref(),
+        log,
+        rng,
+    };
+    let rows = reader.read(path, &mut cx)?;
     let (Some(map), Some(path)) = (labels, path) else {
         return Ok(rows);
     };
-    let field = match reader.name {
-        "sst-trees" => "label".to_string(),
-        _ => cfg.label.to_string(),
-    };
+    let field = reader.label_field();
     let mut kept = Vec::with_capacity(rows.len());
     for r in rows {
         if map.id(&r.label).is_some() {
@@ -182,13 +184,22 @@ pub struct SplitRows {
     pub method: String,
 }
 
-/// Reads the data of `cfg` with its reader and splits it (the first half of [`prepare`]).
+/// Reads the data of `cfg` with a built-in reader and splits it (the first half of [`prepare`]).
 pub fn read_and_split(
     cfg: &DataConfig,
     rng: &mut rnnlab_core::Rng,
 ) -> Result<SplitRows, DataError> {
+    let (reader, _) = readers::build(&readers::builtin().readers, cfg)?;
+    read_and_split_with(cfg, reader.as_ref(), rng)
+}
+
+/// Reads the data of `cfg` with `reader` (built by [`readers::build`]) and splits it.
+pub fn read_and_split_with(
+    cfg: &DataConfig,
+    reader: &dyn Reader,
+    rng: &mut rnnlab_core::Rng,
+) -> Result<SplitRows, DataError> {
     cfg.validate()?;
-    let reader = readers::find(&cfg.kind)?;
     let mut log = RowLog::new(cfg.skip_bad_rows);
     let given = (!cfg.labels.is_empty()).then(|| LabelMap::from_names(cfg.label_names()));
     let train_path = cfg.train_path();
@@ -201,28 +212,20 @@ pub fn read_and_split(
     };
     let val_file = extra(&cfg.split.val)?;
     let test_file = extra(&cfg.split.test)?;
-    let source = match reader.name {
-        "demo" => "demo".to_string(),
-        "lines-per-class" => cfg
-            .files
-            .iter()
-            .map(|(l, p)| format!("{l}={}", p.display()))
-            .collect::<Vec<_>>()
-            .join(", "),
-        _ => [train_path, cfg.split.val.file(), cfg.split.test.file()]
+    let source = if reader.reads_path() {
+        [train_path, cfg.split.val.file(), cfg.split.test.file()]
             .iter()
             .flatten()
             .map(|p| p.display().to_string())
             .collect::<Vec<_>>()
-            .join(", "),
+            .join(", ")
+    } else {
+        reader.source()
     };
     let labels = match given {
         Some(map) => map,
         None => {
-            let field = match reader.name {
-                "sst-trees" => "label".to_string(),
-                _ => cfg.label.to_string(),
-            };
+            let field = reader.label_field();
             let map = LabelMap::infer(
                 &[
                     (train_path, &rows[..]),
@@ -321,9 +324,21 @@ pub fn read_and_split(
     })
 }
 
-/// Reads, splits, tokenizes and batches the data of `cfg`, drawing every random number from
-/// `rng` (in this order: demo corpus, split, OOV embedding rows). The config is validated first.
+/// [`prepare_with`] a built-in reader.
 pub fn prepare(cfg: &DataConfig, rng: &mut rnnlab_core::Rng) -> Result<Prepared, DataError> {
+    let (reader, _) = readers::build(&readers::builtin().readers, cfg)?;
+    prepare_with(cfg, reader.as_ref(), rng)
+}
+
+/// Reads (with `reader`, built by [`readers::build`]), splits, tokenizes and batches the data of
+/// `cfg`, drawing every random number from `rng` (in this order: demo corpus, split, OOV
+/// embedding rows). The config is validated first.
+pub fn prepare_with(
+    cfg: &DataConfig,
+    reader: &dyn Reader,
+    rng: &mut rnnlab_core::Rng,
+) -> Result<Prepared, DataError> {
+    let label_field = reader.label_field();
     let SplitRows {
         train: train_rows,
         val: val_rows,
@@ -332,7 +347,7 @@ pub fn prepare(cfg: &DataConfig, rng: &mut rnnlab_core::Rng) -> Result<Prepared,
         skipped,
         source,
         method,
-    } = read_and_split(cfg, rng)?;
+    } = read_and_split_with(cfg, reader, rng)?;
 
     let train_texts = train_rows.iter().map(|r| r.text.as_str());
     let (tok, vocab) = match &cfg.tokenizer.path {
@@ -349,7 +364,7 @@ pub fn prepare(cfg: &DataConfig, rng: &mut rnnlab_core::Rng) -> Result<Prepared,
                 let label = label_map.id(&r.label).ok_or_else(|| DataError::Field {
                     path: source.clone().into(),
                     line: r.line,
-                    field: cfg.label.to_string(),
+                    field: label_field.clone(),
                     message: format!(
                         "label \"{}\" is not one of {}",
                         r.label,

@@ -2,56 +2,87 @@
 //! `rt-polarity.pos` / `rt-polarity.neg`: `files = { "0" = "x.neg", "1" = "x.pos" }`.
 //! Trailing spaces (and `\r`) are trimmed; blank lines are skipped.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
-use crate::readers::{non_empty, Reader, Row, RowLog};
+use rnnlab_core::{DataKeys, PluginConfig, ReadContext, Reader};
+use serde::{Deserialize, Serialize};
+
+use crate::readers::{non_empty, Row, RowLog};
 use crate::DataError;
 
-/// `type = "lines-per-class"`.
-pub const READER: Reader = Reader {
-    name: "lines-per-class",
-    about: "one file per label, one text per line (files = { label = path, ... })",
-    validate: |cfg| {
-        if cfg.files.len() < 2 {
-            return Err(DataError::config(
-                "data.files",
+/// `rnnlab list`'s line for `lines-per-class`.
+pub const ABOUT: &str = "one file per label, one text per line";
+
+/// The keys of `type = "lines-per-class"`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinesConfig {
+    /// Label → file with one text per line, at least two: `{ neg = "a.neg", pos = "a.pos" }`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, PathBuf>,
+}
+
+impl PluginConfig for LinesConfig {
+    fn validate(&self, at: &str) -> rnnlab_core::Result<()> {
+        if self.files.len() < 2 {
+            return Err(rnnlab_core::Error::invalid(
+                format!("{at}.files"),
                 "lines-per-class needs a file per label, at least two: files = { neg = \"a.neg\", pos = \"a.pos\" }",
             ));
         }
-        if cfg.path.is_some() || cfg.split.train.is_some() {
-            return Err(DataError::config(
-                "data.path",
-                "lines-per-class reads data.files; give no path",
-            ));
+        Ok(())
+    }
+}
+
+/// Builds the lines-per-class reader.
+pub fn build(cfg: LinesConfig) -> rnnlab_core::Result<Box<dyn Reader>> {
+    Ok(Box::new(LinesPerClass(cfg)))
+}
+
+/// The one-file-per-label reader.
+pub struct LinesPerClass(pub LinesConfig);
+
+impl Reader for LinesPerClass {
+    fn read(&self, _: Option<&Path>, cx: &mut ReadContext) -> rnnlab_core::Result<Vec<Row>> {
+        let mut rows = Vec::new();
+        for (label, path) in &self.0.files {
+            rows.extend(read_lines(path, label, cx.log)?);
         }
-        for part in [&cfg.split.val, &cfg.split.test] {
-            if part.file().is_some() {
-                return Err(DataError::config(
-                    "data.split",
-                    "lines-per-class takes fractions or folds, not split files",
-                ));
-            }
+        Ok(rows)
+    }
+
+    fn reads_path(&self) -> bool {
+        false
+    }
+
+    fn source(&self) -> String {
+        self.0
+            .files
+            .iter()
+            .map(|(l, p)| format!("{l}={}", p.display()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn check(&self, data: &DataKeys) -> rnnlab_core::Result<()> {
+        if data.group_by.is_some() {
+            return Err(crate::readers::no_columns_to_group_by("lines-per-class"));
         }
-        cfg.forbid_group_by()?;
-        let names = cfg.label_names();
-        if !names.is_empty() {
-            if let Some(k) = cfg.files.keys().find(|k| !names.contains(k)) {
-                return Err(DataError::config(
+        if !data.labels.is_empty() {
+            if let Some(k) = self.0.files.keys().find(|k| !data.labels.contains(k)) {
+                return Err(rnnlab_core::Error::invalid(
                     "data.files",
-                    format!("label \"{k}\" is not in data.labels ({})", names.join(", ")),
+                    format!(
+                        "label \"{k}\" is not in data.labels ({})",
+                        data.labels.join(", ")
+                    ),
                 ));
             }
         }
         Ok(())
-    },
-    read: |cfg, _, log, _| {
-        let mut rows = Vec::new();
-        for (label, path) in &cfg.files {
-            rows.extend(read_lines(path, label, log)?);
-        }
-        Ok(rows)
-    },
-};
+    }
+}
 
 /// The lines of `path` as rows labelled `label` (trailing whitespace trimmed, blank lines skipped).
 pub fn read_lines(path: &Path, label: &str, log: &mut RowLog) -> Result<Vec<Row>, DataError> {

@@ -1,121 +1,150 @@
-//! The reader registry: `data.type` names a reader; each reader is one file and one line here.
+//! The built-in readers and what every reader shares: registration, building the reader a
+//! `[data]` table names, and the file helpers (gzip-aware opening, line iteration).
 //!
-//! To add a reader, write a module with a `pub const READER: Reader` (its name, a validation of
-//! the keys it uses, and its read function) and list it in [`READERS`].
+//! A reader is one file: a typed config (its keys of `[data]`), a type implementing
+//! [`rnnlab_core::Reader`], and one `register` line (here, or in a downstream crate's own
+//! `register` function).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::Serialize;
+use rnnlab_core::{DataKeys, PluginParams, ReaderCtor, Registry, Table};
+pub use rnnlab_core::{ReadContext, Reader, Row, RowLog, Skipped};
 
 use crate::{DataConfig, DataError};
 
-/// One example as read from a file.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Row {
-    /// The text, exactly as in the file (a single space stays a single space).
-    pub text: String,
-    /// The label, as a string (see [`crate::LabelMap`]).
-    pub label: String,
-    /// The value of the grouping column, when one was asked for.
-    pub group: Option<String>,
-    /// 1-based line number in the file (0 for generated rows).
-    pub line: u64,
+/// Registers the built-in readers.
+pub fn register(r: &mut Registry) {
+    use crate::{demo, jsonl, lines, sst, tsv};
+    let t = &mut r.readers;
+    t.register(
+        "tsv",
+        tsv::ABOUT_TSV,
+        tsv::DelimitedConfig::tsv(),
+        tsv::build,
+    );
+    t.register(
+        "csv",
+        tsv::ABOUT_CSV,
+        tsv::DelimitedConfig::csv(),
+        tsv::build,
+    );
+    t.register(
+        "jsonl",
+        jsonl::ABOUT,
+        jsonl::JsonlConfig::default(),
+        jsonl::build,
+    );
+    t.register(
+        "sst-trees",
+        sst::ABOUT,
+        sst::SstConfig::default(),
+        sst::build,
+    );
+    t.register(
+        "lines-per-class",
+        lines::ABOUT,
+        lines::LinesConfig::default(),
+        lines::build,
+    );
+    t.register(
+        "demo",
+        demo::ABOUT,
+        demo::DemoConfig::default(),
+        demo::build,
+    );
 }
 
-/// Reads the rows of one file (`path`: `data.path`, `split.train` or a split file; `None` for
-/// readers that take their files from other keys or need none).
-pub type ReadFn = fn(
-    cfg: &DataConfig,
-    path: Option<&Path>,
-    log: &mut RowLog,
-    rng: &mut rnnlab_core::Rng,
-) -> Result<Vec<Row>, DataError>;
-
-/// A registered reader.
-#[derive(Clone, Copy)]
-pub struct Reader {
-    /// The `data.type` that picks it.
-    pub name: &'static str,
-    /// One line for `rnnlab list` and error messages.
-    pub about: &'static str,
-    /// Checks the `[data]` keys the reader uses (errors name the key).
-    pub validate: fn(&DataConfig) -> Result<(), DataError>,
-    /// Reads the rows.
-    pub read: ReadFn,
+/// A registry holding only the built-in readers.
+pub fn builtin() -> Registry {
+    let mut r = Registry::empty();
+    register(&mut r);
+    r
 }
 
-/// Every reader, by `data.type`.
-pub const READERS: &[Reader] = &[
-    crate::tsv::TSV,
-    crate::tsv::CSV,
-    crate::jsonl::READER,
-    crate::sst::READER,
-    crate::lines::READER,
-    crate::demo::READER,
+/// The keys of `[data]` every reader shares; the others are the reader's.
+pub const SHARED_KEYS: &[&str] = &[
+    "type",
+    "path",
+    "labels",
+    "skip_bad_rows",
+    "split",
+    "batch_size",
+    "eval_batch_size",
+    "shuffle",
+    "sort_by_length",
+    "buckets",
+    "drop_last",
+    "tokenizer",
+    "embeddings",
 ];
 
-/// The reader named `name`; an unknown name is an error listing the readers.
-pub fn find(name: &str) -> Result<&'static Reader, DataError> {
-    READERS.iter().find(|r| r.name == name).ok_or_else(|| {
-        let names: Vec<&str> = READERS.iter().map(|r| r.name).collect();
-        DataError::config(
-            "data.type",
+/// Builds the reader `cfg.kind` names from `readers` with its keys of `cfg`, and checks the
+/// shared keys against it: `data.path` (or split files) given to a reader that reads none, or
+/// missing for one that needs it, a grouping column it cannot give. Returns the reader and its
+/// keys with every default filled in. Errors name the key (`data.delimiter`, `data.type`).
+pub fn build(
+    readers: &Table<ReaderCtor>,
+    cfg: &DataConfig,
+) -> rnnlab_core::Result<(Box<dyn Reader>, PluginParams)> {
+    let mut table = cfg.reader.clone();
+    table.insert("type".into(), toml::Value::String(cfg.kind.clone()));
+    let (ctor, params) = readers
+        .resolve(&table, "data", Some("tsv"))
+        .map_err(|e| match e {
+            rnnlab_core::Error::UnknownKey(mut u) => {
+                if u.suggestion.is_empty() {
+                    u.suggestion = rnnlab_core::suggest(&u.name, SHARED_KEYS.iter().copied());
+                }
+                u.known = format!("{} (the reader's); {}", u.known, SHARED_KEYS.join(", "));
+                rnnlab_core::Error::UnknownKey(u)
+            }
+            e => e,
+        })?;
+    let reader = ctor(&params)?;
+    let split_files = cfg.split.val.file().is_some() || cfg.split.test.file().is_some();
+    if reader.reads_path() {
+        if cfg.train_path().is_none() {
+            return Err(rnnlab_core::Error::invalid(
+                "data.path",
+                format!("type = \"{}\" needs a path", cfg.kind),
+            ));
+        }
+    } else if cfg.path.is_some() || cfg.split.train.is_some() {
+        return Err(rnnlab_core::Error::invalid(
+            "data.path",
             format!(
-                "unknown reader \"{name}\"{}; readers: {}",
-                rnnlab_core::suggest(name, names.iter().copied()),
-                names.join(", ")
+                "type = \"{}\" reads no data.path ({}); give none",
+                cfg.kind,
+                reader.source()
             ),
-        )
-    })
-}
-
-/// Rows found malformed and skipped (`data.skip_bad_rows = true`), for the data report.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct Skipped {
-    /// Rows skipped in all.
-    pub rows: usize,
-    /// Rows skipped per reason (`field_count`, `utf8`, `label`, `parse`, `empty`).
-    pub by_reason: BTreeMap<String, usize>,
-    /// The first few messages, naming file and line.
-    pub examples: Vec<String>,
-}
-
-/// Where readers send malformed rows: an error, or (with `skip_bad_rows`) a count.
-#[derive(Clone, Debug, Default)]
-pub struct RowLog {
-    /// Skip bad rows instead of failing.
-    pub skip: bool,
-    /// What was skipped.
-    pub skipped: Skipped,
-}
-
-impl RowLog {
-    /// A log that fails on the first bad row unless `skip`.
-    pub fn new(skip: bool) -> Self {
-        RowLog {
-            skip,
-            skipped: Skipped::default(),
-        }
+        ));
+    } else if split_files {
+        return Err(rnnlab_core::Error::invalid(
+            "data.split",
+            format!(
+                "type = \"{}\" takes fractions or folds, not split files",
+                cfg.kind
+            ),
+        ));
     }
+    let labels = cfg.label_names();
+    reader.check(&DataKeys {
+        group_by: cfg.split.group_by.as_deref(),
+        labels: &labels,
+    })?;
+    Ok((reader, params))
+}
 
-    /// Reports a bad row: returns `err` unless skipping, else counts it under `reason`.
-    pub fn bad(&mut self, reason: &str, err: DataError) -> Result<(), DataError> {
-        if !self.skip {
-            return Err(err);
-        }
-        let s = &mut self.skipped;
-        s.rows += 1;
-        *s.by_reason.entry(reason.to_string()).or_insert(0) += 1;
-        if s.examples.len() < 5 {
-            s.examples.push(err.to_string());
-        }
-        Ok(())
-    }
+/// The error for a grouping column asked of a reader whose rows have no columns.
+pub fn no_columns_to_group_by(kind: &str) -> rnnlab_core::Error {
+    rnnlab_core::Error::invalid(
+        "data.split.group_by",
+        format!("type = \"{kind}\" has no columns to group by"),
+    )
 }
 
 /// `bytes` as UTF-8, or a [`DataError::Utf8`] naming file, line and field.
-pub(crate) fn utf8(bytes: &[u8], path: &Path, line: u64, field: &str) -> Result<String, DataError> {
+pub fn utf8(bytes: &[u8], path: &Path, line: u64, field: &str) -> Result<String, DataError> {
     std::str::from_utf8(bytes)
         .map(str::to_owned)
         .map_err(|e| DataError::Utf8 {
@@ -128,7 +157,7 @@ pub(crate) fn utf8(bytes: &[u8], path: &Path, line: u64, field: &str) -> Result<
 
 /// Opens `path` for buffered reading, decompressing gzip (a file that starts with the gzip magic
 /// bytes, whatever its name): every reader and the GloVe loader read through this one function.
-pub(crate) fn open(path: &Path) -> Result<Box<dyn std::io::BufRead + Send>, DataError> {
+pub fn open(path: &Path) -> Result<Box<dyn std::io::BufRead + Send>, DataError> {
     use std::io::BufRead as _;
     let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
     let mut raw = std::io::BufReader::with_capacity(1 << 20, file);
@@ -147,7 +176,7 @@ pub(crate) fn open(path: &Path) -> Result<Box<dyn std::io::BufRead + Send>, Data
 }
 
 /// Calls `f(line_no, line)` for every line of `path` (without `\n` / `\r\n`).
-pub(crate) fn for_each_line(
+pub fn for_each_line(
     path: &Path,
     mut f: impl FnMut(u64, &[u8]) -> Result<(), DataError>,
 ) -> Result<(), DataError> {
@@ -176,7 +205,7 @@ pub(crate) fn for_each_line(
 }
 
 /// Fails with "no rows" when `rows` is empty.
-pub(crate) fn non_empty(rows: Vec<Row>, path: &Path, what: &str) -> Result<Vec<Row>, DataError> {
+pub fn non_empty(rows: Vec<Row>, path: &Path, what: &str) -> Result<Vec<Row>, DataError> {
     if rows.is_empty() {
         return Err(DataError::Empty {
             path: path.into(),
@@ -190,14 +219,47 @@ pub(crate) fn non_empty(rows: Vec<Row>, path: &Path, what: &str) -> Result<Vec<R
 mod tests {
     use super::*;
 
+    fn cfg(text: &str) -> DataConfig {
+        toml::from_str(text).unwrap()
+    }
+
     #[test]
     fn unknown_reader_lists_the_readers() {
-        let msg = find("jsnl").err().unwrap().to_string();
+        let r = builtin();
+        let msg = build(&r.readers, &cfg("type = \"jsnl\"\npath = \"x\""))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(msg.contains("`data.type`"), "{msg}");
-        assert!(msg.contains("jsonl"), "{msg}");
+        assert!(msg.contains("did you mean `jsonl`?"), "{msg}");
         assert!(msg.contains("sst-trees, lines-per-class, demo"), "{msg}");
-        for r in READERS {
-            assert_eq!(find(r.name).unwrap().name, r.name);
-        }
+    }
+
+    #[test]
+    fn a_misspelt_key_is_suggested_from_the_reader_and_the_shared_keys() {
+        let r = builtin();
+        let msg = build(&r.readers, &cfg("path = \"x\"\ndelimitr = \";\""))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(msg.contains("unknown key `delimitr` at `data`"), "{msg}");
+        assert!(msg.contains("did you mean `delimiter`?"), "{msg}");
+        let msg = build(&r.readers, &cfg("path = \"x\"\nbatch_sise = 3"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(msg.contains("did you mean `batch_size`?"), "{msg}");
+    }
+
+    #[test]
+    fn defaults_of_the_typed_config_are_filled_in() {
+        let r = builtin();
+        let (_, p) = build(&r.readers, &cfg("type = \"csv\"\npath = \"x\"\ntext = 1")).unwrap();
+        let t = p.table();
+        assert_eq!(t["text"], toml::Value::Integer(1));
+        assert_eq!(t["label"], toml::Value::String("label".into()));
+        assert_eq!(t["delimiter"], toml::Value::String(",".into()));
+        assert_eq!(t["quoting"], toml::Value::Boolean(true));
+        assert_eq!(t["header"], toml::Value::Boolean(true));
     }
 }

@@ -9,28 +9,49 @@
 
 use std::path::Path;
 
-use crate::readers::{non_empty, Reader, Row, RowLog};
+use rnnlab_core::{DataKeys, PluginConfig, ReadContext, Reader};
+use serde::{Deserialize, Serialize};
+
+use crate::readers::{non_empty, Row, RowLog};
 use crate::DataError;
 
-/// `type = "sst-trees"`.
-pub const READER: Reader = Reader {
-    name: "sst-trees",
-    about: "SST PTB trees, root labels or every phrase (path; phrases; group_by = \"sentence\")",
-    validate: |cfg| {
-        cfg.require_path()?;
-        match cfg.split.group_by.as_deref() {
+/// `rnnlab list`'s line for `sst-trees`.
+pub const ABOUT: &str = "SST PTB trees: root labels, or every phrase; group_by = \"sentence\"";
+
+/// The keys of `type = "sst-trees"`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SstConfig {
+    /// One example per phrase (every node of every tree) instead of one per sentence (the root).
+    pub phrases: bool,
+}
+
+impl PluginConfig for SstConfig {}
+
+/// Builds the sst-trees reader.
+pub fn build(cfg: SstConfig) -> rnnlab_core::Result<Box<dyn Reader>> {
+    Ok(Box::new(SstTrees(cfg)))
+}
+
+/// The SST tree reader.
+pub struct SstTrees(pub SstConfig);
+
+impl Reader for SstTrees {
+    fn read(&self, path: Option<&Path>, cx: &mut ReadContext) -> rnnlab_core::Result<Vec<Row>> {
+        let path = path.ok_or_else(|| DataError::config("data.path", "no file given"))?;
+        Ok(read_trees(path, self.0.phrases, cx.log)?)
+    }
+
+    fn check(&self, data: &DataKeys) -> rnnlab_core::Result<()> {
+        match data.group_by {
             None | Some("sentence") => Ok(()),
-            Some(g) => Err(DataError::config(
+            Some(g) => Err(rnnlab_core::Error::invalid(
                 "data.split.group_by",
                 format!("sst-trees groups only by \"sentence\", not \"{g}\""),
             )),
         }
-    },
-    read: |cfg, path, log, _| {
-        let path = path.ok_or_else(|| DataError::config("data.path", "no file given"))?;
-        read_trees(path, cfg.phrases, log)
-    },
-};
+    }
+}
 
 /// One node: its label and the range of leaves under it.
 #[derive(Clone, Debug, PartialEq, Eq)]

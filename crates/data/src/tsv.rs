@@ -6,73 +6,143 @@
 
 use std::path::Path;
 
+use rnnlab_core::{DataKeys, PluginConfig, ReadContext, Reader};
+use serde::{Deserialize, Serialize};
+
 use crate::config::Column;
 pub use crate::readers::Row;
-use crate::readers::{non_empty, Reader, RowLog};
-use crate::{DataConfig, DataError};
+use crate::readers::{non_empty, RowLog};
+use crate::DataError;
 
-/// `type = "tsv"`.
-pub const TSV: Reader = Reader {
-    name: "tsv",
-    about: "tab-separated columns (path, text, label; header, delimiter, quoting = false)",
-    validate,
-    read: |cfg, path, log, _| read_cfg(cfg, path, log, b'\t', false),
-};
+/// `rnnlab list`'s line for `tsv`.
+pub const ABOUT_TSV: &str = "tab-separated columns, no quoting";
+/// `rnnlab list`'s line for `csv`.
+pub const ABOUT_CSV: &str = "comma-separated columns with RFC 4180 quoting";
 
-/// `type = "csv"`.
-pub const CSV: Reader = Reader {
-    name: "csv",
-    about: "comma-separated columns with quoting (path, text, label; header, delimiter, quoting)",
-    validate,
-    read: |cfg, path, log, _| read_cfg(cfg, path, log, b',', true),
-};
+/// The keys of `type = "tsv"` and `type = "csv"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DelimitedConfig {
+    /// The text column: header name, or 0-based index.
+    pub text: Column,
+    /// The label column, as `text`.
+    pub label: Column,
+    /// The first line is a header (without one, columns are 0-based indices).
+    pub header: bool,
+    /// The field separator, one byte.
+    pub delimiter: String,
+    /// `"` quotes fields (a quoted field may hold the separator, `""` and newlines).
+    pub quoting: bool,
+}
 
-fn validate(cfg: &DataConfig) -> Result<(), DataError> {
-    cfg.require_path()?;
-    cfg.require_columns()?;
-    if !cfg.header {
-        for (key, c) in [("data.text", &cfg.text), ("data.label", &cfg.label)] {
-            if let Column::Name(n) = c {
-                return Err(DataError::config(
-                    key,
-                    format!("column \"{n}\" by name, but header = false: give a 0-based index"),
-                ));
+impl DelimitedConfig {
+    /// tsv's defaults: tab-separated, a header, no quoting, columns `text` and `label`.
+    pub fn tsv() -> Self {
+        DelimitedConfig {
+            text: "text".into(),
+            label: "label".into(),
+            header: true,
+            delimiter: "\t".into(),
+            quoting: false,
+        }
+    }
+
+    /// csv's defaults: as tsv's, comma-separated with quoting.
+    pub fn csv() -> Self {
+        DelimitedConfig {
+            delimiter: ",".into(),
+            quoting: true,
+            ..Self::tsv()
+        }
+    }
+}
+
+impl PluginConfig for DelimitedConfig {
+    fn validate(&self, at: &str) -> rnnlab_core::Result<()> {
+        let bad =
+            |key: &str, msg: String| Err(rnnlab_core::Error::invalid(format!("{at}.{key}"), msg));
+        if self.delimiter.len() != 1 {
+            return bad(
+                "delimiter",
+                format!(
+                    "\"{}\" is not one byte (e.g. \",\", \"\\t\", \";\")",
+                    self.delimiter.escape_default()
+                ),
+            );
+        }
+        check_columns(&self.text, &self.label, at)?;
+        if !self.header {
+            for (key, c) in [("text", &self.text), ("label", &self.label)] {
+                if let Column::Name(n) = c {
+                    return bad(
+                        key,
+                        format!("column \"{n}\" by name, but header = false: give a 0-based index"),
+                    );
+                }
             }
         }
-        if cfg.split.group_by.is_some() {
-            return Err(DataError::config(
-                "data.split.group_by",
-                "a column by name, but header = false",
+        Ok(())
+    }
+}
+
+/// Text and label are two different, non-empty columns (`at.text`, `at.label`).
+pub(crate) fn check_columns(text: &Column, label: &Column, at: &str) -> rnnlab_core::Result<()> {
+    for (key, v) in [("text", text), ("label", label)] {
+        if matches!(v, Column::Name(n) if n.is_empty()) {
+            return Err(rnnlab_core::Error::invalid(
+                format!("{at}.{key}"),
+                "the column name is empty",
             ));
         }
+    }
+    if text == label {
+        return Err(rnnlab_core::Error::invalid(
+            format!("{at}.label"),
+            format!("same column as {at}.text ({text})"),
+        ));
     }
     Ok(())
 }
 
-fn read_cfg(
-    cfg: &DataConfig,
-    path: Option<&Path>,
-    log: &mut RowLog,
-    default_sep: u8,
-    default_quoting: bool,
-) -> Result<Vec<Row>, DataError> {
-    let path = path.ok_or_else(|| DataError::config("data.path", "no file given"))?;
-    let format = Format {
-        delimiter: cfg
-            .delimiter
-            .as_ref()
-            .and_then(|d| d.bytes().next())
-            .unwrap_or(default_sep),
-        quoting: cfg.quoting.unwrap_or(default_quoting),
-        header: cfg.header,
-    };
-    let group = cfg.split.group_by.as_ref().map(|g| Column::Name(g.clone()));
-    let cols = Columns {
-        text: &cfg.text,
-        label: &cfg.label,
-        group: group.as_ref(),
-    };
-    read_delimited(path, &cols, &format, log)
+/// Builds the tsv / csv reader.
+pub fn build(cfg: DelimitedConfig) -> rnnlab_core::Result<Box<dyn Reader>> {
+    Ok(Box::new(Delimited(cfg)))
+}
+
+/// A delimited-file reader.
+pub struct Delimited(pub DelimitedConfig);
+
+impl Reader for Delimited {
+    fn read(&self, path: Option<&Path>, cx: &mut ReadContext) -> rnnlab_core::Result<Vec<Row>> {
+        let c = &self.0;
+        let path = path.ok_or_else(|| DataError::config("data.path", "no file given"))?;
+        let format = Format {
+            delimiter: c.delimiter.bytes().next().unwrap_or(b'\t'),
+            quoting: c.quoting,
+            header: c.header,
+        };
+        let group = cx.group_by.map(|g| Column::Name(g.to_string()));
+        let cols = Columns {
+            text: &c.text,
+            label: &c.label,
+            group: group.as_ref(),
+        };
+        Ok(read_delimited(path, &cols, &format, cx.log)?)
+    }
+
+    fn label_field(&self) -> String {
+        self.0.label.to_string()
+    }
+
+    fn check(&self, data: &DataKeys) -> rnnlab_core::Result<()> {
+        if data.group_by.is_some() && !self.0.header {
+            return Err(rnnlab_core::Error::invalid(
+                "data.split.group_by",
+                "a column by name, but header = false",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The columns to read, with the config keys that named them.
@@ -213,7 +283,7 @@ pub fn read_delimited(
         let field = |i: usize| {
             crate::readers::utf8(rec.get(i).unwrap_or_default(), path, line, &field_name(i))
         };
-        let row = (|| {
+        let row: Result<Row, DataError> = (|| {
             Ok(Row {
                 text: field(text_i)?,
                 label: field(label_i)?,

@@ -48,8 +48,7 @@ fn write_glove(dir: &std::path::Path) -> std::path::PathBuf {
 fn config(dir: &std::path::Path) -> DataConfig {
     DataConfig {
         path: Some(write_tsv(dir)),
-        text: "Phrase".into(),
-        label: "Sentiment".into(),
+        reader: toml::from_str("text = \"Phrase\"\nlabel = \"Sentiment\"").unwrap(),
         split: SplitConfig {
             val: 0.2.into(),
             test: 0.2.into(),
@@ -134,7 +133,7 @@ fn prepare_reads_splits_tokenizes_embeds_and_batches() {
 fn prepare_reports_config_and_file_errors() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
-    cfg.label = "Label".into();
+    cfg.set_reader_key("label", "Label");
     let msg = prepare(&cfg, &mut rnnlab_core::seeded(1))
         .err()
         .unwrap()
@@ -159,7 +158,7 @@ fn prepare_reports_config_and_file_errors() {
 fn demo_pipeline_is_balanced_and_deterministic() {
     let cfg = DataConfig {
         kind: "demo".into(),
-        size: 2000,
+        reader: toml::from_str("size = 2000").unwrap(),
         batch_size: 32,
         buckets: true,
         ..DataConfig::default()

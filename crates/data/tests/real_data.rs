@@ -26,8 +26,7 @@ fn kaggle_phrases_with_glove() {
     let dir = data_dir();
     let cfg = DataConfig {
         path: Some(dir.join("rt-kaggle-phrases/train.tsv")),
-        text: "Phrase".into(),
-        label: "Sentiment".into(),
+        reader: toml::from_str("text = \"Phrase\"\nlabel = \"Sentiment\"").unwrap(),
         split: SplitConfig {
             val: 0.1.into(),
             test: 0.1.into(),

@@ -510,7 +510,7 @@ fn registry_lists_documented_plugins() {
     let r = registry();
     assert_eq!(r.cells.names(), ["rnn", "lstm", "gru"]);
     assert_eq!(r.models.names(), ["recurrent", "cnn"]);
-    let shared: Vec<&str> = r.cells.shared().iter().map(|s| s.name).collect();
+    let shared: Vec<&str> = r.cells.shared().iter().map(|s| s.name.as_ref()).collect();
     assert_eq!(
         shared,
         [

@@ -586,8 +586,9 @@ fn real_rnnlab(
         Some(k) => k,
         None => {
             let mut rng = rnnlab_core::seeded(cfg.seed);
-            let prepared =
-                rnnlab_data::prepare(&cfg.data, &mut rng).map_err(|e| anyhow!("data: {e}"))?;
+            let (reader, _) = rnnlab_data::readers::build(&registry.readers, &cfg.data)?;
+            let prepared = rnnlab_data::prepare_with(&cfg.data, reader.as_ref(), &mut rng)
+                .map_err(|e| anyhow!("data: {e}"))?;
             cache.push((cfg.data.clone(), prepared, rng));
             cache.len() - 1
         }
