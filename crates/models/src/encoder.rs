@@ -21,16 +21,22 @@ pub fn shared_cell_params() -> Vec<ParamSpec> {
             "also read each sequence backwards and concatenate both directions",
         ),
         ParamSpec::new(
-            "kernel",
-            "\"fused\"",
-            "sequence pass: fused (the cell's own sequence kernel) or reference (step-by-step autograd)",
-        ),
-        ParamSpec::new(
             "recurrent_dropout",
             "0.0",
             "dropout on h before the recurrent product, one mask per sequence reused at every step, in [0, 1)",
         ),
     ]
+}
+
+/// The `kernel` key of a cell that has a sequence kernel of its own ([`Cell::forward_seq`]): a
+/// cell registers it among its parameters; a cell without one (stepped by
+/// [`reference_forward_seq`]) does not take the key.
+pub fn kernel_param() -> ParamSpec {
+    ParamSpec::new(
+        "kernel",
+        "\"fused\"",
+        "sequence pass: fused (the cell's own sequence kernel) or reference (step-by-step autograd)",
+    )
 }
 
 /// How the encoder runs each cell over a sequence (and the CNN each filter width).
@@ -102,7 +108,12 @@ pub fn encoder(
     let bidirectional = p.bool("bidirectional")?;
     let recurrent_dropout = p.f64("recurrent_dropout")?;
     check_probability(&p, "recurrent_dropout", recurrent_dropout)?;
-    let kernel: Kernel = p.choice("kernel", &["fused", "reference"])?.parse()?;
+    // A cell without a `kernel` key has no sequence kernel of its own: it is stepped.
+    let kernel: Kernel = if p.has("kernel") {
+        p.choice("kernel", &["fused", "reference"])?.parse()?
+    } else {
+        Kernel::Reference
+    };
     let dirs = if bidirectional { 2 } else { 1 };
     let mut cells: Vec<Box<dyn Cell>> = Vec::with_capacity(layers * dirs);
     let mut pb = pb.pp(PREFIX);

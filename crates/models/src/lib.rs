@@ -29,25 +29,27 @@ use rnnlab_core::{
 pub use classifier::{recurrent_classifier, Pooling, RecurrentClassifier};
 pub use cnn::{kim_cnn, KimCnn};
 pub use embedding::{embedding, embedding_from_context, pretrained_embedding, Embedding};
-pub use encoder::{encoder, shared_cell_params, Encoder, EncoderOutput, Kernel, PREFIX};
+pub use encoder::{
+    encoder, kernel_param, shared_cell_params, Encoder, EncoderOutput, Kernel, PREFIX,
+};
 pub use gru::{gru, Gru};
 pub use linear::{linear, Linear};
 pub use lstm::{lstm, Lstm};
 pub use rnn::{rnn, Nonlinearity, Rnn};
 
 /// Registers the cells `rnn`, `lstm`, `gru` (with the shared cell keys `hidden`, `layers`,
-/// `bidirectional`, `recurrent_dropout`) and the models `recurrent` and `cnn`.
+/// `bidirectional`, `recurrent_dropout`, and each its `kernel`: all three have a fused sequence
+/// kernel) and the models `recurrent` and `cnn`.
 pub fn register(r: &mut Registry) {
     r.cells.set_shared(shared_cell_params());
     r.cells.add(
         PluginSpec {
             name: "rnn",
             doc: "vanilla RNN as torch.nn.RNN: h' = act(W_ih x + b_ih + W_hh h + b_hh)",
-            params: vec![ParamSpec::new(
-                "nonlinearity",
-                "\"tanh\"",
-                "activation: tanh or relu",
-            )],
+            params: vec![
+                ParamSpec::new("nonlinearity", "\"tanh\"", "activation: tanh or relu"),
+                kernel_param(),
+            ],
         },
         Arc::new(make_rnn),
     );
@@ -55,7 +57,7 @@ pub fn register(r: &mut Registry) {
         PluginSpec {
             name: "lstm",
             doc: "LSTM as torch.nn.LSTM (gates i, f, g, o)",
-            params: vec![],
+            params: vec![kernel_param()],
         },
         Arc::new(make_lstm),
     );
@@ -63,7 +65,7 @@ pub fn register(r: &mut Registry) {
         PluginSpec {
             name: "gru",
             doc: "GRU as torch.nn.GRU (gates r, z, n)",
-            params: vec![],
+            params: vec![kernel_param()],
         },
         Arc::new(make_gru),
     );
