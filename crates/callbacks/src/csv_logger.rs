@@ -1,13 +1,12 @@
 //! `csv_logger`: every epoch's metrics as a CSV table in the run folder, with a stable header
 //! (the union of the keys, in order of first appearance), rewritten atomically at each epoch.
 
-use std::sync::Arc;
-
 use candle_core::{Device, Tensor};
 use rnnlab_core::{
-    Callback, EpochMetrics, Error, ParamSpec, PluginParams, PluginSpec, Registry, Result,
-    StateDict, TrainView,
+    check_value, Callback, EpochMetrics, Error, PluginConfig, Registry, Result, StateDict,
+    TrainView,
 };
+use serde::{Deserialize, Serialize};
 
 /// The CSV text of `rows` (written with the `csv` crate's writer): the header is the union of
 /// the keys in order of first appearance; a missing or non-finite value is an empty cell.
@@ -108,27 +107,37 @@ impl Callback for CsvLogger {
     }
 }
 
+/// The keys of `type = "csv_logger"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CsvLoggerConfig {
+    /// File name inside the run folder (no path separators).
+    pub file: String,
+}
+
+impl Default for CsvLoggerConfig {
+    fn default() -> Self {
+        CsvLoggerConfig {
+            file: "metrics.csv".into(),
+        }
+    }
+}
+
+impl PluginConfig for CsvLoggerConfig {
+    fn validate(&self, at: &str) -> Result<()> {
+        let f = &self.file;
+        let plain = !f.is_empty() && !f.contains(['/', '\\']);
+        check_value(at, "file", f, plain, "must be a plain file name")
+    }
+}
+
 /// Registers `csv_logger`.
 pub fn register(r: &mut Registry) {
-    r.callbacks.add(
-        PluginSpec {
-            name: "csv_logger",
-            doc: "every epoch's metrics as CSV in the run folder (header = union of keys), rewritten atomically each epoch",
-            params: vec![ParamSpec::new(
-                "file",
-                "\"metrics.csv\"",
-                "file name inside the run folder (no path separators)",
-            )],
-        },
-        Arc::new(|p: &PluginParams| {
-            let file = p.str("file")?;
-            p.check(
-                "file",
-                !file.is_empty() && !file.contains(['/', '\\']),
-                "must be a plain file name",
-            )?;
-            Ok(Box::new(csv_logger(file)) as Box<dyn Callback>)
-        }),
+    r.callbacks.register(
+        "csv_logger",
+        "every epoch's metrics as CSV in the run folder (header = union of keys), rewritten atomically each epoch",
+        CsvLoggerConfig::default(),
+        |c| Ok(Box::new(csv_logger(&c.file)) as Box<dyn Callback>),
     );
 }
 

@@ -4,9 +4,10 @@
 use std::sync::Arc;
 
 use rnnlab_core::{
-    Callback, Control, EpochMetrics, Error, Mode, ParamSpec, PluginParams, PluginSpec, Registry,
-    Result, StateDict, TrainView, Watched,
+    check_value, Callback, Control, EpochMetrics, Error, Mode, PluginConfig, PluginParams,
+    PluginSpec, Registry, Result, StateDict, TrainView, Watched,
 };
+use serde::{Deserialize, Serialize};
 
 /// Stops when `monitor` has not improved by more than `min_delta` for `patience` epochs.
 #[derive(Clone, Debug)]
@@ -98,39 +99,53 @@ impl Callback for EarlyStopping {
     }
 }
 
-/// Registers `early_stopping`.
+/// The keys of `type = "early_stopping"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EarlyStoppingConfig {
+    /// The metric watched.
+    pub monitor: String,
+    /// max or min: which way the metric improves; auto: min when the monitor's name contains
+    /// `loss`, else max.
+    pub mode: String,
+    /// Epochs without improvement before stopping (>= 1).
+    pub patience: usize,
+    /// Smallest change that counts as improvement (>= 0).
+    pub min_delta: f64,
+}
+
+impl Default for EarlyStoppingConfig {
+    fn default() -> Self {
+        EarlyStoppingConfig {
+            monitor: "val_acc".into(),
+            mode: "auto".into(),
+            patience: 5,
+            min_delta: 0.0,
+        }
+    }
+}
+
+impl PluginConfig for EarlyStoppingConfig {
+    fn validate(&self, at: &str) -> Result<()> {
+        let (p, d) = (self.patience, self.min_delta);
+        check_value(at, "patience", &p, p >= 1, "must be at least 1")?;
+        check_value(at, "min_delta", &d, d >= 0.0, "must be >= 0")
+    }
+}
+
+/// Registers `early_stopping`. Its constructor also takes the config path (for `mode`'s error and
+/// the monitor's), so it is added with [`PluginSpec::typed`] rather than `register`.
 pub fn register(r: &mut Registry) {
     r.callbacks.add(
-        PluginSpec {
-            name: "early_stopping",
-            doc: "stop when a metric has not improved by min_delta for patience epochs",
-            params: vec![
-                ParamSpec::new("monitor", "\"val_acc\"", "the metric watched"),
-                ParamSpec::new(
-                    "mode",
-                    "\"auto\"",
-                    "max or min: which way the metric improves; auto: min when the monitor's name contains `loss`, else max",
-                ),
-                ParamSpec::new(
-                    "patience",
-                    "5",
-                    "epochs without improvement before stopping (>= 1)",
-                ),
-                ParamSpec::new(
-                    "min_delta",
-                    "0.0",
-                    "smallest change that counts as improvement (>= 0)",
-                ),
-            ],
-        },
+        PluginSpec::typed(
+            "early_stopping",
+            "stop when a metric has not improved by min_delta for patience epochs",
+            &EarlyStoppingConfig::default(),
+        ),
         Arc::new(|p: &PluginParams| {
-            let monitor = p.str("monitor")?;
-            let mode = Mode::resolve(p.str("mode")?, monitor, &p.at("mode"))?;
-            let patience = p.usize("patience")?;
-            p.check("patience", patience >= 1, "must be at least 1")?;
-            let min_delta = p.f64("min_delta")?;
-            p.check("min_delta", min_delta >= 0.0, "must be >= 0")?;
-            let mut cb = early_stopping(monitor, mode, patience, min_delta);
+            let c: EarlyStoppingConfig = p.typed()?;
+            let mode = Mode::resolve(&c.mode, &c.monitor, &p.at("mode"))?;
+            let mut cb = early_stopping(&c.monitor, mode, c.patience, c.min_delta);
             cb.monitor_at = p.at("monitor");
             Ok(Box::new(cb) as Box<dyn Callback>)
         }),

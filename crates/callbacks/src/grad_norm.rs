@@ -1,12 +1,11 @@
 //! `grad_norm`: the global and per-parameter L2 norms of the raw gradients of every step (before
 //! any transform), summarised per epoch as percentiles and as the share of steps in each band.
 
-use std::sync::Arc;
-
 use rnnlab_core::{
-    quantile, BatchStats, Callback, Control, EpochMetrics, Error, Grads, MetricContext, ParamSpec,
-    PluginParams, PluginSpec, Registry, Result, StateDict, TrainView,
+    check_value, quantile, BatchStats, Callback, Control, EpochMetrics, Error, Grads,
+    MetricContext, PluginConfig, Registry, Result, StateDict, TrainView,
 };
+use serde::{Deserialize, Serialize};
 
 /// The percentiles logged per epoch, as (metric suffix, quantile).
 pub const PERCENTILES: [(&str, f64); 3] = [("p50", 0.5), ("p90", 0.9), ("p99", 0.99)];
@@ -223,25 +222,43 @@ impl Callback for GradNorm {
     }
 }
 
+/// The keys of `type = "grad_norm"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GradNormConfig {
+    /// A step at or above this global norm is in the warning band (> 0).
+    pub warn: f64,
+    /// A step above this global norm is exploding (>= warn).
+    pub explode: f64,
+    /// Also log p50/p90/p99/max per parameter.
+    pub per_param: bool,
+}
+
+impl Default for GradNormConfig {
+    fn default() -> Self {
+        GradNormConfig {
+            warn: 5.0,
+            explode: 10.0,
+            per_param: true,
+        }
+    }
+}
+
+impl PluginConfig for GradNormConfig {
+    fn validate(&self, at: &str) -> Result<()> {
+        let (warn, explode) = (self.warn, self.explode);
+        check_value(at, "warn", &warn, warn > 0.0, "must be > 0")?;
+        check_value(at, "explode", &explode, explode >= warn, "must be >= warn")
+    }
+}
+
 /// Registers `grad_norm`.
 pub fn register(r: &mut Registry) {
-    r.callbacks.add(
-        PluginSpec {
-            name: "grad_norm",
-            doc: "per-epoch percentiles of the global and per-parameter raw gradient norms, and the share of steps healthy / warning / exploding / clipped",
-            params: vec![
-                ParamSpec::new("warn", "5.0", "a step at or above this global norm is in the warning band (> 0)"),
-                ParamSpec::new("explode", "10.0", "a step above this global norm is exploding (>= warn)"),
-                ParamSpec::new("per_param", "true", "also log p50/p90/p99/max per parameter"),
-            ],
-        },
-        Arc::new(|p: &PluginParams| {
-            let warn = p.f64("warn")?;
-            let explode = p.f64("explode")?;
-            p.check("warn", warn > 0.0, "must be > 0")?;
-            p.check("explode", explode >= warn, "must be >= warn")?;
-            Ok(Box::new(grad_norm(warn, explode, p.bool("per_param")?)) as Box<dyn Callback>)
-        }),
+    r.callbacks.register(
+        "grad_norm",
+        "per-epoch percentiles of the global and per-parameter raw gradient norms, and the share of steps healthy / warning / exploding / clipped",
+        GradNormConfig::default(),
+        |c| Ok(Box::new(grad_norm(c.warn, c.explode, c.per_param)) as Box<dyn Callback>),
     );
 }
 

@@ -2,12 +2,12 @@
 //! clipped) in the run folder, for looking at what happens within an epoch.
 
 use std::io::{Seek, SeekFrom, Write};
-use std::sync::Arc;
 
 use rnnlab_core::{
-    BatchStats, Callback, EpochMetrics, Error, ParamSpec, PluginParams, PluginSpec, Registry,
-    Result, StateDict, TrainView,
+    check_value, BatchStats, Callback, EpochMetrics, Error, PluginConfig, Registry, Result,
+    StateDict, TrainView,
 };
+use serde::{Deserialize, Serialize};
 
 /// Appends `{"epoch", "step", "loss", "grad_norm", "lr", "skipped", "clipped", "batch_size"}`
 /// every `every` steps to `file` (default `steps.jsonl`) in the run folder, flushed at the end of
@@ -110,34 +110,61 @@ impl Callback for JsonlLogger {
     }
 }
 
+/// The keys of `type = "jsonl_logger"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JsonlLoggerConfig {
+    /// File name inside the run folder (no path separators).
+    pub file: String,
+    /// Log every this many steps (>= 1).
+    pub every: usize,
+}
+
+impl Default for JsonlLoggerConfig {
+    fn default() -> Self {
+        JsonlLoggerConfig {
+            file: "steps.jsonl".into(),
+            every: 1,
+        }
+    }
+}
+
+impl PluginConfig for JsonlLoggerConfig {
+    fn validate(&self, at: &str) -> Result<()> {
+        let f = &self.file;
+        let plain = !f.is_empty() && !f.contains(['/', '\\']) && f != "metrics.jsonl";
+        check_value(
+            at,
+            "file",
+            f,
+            plain,
+            "must be a plain file name other than metrics.jsonl",
+        )?;
+        check_value(
+            at,
+            "every",
+            &self.every,
+            self.every >= 1,
+            "must be at least 1",
+        )
+    }
+}
+
 /// Registers `jsonl_logger`.
 pub fn register(r: &mut Registry) {
-    r.callbacks.add(
-        PluginSpec {
-            name: "jsonl_logger",
-            doc: "one JSON line per training step (loss, grad_norm, lr, skipped, clipped) in the run folder",
-            params: vec![
-                ParamSpec::new("file", "\"steps.jsonl\"", "file name inside the run folder (no path separators)"),
-                ParamSpec::new("every", "1", "log every this many steps (>= 1)"),
-            ],
-        },
-        Arc::new(|p: &PluginParams| {
-            let file = p.str("file")?;
-            p.check(
-                "file",
-                !file.is_empty() && !file.contains(['/', '\\']) && file != "metrics.jsonl",
-                "must be a plain file name other than metrics.jsonl",
-            )?;
-            let every = p.usize("every")?;
-            p.check("every", every >= 1, "must be at least 1")?;
+    r.callbacks.register(
+        "jsonl_logger",
+        "one JSON line per training step (loss, grad_norm, lr, skipped, clipped) in the run folder",
+        JsonlLoggerConfig::default(),
+        |c| {
             Ok(Box::new(JsonlLogger {
-                file: file.to_string(),
-                every,
+                file: c.file,
+                every: c.every,
                 buf: String::new(),
                 started: false,
                 written: 0,
             }) as Box<dyn Callback>)
-        }),
+        },
     );
 }
 

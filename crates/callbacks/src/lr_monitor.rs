@@ -1,11 +1,10 @@
 //! `lr_monitor`: the learning rate actually used by the steps of each epoch.
 
-use std::sync::Arc;
-
 use rnnlab_core::{
-    BatchStats, Callback, Control, EpochMetrics, PluginParams, PluginSpec, Registry, Result,
-    StateDict, TrainView,
+    BatchStats, Callback, Control, EpochMetrics, PluginConfig, Registry, Result, StateDict,
+    TrainView,
 };
+use serde::{Deserialize, Serialize};
 
 /// Logs `lr_monitor.first`, `lr_monitor.last`, `lr_monitor.min`, `lr_monitor.max` and
 /// `lr_monitor.mean` over the epoch's steps (step schedules change it within an epoch).
@@ -79,15 +78,20 @@ impl Callback for LrMonitor {
     }
 }
 
+/// The keys of `type = "lr_monitor"`: none.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LrMonitorConfig {}
+
+impl PluginConfig for LrMonitorConfig {}
+
 /// Registers `lr_monitor`.
 pub fn register(r: &mut Registry) {
-    r.callbacks.add(
-        PluginSpec {
-            name: "lr_monitor",
-            doc: "first, last, min, max and mean learning rate of each epoch's steps",
-            params: vec![],
-        },
-        Arc::new(|_p: &PluginParams| Ok(Box::new(LrMonitor::default()) as Box<dyn Callback>)),
+    r.callbacks.register(
+        "lr_monitor",
+        "first, last, min, max and mean learning rate of each epoch's steps",
+        LrMonitorConfig::default(),
+        |_| Ok(Box::new(LrMonitor::default()) as Box<dyn Callback>),
     );
 }
 

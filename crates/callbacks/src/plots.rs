@@ -1,11 +1,9 @@
 //! `plots`: at the end of a run, the run's figures (PNG and SVG) in `run_dir/plots/`.
 
-use std::sync::Arc;
-
 use rnnlab_core::{
-    Callback, Control, EpochMetrics, ParamSpec, PluginParams, PluginSpec, Registry, Result,
-    TrainView,
+    check_value, Callback, Control, EpochMetrics, PluginConfig, Registry, Result, TrainView,
 };
+use serde::{Deserialize, Serialize};
 
 use crate::plot;
 
@@ -79,42 +77,68 @@ pub fn read_labels(run_dir: &std::path::Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The keys of `type = "plots"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlotsConfig {
+    /// Folder inside the run folder (no path separators).
+    pub dir: String,
+    /// png, svg or both.
+    #[schemars(with = "Vec<String>")]
+    pub formats: toml::Value,
+}
+
+impl Default for PlotsConfig {
+    fn default() -> Self {
+        PlotsConfig {
+            dir: "plots".into(),
+            formats: toml::Value::Array(vec!["png".into(), "svg".into()]),
+        }
+    }
+}
+
+impl PlotsConfig {
+    /// The formats asked for; anything but a string reads as `?` (which `validate` rejects).
+    fn formats(&self) -> Vec<String> {
+        match &self.formats {
+            toml::Value::Array(a) => a
+                .iter()
+                .map(|v| v.as_str().unwrap_or("?").to_string())
+                .collect(),
+            _ => vec!["?".into()],
+        }
+    }
+}
+
+impl PluginConfig for PlotsConfig {
+    fn validate(&self, at: &str) -> Result<()> {
+        let d = &self.dir;
+        let plain = !d.is_empty() && !d.contains(['/', '\\']) && d != "..";
+        check_value(at, "dir", d, plain, "must be a plain folder name")?;
+        let formats = self.formats();
+        check_value(
+            at,
+            "formats",
+            &self.formats,
+            !formats.is_empty() && formats.iter().all(|f| f == "png" || f == "svg"),
+            "must be a non-empty list of \"png\" and \"svg\"",
+        )
+    }
+}
+
 /// Registers `plots`.
 pub fn register(r: &mut Registry) {
-    r.callbacks.add(
-        PluginSpec {
-            name: "plots",
-            doc: "at the end of the run, accuracy / loss / gradient-norm / spectral / lr / share / confusion figures in run_dir/plots",
-            params: vec![
-                ParamSpec::new("dir", "\"plots\"", "folder inside the run folder (no path separators)"),
-                ParamSpec::new("formats", "[\"png\", \"svg\"]", "png, svg or both"),
-            ],
-        },
-        Arc::new(|p: &PluginParams| {
-            let dir = p.str("dir")?;
-            p.check(
-                "dir",
-                !dir.is_empty() && !dir.contains(['/', '\\']) && dir != "..",
-                "must be a plain folder name",
-            )?;
-            let formats: Vec<String> = match p.value("formats")? {
-                toml::Value::Array(a) => a
-                    .iter()
-                    .map(|v| v.as_str().unwrap_or("?").to_string())
-                    .collect(),
-                _ => vec!["?".into()],
-            };
-            p.check(
-                "formats",
-                !formats.is_empty() && formats.iter().all(|f| f == "png" || f == "svg"),
-                "must be a non-empty list of \"png\" and \"svg\"",
-            )?;
+    r.callbacks.register(
+        "plots",
+        "at the end of the run, accuracy / loss / gradient-norm / spectral / lr / share / confusion figures in run_dir/plots",
+        PlotsConfig::default(),
+        |c| {
             Ok(Box::new(Plots {
-                dir: dir.to_string(),
-                formats,
+                formats: c.formats(),
+                dir: c.dir,
                 confusions: Vec::new(),
             }) as Box<dyn Callback>)
-        }),
+        },
     );
 }
 

@@ -1,13 +1,12 @@
 //! `predictions`: per epoch, the share of each predicted class on val and test beside the true
 //! shares, and how far the predicted shares moved since the previous epoch.
 
-use std::sync::Arc;
-
 use candle_core::{Device, Tensor};
 use rnnlab_core::{
-    Callback, Confusion, Control, EpochMetrics, PluginParams, PluginSpec, Registry, Result,
-    StateDict, TrainView,
+    Callback, Confusion, Control, EpochMetrics, PluginConfig, Registry, Result, StateDict,
+    TrainView,
 };
+use serde::{Deserialize, Serialize};
 
 /// Shares of one split, in percent.
 #[derive(Clone, Debug, PartialEq)]
@@ -124,15 +123,20 @@ impl Callback for Predictions {
     }
 }
 
+/// The keys of `type = "predictions"`: none.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PredictionsConfig {}
+
+impl PluginConfig for PredictionsConfig {}
+
 /// Registers `predictions`.
 pub fn register(r: &mut Registry) {
-    r.callbacks.add(
-        PluginSpec {
-            name: "predictions",
-            doc: "per epoch, predicted vs true class shares on val and test and the largest shift of a predicted share since the previous epoch",
-            params: vec![],
-        },
-        Arc::new(|_p: &PluginParams| Ok(Box::new(Predictions::default()) as Box<dyn Callback>)),
+    r.callbacks.register(
+        "predictions",
+        "per epoch, predicted vs true class shares on val and test and the largest shift of a predicted share since the previous epoch",
+        PredictionsConfig::default(),
+        |_| Ok(Box::new(Predictions::default()) as Box<dyn Callback>),
     );
 }
 

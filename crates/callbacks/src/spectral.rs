@@ -1,13 +1,11 @@
 //! `spectral`: per epoch, the spectral radius and the largest singular value of every recurrent
 //! matrix, per gate block (rows `g·H..(g+1)·H` of `weight_hh [G·H, H]`).
 
-use std::sync::Arc;
-
 use candle_core::DType;
 use rnnlab_core::{
-    Callback, Control, EpochMetrics, ParamSpec, PluginParams, PluginSpec, Registry, Result,
-    TrainView,
+    check_value, Callback, Control, EpochMetrics, PluginConfig, Registry, Result, TrainView,
 };
+use serde::{Deserialize, Serialize};
 
 use crate::linalg::{sigma_max, spectral_radius, Square};
 
@@ -137,24 +135,46 @@ impl Callback for Spectral {
     }
 }
 
+/// The keys of `type = "spectral"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SpectralConfig {
+    /// Measure every this many epochs, and at epoch 1 (>= 1).
+    pub every: usize,
+    /// Gate blocks with more rows are skipped (1..=4096).
+    pub max_dim: usize,
+}
+
+impl Default for SpectralConfig {
+    fn default() -> Self {
+        SpectralConfig {
+            every: 1,
+            max_dim: 512,
+        }
+    }
+}
+
+impl PluginConfig for SpectralConfig {
+    fn validate(&self, at: &str) -> Result<()> {
+        let (every, max_dim) = (self.every, self.max_dim);
+        check_value(at, "every", &every, every >= 1, "must be at least 1")?;
+        let ok = (1..=4096).contains(&max_dim);
+        check_value(at, "max_dim", &max_dim, ok, "must be in 1..=4096")
+    }
+}
+
 /// Registers `spectral`.
 pub fn register(r: &mut Registry) {
-    r.callbacks.add(
-        PluginSpec {
-            name: "spectral",
-            doc: "per epoch, the spectral radius and largest singular value of every recurrent matrix, per gate block",
-            params: vec![
-                ParamSpec::new("every", "1", "measure every this many epochs, and at epoch 1 (>= 1)"),
-                ParamSpec::new("max_dim", "512", "gate blocks with more rows are skipped (1..=4096)"),
-            ],
+    r.callbacks.register(
+        "spectral",
+        "per epoch, the spectral radius and largest singular value of every recurrent matrix, per gate block",
+        SpectralConfig::default(),
+        |c| {
+            Ok(Box::new(Spectral {
+                max_dim: c.max_dim,
+                every: c.every,
+            }) as Box<dyn Callback>)
         },
-        Arc::new(|p: &PluginParams| {
-            let every = p.usize("every")?;
-            p.check("every", every >= 1, "must be at least 1")?;
-            let max_dim = p.usize("max_dim")?;
-            p.check("max_dim", (1..=4096).contains(&max_dim), "must be in 1..=4096")?;
-            Ok(Box::new(Spectral { max_dim, every }) as Box<dyn Callback>)
-        }),
     );
 }
 

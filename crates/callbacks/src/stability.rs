@@ -2,13 +2,12 @@
 //! epoch of val and test accuracy over the last `window` epochs, written to `stability.json`.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
 use rnnlab_core::{
-    quantile, BatchStats, Callback, Control, EpochMetrics, Error, ParamSpec, PluginParams,
-    PluginSpec, Registry, Result, StateDict, TrainView,
+    check_value, quantile, BatchStats, Callback, Control, EpochMetrics, Error, PluginConfig,
+    Registry, Result, StateDict, TrainView,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How one accuracy series behaved over the last epochs of a run.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -311,30 +310,56 @@ impl Callback for Stability {
     }
 }
 
+/// The keys of `type = "stability"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StabilityConfig {
+    /// K: the last epochs the swing and std look at (>= 2).
+    pub window: usize,
+    /// A batch loss above this times the median of the previous batches is a spike (> 1).
+    pub spike_factor: f64,
+    /// A spike must also exceed that median by this much in loss (>= 0).
+    pub spike_min_delta: f64,
+    /// Batches in that median (>= 1; the rule starts after min(10, spike_window)).
+    pub spike_window: usize,
+}
+
+impl Default for StabilityConfig {
+    fn default() -> Self {
+        StabilityConfig {
+            window: 10,
+            spike_factor: 3.0,
+            spike_min_delta: 0.1,
+            spike_window: 100,
+        }
+    }
+}
+
+impl PluginConfig for StabilityConfig {
+    fn validate(&self, at: &str) -> Result<()> {
+        let (window, factor) = (self.window, self.spike_factor);
+        let (sw, md) = (self.spike_window, self.spike_min_delta);
+        check_value(at, "window", &window, window >= 2, "must be at least 2")?;
+        check_value(at, "spike_factor", &factor, factor > 1.0, "must be > 1")?;
+        check_value(at, "spike_window", &sw, sw >= 1, "must be at least 1")?;
+        check_value(at, "spike_min_delta", &md, md >= 0.0, "must be >= 0")
+    }
+}
+
 /// Registers `stability`.
 pub fn register(r: &mut Registry) {
-    r.callbacks.add(
-        PluginSpec {
-            name: "stability",
-            doc: "loss spikes per epoch; at the end, swing / std / best / final of val and test accuracy over the last K epochs in stability.json",
-            params: vec![
-                ParamSpec::new("window", "10", "K: the last epochs the swing and std look at (>= 2)"),
-                ParamSpec::new("spike_factor", "3.0", "a batch loss above this times the median of the previous batches is a spike (> 1)"),
-                ParamSpec::new("spike_min_delta", "0.1", "a spike must also exceed that median by this much in loss (>= 0)"),
-                ParamSpec::new("spike_window", "100", "batches in that median (>= 1; the rule starts after min(10, spike_window))"),
-            ],
+    r.callbacks.register(
+        "stability",
+        "loss spikes per epoch; at the end, swing / std / best / final of val and test accuracy over the last K epochs in stability.json",
+        StabilityConfig::default(),
+        |c| {
+            Ok(Box::new(stability(
+                c.window,
+                c.spike_factor,
+                c.spike_window,
+                c.spike_min_delta,
+            )) as Box<dyn Callback>)
         },
-        Arc::new(|p: &PluginParams| {
-            let window = p.usize("window")?;
-            p.check("window", window >= 2, "must be at least 2")?;
-            let factor = p.f64("spike_factor")?;
-            p.check("spike_factor", factor > 1.0, "must be > 1")?;
-            let sw = p.usize("spike_window")?;
-            p.check("spike_window", sw >= 1, "must be at least 1")?;
-            let md = p.f64("spike_min_delta")?;
-            p.check("spike_min_delta", md >= 0.0, "must be >= 0")?;
-            Ok(Box::new(stability(window, factor, sw, md)) as Box<dyn Callback>)
-        }),
     );
 }
 

@@ -9,14 +9,14 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use candle_core::{Device, Tensor};
 use rnnlab_core::{
-    BatchStats, Callback, EpochMetrics, Error, ParamSpec, PluginParams, PluginSpec, Registry,
-    Result, StateDict, TrainView,
+    check_value, BatchStats, Callback, EpochMetrics, Error, PluginConfig, Registry, Result,
+    StateDict, TrainView,
 };
+use serde::{Deserialize, Serialize};
 
 /// The subset of TensorFlow's protobuf messages that the callback writes.
 pub mod proto {
@@ -422,25 +422,49 @@ impl Callback for TensorBoard {
     }
 }
 
+/// The keys of `type = "tensorboard"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TensorBoardConfig {
+    /// Folder of the event file: relative to the run folder ("" = the run folder), or absolute.
+    pub dir: String,
+    /// Log the per-step scalars every this many optimizer steps (>= 1).
+    pub every: usize,
+    /// Flush the file after this many logged steps (>= 1); it is also flushed at every epoch end.
+    pub flush_every: usize,
+}
+
+impl Default for TensorBoardConfig {
+    fn default() -> Self {
+        TensorBoardConfig {
+            dir: String::new(),
+            every: 1,
+            flush_every: 100,
+        }
+    }
+}
+
+impl PluginConfig for TensorBoardConfig {
+    fn validate(&self, at: &str) -> Result<()> {
+        let (every, flush_every) = (self.every, self.flush_every);
+        check_value(at, "every", &every, every >= 1, "must be at least 1")?;
+        check_value(
+            at,
+            "flush_every",
+            &flush_every,
+            flush_every >= 1,
+            "must be at least 1",
+        )
+    }
+}
+
 /// Registers `tensorboard`.
 pub fn register(r: &mut Registry) {
-    r.callbacks.add(
-        PluginSpec {
-            name: "tensorboard",
-            doc: "TensorBoard event file: epoch metrics (step = epoch), per-step loss/grad_norm/lr (step = global step), the resolved config as text",
-            params: vec![
-                ParamSpec::new("dir", "\"\"", "folder of the event file: relative to the run folder (\"\" = the run folder), or absolute"),
-                ParamSpec::new("every", "1", "log the per-step scalars every this many optimizer steps (>= 1)"),
-                ParamSpec::new("flush_every", "100", "flush the file after this many logged steps (>= 1); it is also flushed at every epoch end"),
-            ],
-        },
-        Arc::new(|p: &PluginParams| {
-            let every = p.usize("every")?;
-            p.check("every", every >= 1, "must be at least 1")?;
-            let flush_every = p.usize("flush_every")?;
-            p.check("flush_every", flush_every >= 1, "must be at least 1")?;
-            Ok(Box::new(TensorBoard::new(p.str("dir")?, every, flush_every)) as Box<dyn Callback>)
-        }),
+    r.callbacks.register(
+        "tensorboard",
+        "TensorBoard event file: epoch metrics (step = epoch), per-step loss/grad_norm/lr (step = global step), the resolved config as text",
+        TensorBoardConfig::default(),
+        |c| Ok(Box::new(TensorBoard::new(&c.dir, c.every, c.flush_every)) as Box<dyn Callback>),
     );
 }
 

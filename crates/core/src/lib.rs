@@ -34,7 +34,7 @@ pub use params::{
 };
 pub use reader::{DataKeys, ReadContext, Reader, ReaderCtor, Row, RowLog, Skipped};
 pub use registry::{
-    CallbackCtor, CellArgs, CellCtor, Ctor, Entry, ModelContext, ModelCtor, ParamSpec,
+    check_value, CallbackCtor, CellArgs, CellCtor, Ctor, Entry, ModelContext, ModelCtor, ParamSpec,
     PluginConfig, PluginParams, PluginSpec, Registry, SchedulerCtor, Table, TransformCtor,
 };
 pub use scheduler::{Interval, Scheduler};

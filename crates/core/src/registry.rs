@@ -72,6 +72,27 @@ pub trait PluginConfig: JsonSchema + Serialize + DeserializeOwned + Send + Sync 
     }
 }
 
+/// A check for [`PluginConfig::validate`]: unless `ok`, the error at `{at}.{key}` that shows
+/// `value` (as TOML) before `message`, as [`PluginParams::check`] words it.
+pub fn check_value<V: Serialize + ?Sized>(
+    at: &str,
+    key: &str,
+    value: &V,
+    ok: bool,
+    message: &str,
+) -> Result<()> {
+    if ok {
+        return Ok(());
+    }
+    let shown = toml::Value::try_from(value)
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+    Err(Error::invalid(
+        format!("{at}.{key}"),
+        format!("{shown}: {message}"),
+    ))
+}
+
 /// A plugin's name, description and parameters, as `rnnlab list` prints them.
 #[derive(Clone, Debug)]
 pub struct PluginSpec {

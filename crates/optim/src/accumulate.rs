@@ -8,13 +8,13 @@
 //! (after `skip_nonfinite`, if any, so a bad micro-batch is dropped rather than poisoning the sum).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use candle_core::Tensor;
 use rnnlab_core::{
-    GradientTransform, Grads, Link, Outcome, ParamSpec, Params, PluginParams, PluginSpec, Registry,
-    Result, StateDict, StepContext, StepReport,
+    check_value, GradientTransform, Grads, Link, Outcome, Params, PluginConfig, Registry, Result,
+    StateDict, StepContext, StepReport,
 };
+use serde::{Deserialize, Serialize};
 
 use crate::util::{load_map, save_map};
 
@@ -100,22 +100,44 @@ impl GradientTransform for Accumulate {
     }
 }
 
+/// The keys of `type = "accumulate"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccumulateConfig {
+    /// Micro-batches per update (>= 1).
+    pub steps: usize,
+    /// Pass the mean of the micro-batch gradients (false: their sum).
+    pub average: bool,
+}
+
+impl Default for AccumulateConfig {
+    fn default() -> Self {
+        AccumulateConfig {
+            steps: 2,
+            average: true,
+        }
+    }
+}
+
+impl PluginConfig for AccumulateConfig {
+    fn validate(&self, at: &str) -> Result<()> {
+        check_value(
+            at,
+            "steps",
+            &self.steps,
+            self.steps >= 1,
+            "must be at least 1",
+        )
+    }
+}
+
 /// Registers `accumulate`.
 pub fn register(r: &mut Registry) {
-    r.transforms.add(
-        PluginSpec {
-            name: "accumulate",
-            doc: "gradient accumulation: sum steps-1 micro-batches (no update, not a skip), then pass the mean on; put it first",
-            params: vec![
-                ParamSpec::new("steps", "2", "micro-batches per update (>= 1)"),
-                ParamSpec::new("average", "true", "pass the mean of the micro-batch gradients (false: their sum)"),
-            ],
-        },
-        Arc::new(|p: &PluginParams| {
-            let steps = p.usize("steps")?;
-            p.check("steps", steps >= 1, "must be at least 1")?;
-            Ok(Link::gradients(accumulate(steps, p.bool("average")?)))
-        }),
+    r.transforms.register(
+        "accumulate",
+        "gradient accumulation: sum steps-1 micro-batches (no update, not a skip), then pass the mean on; put it first",
+        AccumulateConfig::default(),
+        |c| Ok(Link::gradients(accumulate(c.steps, c.average))),
     );
 }
 

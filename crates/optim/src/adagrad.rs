@@ -2,15 +2,15 @@
 //! `initial_accumulator_value`, `eps`, coupled `weight_decay`). The squared-gradient sums live here.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use candle_core::Tensor;
 use rnnlab_core::{
-    GradientTransform, Grads, Link, Outcome, ParamSpec, Params, PluginParams, PluginSpec, Registry,
-    Result, StateDict, StepContext, StepReport,
+    GradientTransform, Grads, Link, Outcome, Params, PluginConfig, Registry, Result, StateDict,
+    StepContext, StepReport,
 };
+use serde::{Deserialize, Serialize};
 
-use crate::util::{load_into, non_negative, param, positive, save_map, slot};
+use crate::util::{check_non_negative, check_positive, load_into, param, save_map, slot};
 
 /// Adagrad's settings and state.
 #[derive(Clone, Debug)]
@@ -99,29 +99,63 @@ impl GradientTransform for Adagrad {
     }
 }
 
+/// The keys of `type = "adagrad"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdagradConfig {
+    /// Base learning rate (> 0).
+    pub lr: f64,
+    /// The rate at step k is lr / (1 + (k-1)*lr_decay), >= 0.
+    pub lr_decay: f64,
+    /// Starting value of the squared-gradient sums, >= 0.
+    pub initial_accumulator_value: f64,
+    /// Added to the denominator after the square root (> 0).
+    pub eps: f64,
+    /// L2 term added to the gradient, >= 0.
+    pub weight_decay: f64,
+}
+
+impl Default for AdagradConfig {
+    fn default() -> Self {
+        AdagradConfig {
+            lr: 1e-2,
+            lr_decay: 0.0,
+            initial_accumulator_value: 0.0,
+            eps: 1e-10,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+impl PluginConfig for AdagradConfig {
+    fn validate(&self, at: &str) -> Result<()> {
+        check_positive(at, "lr", self.lr)?;
+        check_non_negative(at, "lr_decay", self.lr_decay)?;
+        check_non_negative(
+            at,
+            "initial_accumulator_value",
+            self.initial_accumulator_value,
+        )?;
+        check_positive(at, "eps", self.eps)?;
+        check_non_negative(at, "weight_decay", self.weight_decay)
+    }
+}
+
 /// Registers `adagrad`.
 pub fn register(r: &mut Registry) {
-    r.transforms.add(
-        PluginSpec {
-            name: "adagrad",
-            doc: "Adagrad with torch.optim.Adagrad's update rule (lr_decay, initial_accumulator_value, eps)",
-            params: vec![
-                ParamSpec::new("lr", "1e-2", "base learning rate (> 0)"),
-                ParamSpec::new("lr_decay", "0.0", "the rate at step k is lr / (1 + (k-1)*lr_decay), >= 0"),
-                ParamSpec::new("initial_accumulator_value", "0.0", "starting value of the squared-gradient sums, >= 0"),
-                ParamSpec::new("eps", "1e-10", "added to the denominator after the square root (> 0)"),
-                ParamSpec::new("weight_decay", "0.0", "L2 term added to the gradient, >= 0"),
-            ],
-        },
-        Arc::new(|p: &PluginParams| {
+    r.transforms.register(
+        "adagrad",
+        "Adagrad with torch.optim.Adagrad's update rule (lr_decay, initial_accumulator_value, eps)",
+        AdagradConfig::default(),
+        |c| {
             Ok(Link::gradients(adagrad(
-                positive(p, "lr")?,
-                non_negative(p, "lr_decay")?,
-                non_negative(p, "initial_accumulator_value")?,
-                positive(p, "eps")?,
-                non_negative(p, "weight_decay")?,
+                c.lr,
+                c.lr_decay,
+                c.initial_accumulator_value,
+                c.eps,
+                c.weight_decay,
             )))
-        }),
+        },
     );
 }
 

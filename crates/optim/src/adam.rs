@@ -3,16 +3,17 @@
 //! live here. The same struct in decoupled mode is `adamw` (see [`crate::adamw`]).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use candle_core::{Shape, Tensor};
 use rnnlab_core::{
-    Error, GradientTransform, Grads, Link, Outcome, ParamSpec, Params, PluginParams, PluginSpec,
-    Registry, Result, StateDict, StepContext, StepReport,
+    Error, GradientTransform, Grads, Link, Outcome, Params, PluginConfig, Registry, Result,
+    StateDict, StepContext, StepReport,
 };
+use serde::{Deserialize, Serialize};
 
 use crate::flat::{unsupported, with_slice, Buf, Real};
-use crate::util::{non_negative, param, positive, unit_interval};
+use crate::util::{check_non_negative, check_positive, check_unit_interval, param};
 
 /// One parameter's moments, flat, in the parameter's dtype.
 #[derive(Clone, Debug)]
@@ -445,47 +446,64 @@ impl GradientTransform for Adam {
     }
 }
 
-/// Reads the keys `adam` and `adamw` share.
-pub(crate) fn from_params(p: &PluginParams) -> Result<Adam> {
-    let lr = positive(p, "lr")?;
-    let beta1 = unit_interval(p, "beta1")?;
-    let beta2 = unit_interval(p, "beta2")?;
-    let eps = positive(p, "eps")?;
-    let wd = non_negative(p, "weight_decay")?;
-    Ok(adam(lr, beta1, beta2, eps)
-        .with_amsgrad(p.bool("amsgrad")?)
-        .with_weight_decay(wd))
+/// The keys of `type = "adam"` (and, with another default weight decay, of `adamw`:
+/// [`crate::adamw::AdamWConfig`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdamConfig {
+    /// Base learning rate (> 0).
+    pub lr: f64,
+    /// First-moment decay, in [0, 1).
+    pub beta1: f64,
+    /// Second-moment decay, in [0, 1).
+    pub beta2: f64,
+    /// Denominator term (> 0).
+    pub eps: f64,
+    /// L2 term added to the gradient (torch Adam's coupled decay), >= 0.
+    pub weight_decay: f64,
+    /// Use the running maximum of the second moment (AMSGrad).
+    pub amsgrad: bool,
 }
 
-/// The keys `adam` and `adamw` share, with `weight_decay`'s default and doc.
-pub(crate) fn specs(weight_decay: ParamSpec) -> Vec<ParamSpec> {
-    vec![
-        ParamSpec::new("lr", "1e-3", "base learning rate (> 0)"),
-        ParamSpec::new("beta1", "0.9", "first-moment decay, in [0, 1)"),
-        ParamSpec::new("beta2", "0.999", "second-moment decay, in [0, 1)"),
-        ParamSpec::new("eps", "1e-8", "denominator term (> 0)"),
-        weight_decay,
-        ParamSpec::new(
-            "amsgrad",
-            "false",
-            "use the running maximum of the second moment (AMSGrad)",
-        ),
-    ]
+impl Default for AdamConfig {
+    fn default() -> Self {
+        AdamConfig {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            amsgrad: false,
+        }
+    }
+}
+
+impl PluginConfig for AdamConfig {
+    fn validate(&self, at: &str) -> Result<()> {
+        check_positive(at, "lr", self.lr)?;
+        check_unit_interval(at, "beta1", self.beta1)?;
+        check_unit_interval(at, "beta2", self.beta2)?;
+        check_positive(at, "eps", self.eps)?;
+        check_non_negative(at, "weight_decay", self.weight_decay)
+    }
+}
+
+impl AdamConfig {
+    /// The Adam transform these keys describe (coupled weight decay).
+    pub fn build(&self) -> Adam {
+        adam(self.lr, self.beta1, self.beta2, self.eps)
+            .with_amsgrad(self.amsgrad)
+            .with_weight_decay(self.weight_decay)
+    }
 }
 
 /// Registers `adam`.
 pub fn register(r: &mut Registry) {
-    r.transforms.add(
-        PluginSpec {
-            name: "adam",
-            doc: "Adam with torch.optim.Adam's update rule; its lr is the scheduler's base rate",
-            params: specs(ParamSpec::new(
-                "weight_decay",
-                "0.0",
-                "L2 term added to the gradient (torch Adam's coupled decay), >= 0",
-            )),
-        },
-        Arc::new(|p: &PluginParams| Ok(Link::gradients(from_params(p)?))),
+    r.transforms.register(
+        "adam",
+        "Adam with torch.optim.Adam's update rule; its lr is the scheduler's base rate",
+        AdamConfig::default(),
+        |c| Ok(Link::gradients(c.build())),
     );
 }
 

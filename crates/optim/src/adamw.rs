@@ -2,11 +2,12 @@
 //! by `lr·weight_decay` (decoupled from the moments), then the Adam step. Default weight decay 0.01
 //! as in torch. The state and arithmetic are [`Adam`]'s in decoupled mode.
 
-use std::sync::Arc;
+use std::borrow::Cow;
 
-use rnnlab_core::{Link, ParamSpec, PluginParams, PluginSpec, Registry};
+use rnnlab_core::{Link, PluginConfig, Registry, Result};
+use serde::{Deserialize, Serialize};
 
-use crate::adam::{adam, from_params, specs, Adam};
+use crate::adam::{adam, Adam, AdamConfig};
 
 /// An AdamW transform: `p ← p·(1 - lr·weight_decay)` and then Adam's step, as one update.
 pub fn adamw(lr: f64, beta1: f64, beta2: f64, eps: f64, weight_decay: f64) -> Adam {
@@ -15,24 +16,53 @@ pub fn adamw(lr: f64, beta1: f64, beta2: f64, eps: f64, weight_decay: f64) -> Ad
     a
 }
 
+/// The keys of `type = "adamw"`: [`AdamConfig`]'s, with torch's default weight decay (0.01), which
+/// is decoupled here.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AdamWConfig(pub AdamConfig);
+
+impl Default for AdamWConfig {
+    fn default() -> Self {
+        AdamWConfig(AdamConfig {
+            weight_decay: 0.01,
+            ..AdamConfig::default()
+        })
+    }
+}
+
+/// [`AdamConfig`]'s schema with `weight_decay` documented as the decoupled decay.
+impl schemars::JsonSchema for AdamWConfig {
+    fn schema_name() -> Cow<'static, str> {
+        "AdamWConfig".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let mut schema = AdamConfig::json_schema(generator);
+        if let Some(doc) = schema.pointer_mut("/properties/weight_decay/description") {
+            *doc = "Decoupled decay: the weights shrink by lr*weight_decay each step, >= 0.".into();
+        }
+        schema
+    }
+}
+
+impl PluginConfig for AdamWConfig {
+    fn validate(&self, at: &str) -> Result<()> {
+        self.0.validate(at)
+    }
+}
+
 /// Registers `adamw`.
 pub fn register(r: &mut Registry) {
-    r.transforms.add(
-        PluginSpec {
-            name: "adamw",
-            doc:
-                "AdamW with torch.optim.AdamW's update rule (decoupled weight decay, default 0.01)",
-            params: specs(ParamSpec::new(
-                "weight_decay",
-                "0.01",
-                "decoupled decay: the weights shrink by lr*weight_decay each step, >= 0",
-            )),
-        },
-        Arc::new(|p: &PluginParams| {
-            let mut a = from_params(p)?;
+    r.transforms.register(
+        "adamw",
+        "AdamW with torch.optim.AdamW's update rule (decoupled weight decay, default 0.01)",
+        AdamWConfig::default(),
+        |c| {
+            let mut a = c.0.build();
             a.decoupled = true;
             Ok(Link::gradients(a))
-        }),
+        },
     );
 }
 
@@ -40,7 +70,6 @@ pub fn register(r: &mut Registry) {
 mod tests {
     use super::*;
     use crate::adam::tests::{assert_torch, five_steps};
-    use rnnlab_core::Result;
 
     #[test]
     fn default_adamw_matches_torch() -> Result<()> {

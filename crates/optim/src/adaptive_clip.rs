@@ -4,15 +4,14 @@
 //! over every dimension but the first, as in timm's `adaptive_clip_grad`) and the whole tensor for
 //! a vector or scalar (biases, IndRNN's recurrent vector).
 
-use std::sync::Arc;
-
 use candle_core::{DType, Tensor};
 use rnnlab_core::{
-    GradientTransform, Grads, Link, Outcome, ParamSpec, Params, PluginParams, PluginSpec, Registry,
-    Result, StepContext, StepReport,
+    GradientTransform, Grads, Link, Outcome, Params, PluginConfig, Registry, Result, StepContext,
+    StepReport,
 };
+use serde::{Deserialize, Serialize};
 
-use crate::util::{param, positive};
+use crate::util::{check_positive, param};
 
 /// Unit-wise adaptive gradient clipping.
 #[derive(Clone, Debug)]
@@ -108,20 +107,39 @@ impl GradientTransform for AdaptiveClip {
     }
 }
 
+/// The keys of `type = "adaptive_clip"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdaptiveClipConfig {
+    /// Largest ratio |g_i| / max(|w_i|, eps) let through (> 0).
+    pub clipping: f64,
+    /// Floor of the weight norm (> 0).
+    pub eps: f64,
+}
+
+impl Default for AdaptiveClipConfig {
+    fn default() -> Self {
+        AdaptiveClipConfig {
+            clipping: 0.01,
+            eps: 1e-3,
+        }
+    }
+}
+
+impl PluginConfig for AdaptiveClipConfig {
+    fn validate(&self, at: &str) -> Result<()> {
+        check_positive(at, "clipping", self.clipping)?;
+        check_positive(at, "eps", self.eps)
+    }
+}
+
 /// Registers `adaptive_clip`.
 pub fn register(r: &mut Registry) {
-    r.transforms.add(
-        PluginSpec {
-            name: "adaptive_clip",
-            doc: "unit-wise adaptive gradient clipping (AGC): per output row, |g_i| <= clipping * max(|w_i|, eps)",
-            params: vec![
-                ParamSpec::new("clipping", "0.01", "largest ratio |g_i| / max(|w_i|, eps) let through (> 0)"),
-                ParamSpec::new("eps", "1e-3", "floor of the weight norm (> 0)"),
-            ],
-        },
-        Arc::new(|p: &PluginParams| {
-            Ok(Link::gradients(adaptive_clip(positive(p, "clipping")?, positive(p, "eps")?)))
-        }),
+    r.transforms.register(
+        "adaptive_clip",
+        "unit-wise adaptive gradient clipping (AGC): per output row, |g_i| <= clipping * max(|w_i|, eps)",
+        AdaptiveClipConfig::default(),
+        |c| Ok(Link::gradients(adaptive_clip(c.clipping, c.eps))),
     );
 }
 

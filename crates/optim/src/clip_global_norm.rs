@@ -1,14 +1,14 @@
 //! `clip_global_norm`: rescales all gradients together when their global norm exceeds `max_norm`,
 //! as `torch.nn.utils.clip_grad_norm_`.
 
-use std::sync::Arc;
-
 use rnnlab_core::{
-    GradientTransform, Grads, Link, Outcome, ParamSpec, Params, PluginParams, PluginSpec, Registry,
+    suggest, Error, GradientTransform, Grads, Link, Outcome, Params, PluginConfig, Registry,
     Result, StepContext, StepReport,
 };
+use serde::{Deserialize, Serialize};
 
 use crate::flat::max_abs;
+use crate::util::check_positive;
 
 /// Which norm `clip_global_norm` measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,26 +86,56 @@ impl GradientTransform for ClipGlobalNorm {
     }
 }
 
+/// The keys of `type = "clip_global_norm"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClipGlobalNormConfig {
+    /// Largest global norm let through (> 0).
+    pub max_norm: f64,
+    /// l2 or inf.
+    pub norm_type: String,
+}
+
+impl Default for ClipGlobalNormConfig {
+    fn default() -> Self {
+        ClipGlobalNormConfig {
+            max_norm: 5.0,
+            norm_type: "l2".into(),
+        }
+    }
+}
+
+impl ClipGlobalNormConfig {
+    /// The norm `norm_type` names, or an error at `{at}.norm_type` that suggests the nearest.
+    fn norm(&self, at: &str) -> Result<NormType> {
+        match self.norm_type.as_str() {
+            "l2" => Ok(NormType::L2),
+            "inf" => Ok(NormType::Inf),
+            other => Err(Error::invalid(
+                format!("{at}.norm_type"),
+                format!(
+                    "`{other}` is not one of l2, inf{}",
+                    suggest(other, ["l2", "inf"])
+                ),
+            )),
+        }
+    }
+}
+
+impl PluginConfig for ClipGlobalNormConfig {
+    fn validate(&self, at: &str) -> Result<()> {
+        check_positive(at, "max_norm", self.max_norm)?;
+        self.norm(at).map(|_| ())
+    }
+}
+
 /// Registers `clip_global_norm`.
 pub fn register(r: &mut Registry) {
-    r.transforms.add(
-        PluginSpec {
-            name: "clip_global_norm",
-            doc: "rescale all gradients together when their global norm exceeds max_norm (torch clip_grad_norm_)",
-            params: vec![
-                ParamSpec::new("max_norm", "5.0", "largest global norm let through (> 0)"),
-                ParamSpec::new("norm_type", "\"l2\"", "l2 or inf"),
-            ],
-        },
-        Arc::new(|p: &PluginParams| {
-            let max_norm = p.f64("max_norm")?;
-            p.check("max_norm", max_norm > 0.0 && max_norm.is_finite(), "must be a positive number")?;
-            let norm_type = match p.choice("norm_type", &["l2", "inf"])?.as_str() {
-                "inf" => NormType::Inf,
-                _ => NormType::L2,
-            };
-            Ok(Link::gradients(clip_global_norm(max_norm, norm_type)))
-        }),
+    r.transforms.register(
+        "clip_global_norm",
+        "rescale all gradients together when their global norm exceeds max_norm (torch clip_grad_norm_)",
+        ClipGlobalNormConfig::default(),
+        |c| Ok(Link::gradients(clip_global_norm(c.max_norm, c.norm("")?))),
     );
 }
 
@@ -113,6 +143,31 @@ pub fn register(r: &mut Registry) {
 mod tests {
     use super::*;
     use candle_core::{Device, Tensor};
+
+    #[test]
+    fn an_integer_max_norm_is_read_as_a_number() {
+        let t: toml::Table = toml::from_str("max_norm = 5\nnorm_type = \"inf\"").unwrap();
+        let c: ClipGlobalNormConfig = rnnlab_core::PluginParams::from_table(t, "x")
+            .typed()
+            .unwrap();
+        assert_eq!(c.max_norm, 5.0);
+        assert_eq!(c.norm("x").unwrap(), NormType::Inf);
+    }
+
+    #[test]
+    fn a_misspelt_norm_type_is_named_with_a_suggestion() {
+        let mut r = Registry::empty();
+        register(&mut r);
+        let t: toml::Table =
+            toml::from_str("type = \"clip_global_norm\"\nnorm_type = \"lnf\"").unwrap();
+        let e = r
+            .transform(&t, "optim.transforms[0]")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("`optim.transforms[0].norm_type`"), "{e}");
+        assert!(e.contains("did you mean `inf`?"), "{e}");
+    }
 
     fn fixture() -> Grads {
         let d = Device::Cpu;

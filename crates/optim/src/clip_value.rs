@@ -1,15 +1,14 @@
 //! `clip_value`: clamps every gradient entry to `[-max_value, max_value]`, as
 //! `torch.nn.utils.clip_grad_value_`.
 
-use std::sync::Arc;
-
 use candle_core::DType;
 use rnnlab_core::{
-    GradientTransform, Grads, Link, Outcome, ParamSpec, Params, PluginParams, PluginSpec, Registry,
-    Result, StepContext, StepReport,
+    GradientTransform, Grads, Link, Outcome, Params, PluginConfig, Registry, Result, StepContext,
+    StepReport,
 };
+use serde::{Deserialize, Serialize};
 
-use crate::util::positive;
+use crate::util::check_positive;
 
 /// Clamps gradient entries to `±max_value`.
 #[derive(Clone, Debug)]
@@ -55,19 +54,33 @@ impl GradientTransform for ClipValue {
     }
 }
 
+/// The keys of `type = "clip_value"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClipValueConfig {
+    /// Largest absolute gradient entry let through (> 0).
+    pub max_value: f64,
+}
+
+impl Default for ClipValueConfig {
+    fn default() -> Self {
+        ClipValueConfig { max_value: 1.0 }
+    }
+}
+
+impl PluginConfig for ClipValueConfig {
+    fn validate(&self, at: &str) -> Result<()> {
+        check_positive(at, "max_value", self.max_value)
+    }
+}
+
 /// Registers `clip_value`.
 pub fn register(r: &mut Registry) {
-    r.transforms.add(
-        PluginSpec {
-            name: "clip_value",
-            doc: "clamp every gradient entry to [-max_value, max_value] (torch clip_grad_value_)",
-            params: vec![ParamSpec::new(
-                "max_value",
-                "1.0",
-                "largest absolute gradient entry let through (> 0)",
-            )],
-        },
-        Arc::new(|p: &PluginParams| Ok(Link::gradients(clip_value(positive(p, "max_value")?)))),
+    r.transforms.register(
+        "clip_value",
+        "clamp every gradient entry to [-max_value, max_value] (torch clip_grad_value_)",
+        ClipValueConfig::default(),
+        |c| Ok(Link::gradients(clip_value(c.max_value))),
     );
 }
 

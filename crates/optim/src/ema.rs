@@ -8,13 +8,12 @@
 //! unchanged.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use candle_core::Tensor;
 use rnnlab_core::{
-    Link, ParamSpec, Params, PluginParams, PluginSpec, Registry, Result, StateDict, StepContext,
-    WeightHook,
+    check_value, Link, Params, PluginConfig, Registry, Result, StateDict, StepContext, WeightHook,
 };
+use serde::{Deserialize, Serialize};
 
 use crate::util::{load_map, save_map, update_average};
 
@@ -83,19 +82,34 @@ impl WeightHook for Ema {
     }
 }
 
+/// The keys of `type = "ema"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmaConfig {
+    /// Weight of the old average, in (0, 1).
+    pub decay: f64,
+}
+
+impl Default for EmaConfig {
+    fn default() -> Self {
+        EmaConfig { decay: 0.999 }
+    }
+}
+
+impl PluginConfig for EmaConfig {
+    fn validate(&self, at: &str) -> Result<()> {
+        let d = self.decay;
+        check_value(at, "decay", &d, d > 0.0 && d < 1.0, "must be in (0, 1)")
+    }
+}
+
 /// Registers `ema`.
 pub fn register(r: &mut Registry) {
-    r.transforms.add(
-        PluginSpec {
-            name: "ema",
-            doc: "exponential moving average of the weights after each step (torch swa_utils EMA); evaluation uses the average, raw_* logs the raw weights",
-            params: vec![ParamSpec::new("decay", "0.999", "weight of the old average, in (0, 1)")],
-        },
-        Arc::new(|p: &PluginParams| {
-            let decay = p.f64("decay")?;
-            p.check("decay", decay > 0.0 && decay < 1.0, "must be in (0, 1)")?;
-            Ok(Link::weights(ema(decay)))
-        }),
+    r.transforms.register(
+        "ema",
+        "exponential moving average of the weights after each step (torch swa_utils EMA); evaluation uses the average, raw_* logs the raw weights",
+        EmaConfig::default(),
+        |c| Ok(Link::weights(ema(c.decay))),
     );
 }
 

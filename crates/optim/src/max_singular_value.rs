@@ -14,15 +14,14 @@
 //! convergence (and the rounding of the rescaled block to the parameter's dtype).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use candle_core::{DType, Tensor};
 use rnnlab_core::{
-    Error, Link, ParamSpec, Params, PluginParams, PluginSpec, Registry, Result, StepContext,
-    WeightHook,
+    check_value, Error, Link, Params, PluginConfig, Registry, Result, StepContext, WeightHook,
 };
+use serde::{Deserialize, Serialize};
 
-use crate::util::{glob_match, positive};
+use crate::util::{check_positive, glob_match};
 
 /// Bounds the largest singular value of each gate block of the recurrent matrices.
 #[derive(Clone, Debug)]
@@ -273,29 +272,67 @@ impl WeightHook for MaxSingularValue {
     }
 }
 
+/// The keys of `type = "max_singular_value"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MaxSingularValueConfig {
+    /// Largest singular value allowed (> 0).
+    pub bound: f64,
+    /// Name pattern of the constrained parameters (* = any characters).
+    pub pattern: String,
+    /// Bound each of the G blocks of H rows of a [G*H, H] matrix (false: the whole matrix).
+    pub per_gate: bool,
+    /// Most Lanczos steps per block and step (>= 1; exact at H).
+    pub iters: usize,
+    /// Relative change of sigma^2 that ends the iteration (> 0).
+    pub tol: f64,
+}
+
+impl Default for MaxSingularValueConfig {
+    fn default() -> Self {
+        MaxSingularValueConfig {
+            bound: 1.0,
+            pattern: "*weight_hh*".into(),
+            per_gate: true,
+            iters: 100,
+            tol: 1e-12,
+        }
+    }
+}
+
+impl PluginConfig for MaxSingularValueConfig {
+    fn validate(&self, at: &str) -> Result<()> {
+        check_value(
+            at,
+            "pattern",
+            &self.pattern,
+            !self.pattern.is_empty(),
+            "must be a name pattern such as \"*weight_hh*\"",
+        )?;
+        check_positive(at, "bound", self.bound)?;
+        check_value(
+            at,
+            "iters",
+            &self.iters,
+            self.iters >= 1,
+            "must be at least 1",
+        )?;
+        check_positive(at, "tol", self.tol)
+    }
+}
+
 /// Registers `max_singular_value`.
 pub fn register(r: &mut Registry) {
-    r.transforms.add(
-        PluginSpec {
-            name: "max_singular_value",
-            doc: "after each step, rescale each gate block of the recurrent matrices (weight_hh) so its largest singular value is <= bound",
-            params: vec![
-                ParamSpec::new("bound", "1.0", "largest singular value allowed (> 0)"),
-                ParamSpec::new("pattern", "\"*weight_hh*\"", "name pattern of the constrained parameters (* = any characters)"),
-                ParamSpec::new("per_gate", "true", "bound each of the G blocks of H rows of a [G*H, H] matrix (false: the whole matrix)"),
-                ParamSpec::new("iters", "100", "most Lanczos steps per block and step (>= 1; exact at H)"),
-                ParamSpec::new("tol", "1e-12", "relative change of sigma^2 that ends the iteration (> 0)"),
-            ],
+    r.transforms.register(
+        "max_singular_value",
+        "after each step, rescale each gate block of the recurrent matrices (weight_hh) so its largest singular value is <= bound",
+        MaxSingularValueConfig::default(),
+        |c| {
+            let mut m = max_singular_value(c.bound, &c.pattern, c.per_gate);
+            m.iters = c.iters;
+            m.tol = c.tol;
+            Ok(Link::weights(m))
         },
-        Arc::new(|p: &PluginParams| {
-            let pattern = p.str("pattern")?.to_string();
-            p.check("pattern", !pattern.is_empty(), "must be a name pattern such as \"*weight_hh*\"")?;
-            let mut c = max_singular_value(positive(p, "bound")?, &pattern, p.bool("per_gate")?);
-            c.iters = p.usize("iters")?;
-            p.check("iters", c.iters >= 1, "must be at least 1")?;
-            c.tol = positive(p, "tol")?;
-            Ok(Link::weights(c))
-        }),
     );
 }
 

@@ -2,15 +2,17 @@
 //! the square root, `centered`, `momentum`, coupled `weight_decay`). Its averages live here.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use candle_core::Tensor;
 use rnnlab_core::{
-    GradientTransform, Grads, Link, Outcome, ParamSpec, Params, PluginParams, PluginSpec, Registry,
-    Result, StateDict, StepContext, StepReport,
+    GradientTransform, Grads, Link, Outcome, Params, PluginConfig, Registry, Result, StateDict,
+    StepContext, StepReport,
 };
+use serde::{Deserialize, Serialize};
 
-use crate::util::{load_into, non_negative, param, positive, save_map, slot};
+use crate::util::{
+    check_non_negative, check_positive, check_unit_interval, load_into, param, save_map, slot,
+};
 
 /// RMSprop's settings and state.
 #[derive(Clone, Debug)]
@@ -134,54 +136,63 @@ impl GradientTransform for RmsProp {
     }
 }
 
+/// The keys of `type = "rmsprop"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RmsPropConfig {
+    /// Base learning rate (> 0).
+    pub lr: f64,
+    /// Smoothing of the squared-gradient average, in [0, 1).
+    pub alpha: f64,
+    /// Added to the denominator after the square root (> 0).
+    pub eps: f64,
+    /// Divide by the estimated standard deviation of the gradient.
+    pub centered: bool,
+    /// Momentum factor, in [0, 1).
+    pub momentum: f64,
+    /// L2 term added to the gradient, >= 0.
+    pub weight_decay: f64,
+}
+
+impl Default for RmsPropConfig {
+    fn default() -> Self {
+        RmsPropConfig {
+            lr: 1e-2,
+            alpha: 0.99,
+            eps: 1e-8,
+            centered: false,
+            momentum: 0.0,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+impl PluginConfig for RmsPropConfig {
+    fn validate(&self, at: &str) -> Result<()> {
+        check_positive(at, "lr", self.lr)?;
+        check_unit_interval(at, "alpha", self.alpha)?;
+        check_positive(at, "eps", self.eps)?;
+        check_unit_interval(at, "momentum", self.momentum)?;
+        check_non_negative(at, "weight_decay", self.weight_decay)
+    }
+}
+
 /// Registers `rmsprop`.
 pub fn register(r: &mut Registry) {
-    r.transforms.add(
-        PluginSpec {
-            name: "rmsprop",
-            doc: "RMSprop with torch.optim.RMSprop's update rule (alpha, eps, centered, momentum)",
-            params: vec![
-                ParamSpec::new("lr", "1e-2", "base learning rate (> 0)"),
-                ParamSpec::new(
-                    "alpha",
-                    "0.99",
-                    "smoothing of the squared-gradient average, in [0, 1)",
-                ),
-                ParamSpec::new(
-                    "eps",
-                    "1e-8",
-                    "added to the denominator after the square root (> 0)",
-                ),
-                ParamSpec::new(
-                    "centered",
-                    "false",
-                    "divide by the estimated standard deviation of the gradient",
-                ),
-                ParamSpec::new("momentum", "0.0", "momentum factor, in [0, 1)"),
-                ParamSpec::new("weight_decay", "0.0", "L2 term added to the gradient, >= 0"),
-            ],
-        },
-        Arc::new(|p: &PluginParams| {
-            let lr = positive(p, "lr")?;
-            let alpha = p.f64("alpha")?;
-            p.check("alpha", (0.0..1.0).contains(&alpha), "must be in [0, 1)")?;
-            let eps = positive(p, "eps")?;
-            let momentum = p.f64("momentum")?;
-            p.check(
-                "momentum",
-                (0.0..1.0).contains(&momentum),
-                "must be in [0, 1)",
-            )?;
-            let wd = non_negative(p, "weight_decay")?;
+    r.transforms.register(
+        "rmsprop",
+        "RMSprop with torch.optim.RMSprop's update rule (alpha, eps, centered, momentum)",
+        RmsPropConfig::default(),
+        |c| {
             Ok(Link::gradients(rmsprop(
-                lr,
-                alpha,
-                eps,
-                p.bool("centered")?,
-                momentum,
-                wd,
+                c.lr,
+                c.alpha,
+                c.eps,
+                c.centered,
+                c.momentum,
+                c.weight_decay,
             )))
-        }),
+        },
     );
 }
 

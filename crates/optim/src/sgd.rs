@@ -2,15 +2,15 @@
 //! momentum with dampening, and Nesterov momentum. The momentum buffers live here.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use candle_core::Tensor;
 use rnnlab_core::{
-    GradientTransform, Grads, Link, Outcome, ParamSpec, Params, PluginParams, PluginSpec, Registry,
-    Result, StateDict, StepContext, StepReport,
+    check_value, GradientTransform, Grads, Link, Outcome, Params, PluginConfig, Registry, Result,
+    StateDict, StepContext, StepReport,
 };
+use serde::{Deserialize, Serialize};
 
-use crate::util::{load_map, non_negative, param, positive, save_map};
+use crate::util::{check_non_negative, check_positive, load_map, param, save_map};
 
 /// SGD's settings and momentum buffers.
 #[derive(Clone, Debug)]
@@ -99,43 +99,78 @@ impl GradientTransform for Sgd {
     }
 }
 
+/// The keys of `type = "sgd"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SgdConfig {
+    /// Base learning rate (> 0).
+    pub lr: f64,
+    /// Momentum factor, in [0, 1].
+    pub momentum: f64,
+    /// Dampening of the gradient in the momentum buffer, in [0, 1].
+    pub dampening: f64,
+    /// Nesterov momentum (needs momentum > 0 and dampening = 0).
+    pub nesterov: bool,
+    /// L2 term added to the gradient, >= 0.
+    pub weight_decay: f64,
+}
+
+impl Default for SgdConfig {
+    fn default() -> Self {
+        SgdConfig {
+            lr: 1e-2,
+            momentum: 0.0,
+            dampening: 0.0,
+            nesterov: false,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+impl PluginConfig for SgdConfig {
+    fn validate(&self, at: &str) -> Result<()> {
+        check_positive(at, "lr", self.lr)?;
+        let in_unit = |v: f64| (0.0..=1.0).contains(&v);
+        check_value(
+            at,
+            "momentum",
+            &self.momentum,
+            in_unit(self.momentum),
+            "must be in [0, 1]",
+        )?;
+        check_value(
+            at,
+            "dampening",
+            &self.dampening,
+            in_unit(self.dampening),
+            "must be in [0, 1]",
+        )?;
+        check_value(
+            at,
+            "nesterov",
+            &self.nesterov,
+            !self.nesterov || (self.momentum > 0.0 && self.dampening == 0.0),
+            "Nesterov momentum needs momentum > 0 and dampening = 0 (as torch)",
+        )?;
+        check_non_negative(at, "weight_decay", self.weight_decay)
+    }
+}
+
 /// Registers `sgd`.
 pub fn register(r: &mut Registry) {
-    r.transforms.add(
-        PluginSpec {
-            name: "sgd",
-            doc: "SGD with torch.optim.SGD's update rule (momentum, dampening, nesterov, weight_decay)",
-            params: vec![
-                ParamSpec::new("lr", "1e-2", "base learning rate (> 0)"),
-                ParamSpec::new("momentum", "0.0", "momentum factor, in [0, 1]"),
-                ParamSpec::new(
-                    "dampening",
-                    "0.0",
-                    "dampening of the gradient in the momentum buffer, in [0, 1]",
-                ),
-                ParamSpec::new(
-                    "nesterov",
-                    "false",
-                    "Nesterov momentum (needs momentum > 0 and dampening = 0)",
-                ),
-                ParamSpec::new("weight_decay", "0.0", "L2 term added to the gradient, >= 0"),
-            ],
+    r.transforms.register(
+        "sgd",
+        "SGD with torch.optim.SGD's update rule (momentum, dampening, nesterov, weight_decay)",
+        SgdConfig::default(),
+        |c| {
+            Ok(Link::gradients(sgd(
+                c.lr,
+                c.momentum,
+                c.dampening,
+                c.nesterov,
+                c.weight_decay,
+            )))
         },
-        Arc::new(|p: &PluginParams| {
-            let lr = positive(p, "lr")?;
-            let momentum = p.f64("momentum")?;
-            p.check("momentum", (0.0..=1.0).contains(&momentum), "must be in [0, 1]")?;
-            let dampening = p.f64("dampening")?;
-            p.check("dampening", (0.0..=1.0).contains(&dampening), "must be in [0, 1]")?;
-            let nesterov = p.bool("nesterov")?;
-            p.check(
-                "nesterov",
-                !nesterov || (momentum > 0.0 && dampening == 0.0),
-                "Nesterov momentum needs momentum > 0 and dampening = 0 (as torch)",
-            )?;
-            let wd = non_negative(p, "weight_decay")?;
-            Ok(Link::gradients(sgd(lr, momentum, dampening, nesterov, wd)))
-        }),
     );
 }
 

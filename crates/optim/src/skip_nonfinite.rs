@@ -2,12 +2,11 @@
 //! the steps it dropped, and reports the count. Place it first, so no other link's state sees the
 //! bad gradient. (Without it, a non-finite loss stops the run.)
 
-use std::sync::Arc;
-
 use rnnlab_core::{
-    GradientTransform, Grads, Link, Outcome, Params, PluginParams, PluginSpec, Registry, Result,
-    StateDict, StepContext, StepReport,
+    GradientTransform, Grads, Link, Outcome, Params, PluginConfig, Registry, Result, StateDict,
+    StepContext, StepReport,
 };
+use serde::{Deserialize, Serialize};
 
 use crate::flat::all_finite;
 
@@ -106,15 +105,20 @@ impl GradientTransform for SkipNonfinite {
     }
 }
 
+/// The keys of `type = "skip_nonfinite"`: none.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SkipNonfiniteConfig {}
+
+impl PluginConfig for SkipNonfiniteConfig {}
+
 /// Registers `skip_nonfinite`.
 pub fn register(r: &mut Registry) {
-    r.transforms.add(
-        PluginSpec {
-            name: "skip_nonfinite",
-            doc: "drop the step when the loss or any gradient is NaN or infinite (counted, reported as skip_nonfinite.skipped); put it first",
-            params: vec![],
-        },
-        Arc::new(|_: &PluginParams| Ok(Link::gradients(skip_nonfinite()))),
+    r.transforms.register(
+        "skip_nonfinite",
+        "drop the step when the loss or any gradient is NaN or infinite (counted, reported as skip_nonfinite.skipped); put it first",
+        SkipNonfiniteConfig::default(),
+        |_| Ok(Link::gradients(skip_nonfinite())),
     );
 }
 

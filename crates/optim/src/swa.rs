@@ -9,13 +9,12 @@
 //! setting. Its place in the chain does not matter.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use candle_core::Tensor;
 use rnnlab_core::{
-    Link, ParamSpec, Params, PluginParams, PluginSpec, Registry, Result, StateDict, StepContext,
-    WeightHook,
+    check_value, Link, Params, PluginConfig, Registry, Result, StateDict, StepContext, WeightHook,
 };
+use serde::{Deserialize, Serialize};
 
 use crate::util::{load_map, save_map, update_average};
 
@@ -91,23 +90,34 @@ impl WeightHook for Swa {
     }
 }
 
+/// The keys of `type = "swa"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SwaConfig {
+    /// First (1-based) epoch whose steps are averaged (>= 1).
+    pub start_epoch: usize,
+}
+
+impl Default for SwaConfig {
+    fn default() -> Self {
+        SwaConfig { start_epoch: 1 }
+    }
+}
+
+impl PluginConfig for SwaConfig {
+    fn validate(&self, at: &str) -> Result<()> {
+        let e = self.start_epoch;
+        check_value(at, "start_epoch", &e, e >= 1, "epochs count from 1")
+    }
+}
+
 /// Registers `swa`.
 pub fn register(r: &mut Registry) {
-    r.transforms.add(
-        PluginSpec {
-            name: "swa",
-            doc: "stochastic weight averaging: equal-weight mean of the weights after every step from start_epoch on; evaluation uses it",
-            params: vec![ParamSpec::new(
-                "start_epoch",
-                "1",
-                "first (1-based) epoch whose steps are averaged (>= 1)",
-            )],
-        },
-        Arc::new(|p: &PluginParams| {
-            let start_epoch = p.usize("start_epoch")?;
-            p.check("start_epoch", start_epoch >= 1, "epochs count from 1")?;
-            Ok(Link::weights(swa(start_epoch)))
-        }),
+    r.transforms.register(
+        "swa",
+        "stochastic weight averaging: equal-weight mean of the weights after every step from start_epoch on; evaluation uses it",
+        SwaConfig::default(),
+        |c| Ok(Link::weights(swa(c.start_epoch))),
     );
 }
 

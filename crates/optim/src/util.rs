@@ -1,9 +1,9 @@
-//! Small helpers shared by the plugins: name globs, the `interval` key, state maps.
+//! Small helpers shared by the plugins: name globs, the `interval` key, value checks, state maps.
 
 use std::collections::BTreeMap;
 
 use candle_core::Tensor;
-use rnnlab_core::{Error, Interval, Params, PluginParams, Result, StateDict};
+use rnnlab_core::{check_value, Error, Interval, Params, PluginParams, Result, StateDict};
 
 /// Whether `name` matches `pattern`, where `*` stands for any run of characters (dots
 /// included) and every other character matches itself (`?` and `[` are not wildcards):
@@ -32,27 +32,6 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
     p[pi..].iter().all(|&c| c == '*')
 }
 
-/// Reads a list of glob patterns (strings) at `key`.
-pub(crate) fn patterns(p: &PluginParams, key: &str) -> Result<Vec<String>> {
-    match p.value(key)? {
-        toml::Value::Array(a) => a
-            .iter()
-            .map(|v| match v {
-                toml::Value::String(s) if !s.is_empty() => Ok(s.clone()),
-                other => Err(Error::invalid(
-                    p.at(key),
-                    format!("expected non-empty name patterns (strings with `*`), got {other}"),
-                )),
-            })
-            .collect(),
-        toml::Value::String(s) => Ok(vec![s.clone()]),
-        other => Err(Error::invalid(
-            p.at(key),
-            format!("expected a list of name patterns, got {other}"),
-        )),
-    }
-}
-
 /// The `interval` key every scheduler takes.
 pub(crate) fn interval(p: &PluginParams) -> Result<Interval> {
     Ok(match p.choice("interval", &["step", "epoch"])?.as_str() {
@@ -64,22 +43,36 @@ pub(crate) fn interval(p: &PluginParams) -> Result<Interval> {
 /// Checks that `key` holds a positive, finite learning rate and returns it.
 pub(crate) fn positive(p: &PluginParams, key: &str) -> Result<f64> {
     let v = p.f64(key)?;
-    p.check(key, v > 0.0 && v.is_finite(), "must be a positive number")?;
+    check_positive(p.path(), key, v)?;
     Ok(v)
 }
 
 /// Checks that `key` holds a finite number ≥ 0 and returns it.
 pub(crate) fn non_negative(p: &PluginParams, key: &str) -> Result<f64> {
     let v = p.f64(key)?;
-    p.check(key, v >= 0.0 && v.is_finite(), "must be >= 0")?;
+    check_non_negative(p.path(), key, v)?;
     Ok(v)
 }
 
-/// Checks that `key` holds a number in `[0, 1)` and returns it.
-pub(crate) fn unit_interval(p: &PluginParams, key: &str) -> Result<f64> {
-    let v = p.f64(key)?;
-    p.check(key, (0.0..1.0).contains(&v), "must be in [0, 1)")?;
-    Ok(v)
+/// For a typed config's `validate`: `v`, the value of `{at}.{key}`, is a positive finite number.
+pub(crate) fn check_positive(at: &str, key: &str, v: f64) -> Result<()> {
+    check_value(
+        at,
+        key,
+        &v,
+        v > 0.0 && v.is_finite(),
+        "must be a positive number",
+    )
+}
+
+/// For a typed config's `validate`: `v`, the value of `{at}.{key}`, is a finite number ≥ 0.
+pub(crate) fn check_non_negative(at: &str, key: &str, v: f64) -> Result<()> {
+    check_value(at, key, &v, v >= 0.0 && v.is_finite(), "must be >= 0")
+}
+
+/// For a typed config's `validate`: `v`, the value of `{at}.{key}`, is in `[0, 1)`.
+pub(crate) fn check_unit_interval(at: &str, key: &str, v: f64) -> Result<()> {
+    check_value(at, key, &v, (0.0..1.0).contains(&v), "must be in [0, 1)")
 }
 
 /// The tensor of parameter `name` (gradients and parameters share names).

@@ -3,15 +3,14 @@
 //! (`*` is any run of characters) of parameters that are not decayed, e.g.
 //! `exclude = ["*bias*", "embedding.*"]`.
 
-use std::sync::Arc;
-
 use rnnlab_core::{
-    GradientTransform, Grads, Link, Outcome, ParamSpec, Params, PluginParams, PluginSpec, Registry,
-    Result, StepContext, StepReport,
+    Error, GradientTransform, Grads, Link, Outcome, Params, PluginConfig, Registry, Result,
+    StepContext, StepReport,
 };
+use serde::{Deserialize, Serialize};
 
 use crate::flat::axpy;
-use crate::util::{glob_match, param, patterns};
+use crate::util::{check_non_negative, glob_match, param};
 
 /// Adds `value · p` to each gradient (coupled), or `-lr · value · p` to each update (decoupled).
 #[derive(Clone, Debug)]
@@ -79,24 +78,68 @@ impl GradientTransform for WeightDecay {
     }
 }
 
+/// The keys of `type = "weight_decay"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WeightDecayConfig {
+    /// Decay coefficient (>= 0).
+    pub value: f64,
+    /// Decay the weights by lr*value (AdamW); put it after the optimizer.
+    pub decoupled: bool,
+    /// Name patterns (* = any characters) of parameters not decayed, e.g. ["*bias*",
+    /// "embedding.*"]; one pattern may be given as a string.
+    #[schemars(with = "Vec<String>")]
+    pub exclude: toml::Value,
+}
+
+impl Default for WeightDecayConfig {
+    fn default() -> Self {
+        WeightDecayConfig {
+            value: 1e-5,
+            decoupled: false,
+            exclude: toml::Value::Array(Vec::new()),
+        }
+    }
+}
+
+impl PluginConfig for WeightDecayConfig {
+    fn validate(&self, at: &str) -> Result<()> {
+        check_non_negative(at, "value", self.value)?;
+        patterns(&self.exclude, &format!("{at}.exclude")).map(|_| ())
+    }
+}
+
+/// The name patterns of `value` (a list of non-empty strings, or one string); errors at `at`.
+fn patterns(value: &toml::Value, at: &str) -> Result<Vec<String>> {
+    match value {
+        toml::Value::Array(a) => a
+            .iter()
+            .map(|v| match v {
+                toml::Value::String(s) if !s.is_empty() => Ok(s.clone()),
+                other => Err(Error::invalid(
+                    at,
+                    format!("expected non-empty name patterns (strings with `*`), got {other}"),
+                )),
+            })
+            .collect(),
+        toml::Value::String(s) => Ok(vec![s.clone()]),
+        other => Err(Error::invalid(
+            at,
+            format!("expected a list of name patterns, got {other}"),
+        )),
+    }
+}
+
 /// Registers `weight_decay`.
 pub fn register(r: &mut Registry) {
-    r.transforms.add(
-        PluginSpec {
-            name: "weight_decay",
-            doc: "L2 penalty: before the optimizer adds value*p to the gradient; decoupled=true (after it) decays the weights as AdamW",
-            params: vec![
-                ParamSpec::new("value", "1e-5", "decay coefficient (>= 0)"),
-                ParamSpec::new("decoupled", "false", "decay the weights by lr*value (AdamW); put it after the optimizer"),
-                ParamSpec::new("exclude", "[]", "name patterns (* = any characters) of parameters not decayed, e.g. [\"*bias*\", \"embedding.*\"]"),
-            ],
+    r.transforms.register(
+        "weight_decay",
+        "L2 penalty: before the optimizer adds value*p to the gradient; decoupled=true (after it) decays the weights as AdamW",
+        WeightDecayConfig::default(),
+        |c| {
+            let exclude = patterns(&c.exclude, "exclude")?;
+            Ok(Link::gradients(weight_decay(c.value, c.decoupled).with_exclude(exclude)))
         },
-        Arc::new(|p: &PluginParams| {
-            let value = p.f64("value")?;
-            p.check("value", value >= 0.0 && value.is_finite(), "must be >= 0")?;
-            let exclude = patterns(p, "exclude")?;
-            Ok(Link::gradients(weight_decay(value, p.bool("decoupled")?).with_exclude(exclude)))
-        }),
     );
 }
 

@@ -8,12 +8,11 @@
 //! std::process::exit(rnnlab_cli::run(r));
 //! ```
 
-use std::sync::Arc;
-
 use rnnlab_core::{
-    squared_norm, Callback, Control, EpochMetrics, MetricContext, ParamSpec, PluginParams,
-    PluginSpec, Registry, Result, TrainView,
+    squared_norm, Callback, Control, EpochMetrics, MetricContext, PluginConfig, Registry, Result,
+    TrainView,
 };
+use serde::{Deserialize, Serialize};
 
 /// Logs `weight_norm.total` and, with `per_param`, `weight_norm.<param>`.
 #[derive(Clone, Debug)]
@@ -47,22 +46,32 @@ impl Callback for WeightNorm {
     }
 }
 
+/// The keys of `type = "weight_norm"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WeightNormConfig {
+    /// Also log weight_norm.<param> for every trainable parameter.
+    pub per_param: bool,
+}
+
+impl Default for WeightNormConfig {
+    fn default() -> Self {
+        WeightNormConfig { per_param: true }
+    }
+}
+
+impl PluginConfig for WeightNormConfig {}
+
 /// Registers `weight_norm`.
 pub fn register(r: &mut Registry) {
-    r.callbacks.add(
-        PluginSpec {
-            name: "weight_norm",
-            doc: "L2 norm of the trainable weights at each epoch end, in all and per parameter",
-            params: vec![ParamSpec::new(
-                "per_param",
-                "true",
-                "also log weight_norm.<param> for every trainable parameter",
-            )],
-        },
-        Arc::new(|p: &PluginParams| {
+    r.callbacks.register(
+        "weight_norm",
+        "L2 norm of the trainable weights at each epoch end, in all and per parameter",
+        WeightNormConfig::default(),
+        |c| {
             Ok(Box::new(WeightNorm {
-                per_param: p.bool("per_param")?,
+                per_param: c.per_param,
             }) as Box<dyn Callback>)
-        }),
+        },
     );
 }
