@@ -229,9 +229,15 @@ impl PluginParams {
     pub fn typed<C: PluginConfig>(&self) -> Result<C> {
         let mut t = self.table.clone();
         t.remove("type");
-        let c: C = toml::Value::Table(t)
-            .try_into()
-            .map_err(|e: toml::de::Error| Error::invalid(&self.at, e.message().to_string()))?;
+        let c: C = serde_path_to_error::deserialize(toml::Value::Table(t)).map_err(
+            |e: serde_path_to_error::Error<toml::de::Error>| {
+                let at = match e.path().to_string().as_str() {
+                    "." | "" => self.at.clone(),
+                    key => format!("{}.{key}", self.at),
+                };
+                Error::invalid(at, e.inner().message().to_string())
+            },
+        )?;
         c.validate(&self.at)?;
         Ok(c)
     }
@@ -650,6 +656,39 @@ mod tests {
         assert_eq!(p.f64("lr").unwrap(), 1.0);
         let e = PluginParams::parse(&specs(), &toml::Table::new(), "x").unwrap_err();
         assert!(e.to_string().contains("`x.lr`: required"), "{e}");
+    }
+
+    /// A typed config for the test below.
+    #[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    struct Clip {
+        /// Largest global norm.
+        max_norm: f64,
+        /// l2 or inf.
+        norm_type: String,
+    }
+
+    impl PluginConfig for Clip {}
+
+    #[test]
+    fn a_type_error_in_a_typed_config_names_its_key_and_integers_are_numbers() {
+        let defaults = Clip {
+            max_norm: 5.0,
+            norm_type: "l2".into(),
+        };
+        let spec = PluginSpec::typed("clip", "doc", &defaults);
+        let parse = |text: &str| {
+            let t: toml::Table = toml::from_str(text).unwrap();
+            PluginParams::parse(&spec.params, &t, "optim.transforms[0]")
+                .unwrap()
+                .typed::<Clip>()
+        };
+        let e = parse("max_norm = \"x\"").err().unwrap().to_string();
+        assert!(e.contains("`optim.transforms[0].max_norm`"), "{e}");
+        assert!(e.contains("invalid type"), "{e}");
+        let c = parse("max_norm = 2").unwrap();
+        assert_eq!(c.max_norm, 2.0);
+        assert_eq!(c.norm_type, "l2");
     }
 
     #[test]
