@@ -78,6 +78,19 @@ pub const SHARED_KEYS: &[&str] = &[
     "embeddings",
 ];
 
+/// Keys that the one flat `[data]` table held for every reader before readers were a registry,
+/// at their defaults: run folders written then list them all in config.resolved.toml (a TSV run
+/// has `size = 6000`). A key the reader does not take, at that default, did nothing then and is
+/// dropped, so those runs still evaluate, predict and resume.
+const LEGACY_DEFAULTS: &[(&str, &str)] = &[
+    ("text", "\"text\""),
+    ("label", "\"label\""),
+    ("header", "true"),
+    ("phrases", "false"),
+    ("size", "6000"),
+    ("by_class", "false"),
+];
+
 /// Builds the reader `cfg.kind` names from `readers` with its keys of `cfg`, and checks the
 /// shared keys against it: `data.path` (or split files) given to a reader that reads none, or
 /// missing for one that needs it, a grouping column it cannot give. Returns the reader and its
@@ -87,6 +100,15 @@ pub fn build(
     cfg: &DataConfig,
 ) -> rnnlab_core::Result<(Box<dyn Reader>, PluginParams)> {
     let mut table = cfg.reader.clone();
+    if let Ok(entry) = readers.get(&cfg.kind, "data.type") {
+        let own: Vec<&str> = entry.spec.params.iter().map(|p| p.name.as_ref()).collect();
+        table.retain(|k, v| {
+            own.contains(&k)
+                || !LEGACY_DEFAULTS
+                    .iter()
+                    .any(|(key, default)| *key == k && v.to_string() == *default)
+        });
+    }
     table.insert("type".into(), toml::Value::String(cfg.kind.clone()));
     let (ctor, params) = readers
         .resolve(&table, "data", Some("tsv"))
@@ -249,6 +271,20 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(msg.contains("did you mean `batch_size`?"), "{msg}");
+    }
+
+    /// A `[data]` table as config.resolved.toml held it before readers were a registry.
+    #[test]
+    fn run_folders_from_before_the_registry_still_build() {
+        let r = builtin();
+        let old = "type = \"tsv\"\npath = \"x\"\ntext = \"Phrase\"\nlabel = \"Sentiment\"\n\
+                   header = true\nphrases = false\nsize = 6000\nby_class = false";
+        let (_, p) = build(&r.readers, &cfg(old)).unwrap();
+        assert_eq!(p.table()["text"].as_str(), Some("Phrase"));
+        assert!(!p.table().contains_key("size"));
+        // a foreign key away from its old default still fails
+        let e = build(&r.readers, &cfg(&old.replace("size = 6000", "size = 10")));
+        assert!(e.err().unwrap().to_string().contains("unknown key `size`"));
     }
 
     #[test]
