@@ -10,41 +10,23 @@ use rnnlab_core::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::util::{check_non_negative, check_positive, load_into, param, save_map, slot};
+use crate::util::{
+    check_non_negative, check_positive, load_into, save_map, slot, with_coupled_decay,
+};
 
-/// Adagrad's settings and state.
+/// Adagrad: its settings ([`AdagradConfig`]) and squared-gradient sums. Built by
+/// [`AdagradConfig::build`].
 #[derive(Clone, Debug)]
 pub struct Adagrad {
-    /// Base learning rate.
-    pub lr: f64,
-    /// The step's rate is `lr / (1 + (step - 1)·lr_decay)`.
-    pub lr_decay: f64,
-    /// The sums' starting value.
-    pub initial_accumulator_value: f64,
-    /// Added to the denominator (after the square root).
-    pub eps: f64,
-    /// L2 term added to the gradient.
-    pub weight_decay: f64,
+    cfg: AdagradConfig,
     steps: u64,
     sum: BTreeMap<String, Tensor>,
 }
 
-/// An Adagrad transform.
-pub fn adagrad(
-    lr: f64,
-    lr_decay: f64,
-    initial_accumulator_value: f64,
-    eps: f64,
-    weight_decay: f64,
-) -> Adagrad {
-    Adagrad {
-        lr,
-        lr_decay,
-        initial_accumulator_value,
-        eps,
-        weight_decay,
-        steps: 0,
-        sum: BTreeMap::new(),
+impl Adagrad {
+    /// The settings it was built with.
+    pub fn config(&self) -> &AdagradConfig {
+        &self.cfg
     }
 }
 
@@ -58,7 +40,7 @@ impl GradientTransform for Adagrad {
         self.sum.clear();
         for p in params.trainable() {
             let t = p.var.as_tensor();
-            let s = (t.zeros_like()? + self.initial_accumulator_value)?;
+            let s = (t.zeros_like()? + self.cfg.initial_accumulator_value)?;
             self.sum.insert(p.name.clone(), s);
         }
         Ok(())
@@ -73,14 +55,13 @@ impl GradientTransform for Adagrad {
     ) -> Result<Outcome> {
         self.steps += 1;
         // torch: clr = lr / (1 + (step-1)*lr_decay); sum += g²; p -= clr * g / (sqrt(sum) + eps)
-        let clr = ctx.lr / (1.0 + (self.steps - 1) as f64 * self.lr_decay);
+        let c = &self.cfg;
+        let clr = ctx.lr / (1.0 + (self.steps - 1) as f64 * c.lr_decay);
         for (name, g) in grads.iter_mut() {
-            if self.weight_decay != 0.0 {
-                *g = (&*g + (param(params, name)?.to_dtype(g.dtype())? * self.weight_decay)?)?;
-            }
+            *g = with_coupled_decay(g, params, name, c.weight_decay)?;
             let sum = slot(&mut self.sum, "adagrad", name)?;
             *sum = (&*sum + g.sqr()?)?;
-            let std = (sum.sqrt()? + self.eps)?;
+            let std = (sum.sqrt()? + c.eps)?;
             *g = (g.div(&std)? * -clr)?;
         }
         Ok(Outcome::Update)
@@ -127,6 +108,17 @@ impl Default for AdagradConfig {
     }
 }
 
+impl AdagradConfig {
+    /// The Adagrad transform these keys describe.
+    pub fn build(&self) -> Adagrad {
+        Adagrad {
+            cfg: self.clone(),
+            steps: 0,
+            sum: BTreeMap::new(),
+        }
+    }
+}
+
 impl PluginConfig for AdagradConfig {
     fn validate(&self, at: &str) -> Result<()> {
         check_positive(at, "lr", self.lr)?;
@@ -147,15 +139,7 @@ pub fn register(r: &mut Registry) {
         "adagrad",
         "Adagrad with torch.optim.Adagrad's update rule (lr_decay, initial_accumulator_value, eps)",
         AdagradConfig::default(),
-        |c| {
-            Ok(Link::gradients(adagrad(
-                c.lr,
-                c.lr_decay,
-                c.initial_accumulator_value,
-                c.eps,
-                c.weight_decay,
-            )))
-        },
+        |c| Ok(Link::gradients(c.build())),
     );
 }
 
@@ -169,7 +153,16 @@ mod tests {
     #[test]
     fn default_adagrad_matches_torch() -> Result<()> {
         // run(lambda p: torch.optim.Adagrad(p, lr=0.1))
-        let got = five_steps(Box::new(adagrad(0.1, 0.0, 0.0, 1e-10, 0.0)), 0.1)?;
+        let got = five_steps(
+            Box::new(
+                AdagradConfig {
+                    lr: 0.1,
+                    ..AdagradConfig::default()
+                }
+                .build(),
+            ),
+            0.1,
+        )?;
         assert_torch(
             &got,
             [
@@ -184,7 +177,19 @@ mod tests {
     fn lr_decay_accumulator_and_weight_decay_match_torch() -> Result<()> {
         // run(lambda p: torch.optim.Adagrad(p, lr=0.1, lr_decay=0.01,
         //         initial_accumulator_value=0.1, eps=1e-10, weight_decay=0.1))
-        let got = five_steps(Box::new(adagrad(0.1, 0.01, 0.1, 1e-10, 0.1)), 0.1)?;
+        let got = five_steps(
+            Box::new(
+                AdagradConfig {
+                    lr: 0.1,
+                    lr_decay: 0.01,
+                    initial_accumulator_value: 0.1,
+                    weight_decay: 0.1,
+                    ..AdagradConfig::default()
+                }
+                .build(),
+            ),
+            0.1,
+        )?;
         assert_torch(
             &got,
             [

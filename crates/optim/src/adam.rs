@@ -32,21 +32,9 @@ struct Moments {
 /// checkpointed state keeps the names `m.{param}`, `v.{param}`, `vmax.{param}` and `steps`.
 #[derive(Clone, Debug)]
 pub struct Adam {
-    /// Base learning rate (the scheduler may change the rate actually used).
-    pub lr: f64,
-    /// Decay of the first moment.
-    pub beta1: f64,
-    /// Decay of the second moment.
-    pub beta2: f64,
-    /// Added to the denominator.
-    pub eps: f64,
-    /// Weight decay: added to the gradient as `wd·p` (Adam) or, when `decoupled`, applied to the
-    /// weights as `p ← p·(1 - lr·wd)` (AdamW).
-    pub weight_decay: f64,
+    cfg: AdamConfig,
     /// AdamW's decoupled decay instead of Adam's L2 term.
-    pub decoupled: bool,
-    /// Use the running maximum of the second moment (AMSGrad).
-    pub amsgrad: bool,
+    decoupled: bool,
     steps: u64,
     state: BTreeMap<String, Moments>,
 }
@@ -54,30 +42,43 @@ pub struct Adam {
 /// An Adam transform (no weight decay, no AMSGrad; see [`Adam::with_amsgrad`] and
 /// [`Adam::with_weight_decay`]).
 pub fn adam(lr: f64, beta1: f64, beta2: f64, eps: f64) -> Adam {
-    Adam {
+    AdamConfig {
         lr,
         beta1,
         beta2,
         eps,
-        weight_decay: 0.0,
-        decoupled: false,
-        amsgrad: false,
-        steps: 0,
-        state: BTreeMap::new(),
+        ..AdamConfig::default()
     }
+    .build()
 }
 
 impl Adam {
     /// Turns AMSGrad on or off.
     pub fn with_amsgrad(mut self, amsgrad: bool) -> Self {
-        self.amsgrad = amsgrad;
+        self.cfg.amsgrad = amsgrad;
         self
     }
 
     /// Sets the weight decay (coupled for Adam, decoupled for AdamW).
     pub fn with_weight_decay(mut self, weight_decay: f64) -> Self {
-        self.weight_decay = weight_decay;
+        self.cfg.weight_decay = weight_decay;
         self
+    }
+
+    /// The same settings with AdamW's decoupled weight decay.
+    pub fn decoupled(mut self) -> Self {
+        self.decoupled = true;
+        self
+    }
+
+    /// The settings it was built with (`weight_decay` is decoupled when [`Adam::is_decoupled`]).
+    pub fn config(&self) -> &AdamConfig {
+        &self.cfg
+    }
+
+    /// Whether the weight decay is AdamW's (decoupled) rather than Adam's L2 term.
+    pub fn is_decoupled(&self) -> bool {
+        self.decoupled
     }
 
     /// Optimizer steps taken.
@@ -330,7 +331,11 @@ impl GradientTransform for Adam {
             let (dtype, n) = (p.var.dtype(), p.var.elem_count());
             let what = format!("{plugin}: parameter `{}`", p.name);
             let m = Buf::zeros(dtype, n, &what)?;
-            let vmax = if self.amsgrad { Some(m.clone()) } else { None };
+            let vmax = if self.cfg.amsgrad {
+                Some(m.clone())
+            } else {
+                None
+            };
             self.state.insert(
                 p.name.clone(),
                 Moments {
@@ -353,23 +358,24 @@ impl GradientTransform for Adam {
     ) -> Result<Outcome> {
         self.steps += 1;
         let t = self.steps as i32;
-        let bc1 = 1.0 - self.beta1.powi(t);
-        let bc2 = 1.0 - self.beta2.powi(t);
-        let wd = self.weight_decay;
+        let c = &self.cfg;
+        let bc1 = 1.0 - c.beta1.powi(t);
+        let bc2 = 1.0 - c.beta2.powi(t);
+        let wd = c.weight_decay;
         let decay = match (wd != 0.0, self.decoupled) {
             (false, _) => Decay::None,
             (true, false) => Decay::Coupled,
             (true, true) => Decay::Decoupled,
         };
         let plugin = self.plugin();
-        let amsgrad = self.amsgrad;
+        let amsgrad = c.amsgrad;
         let f = [
-            self.beta1,
-            1.0 - self.beta1,
-            self.beta2,
-            1.0 - self.beta2,
+            c.beta1,
+            1.0 - c.beta1,
+            c.beta2,
+            1.0 - c.beta2,
             1.0 / bc2.sqrt(),
-            self.eps,
+            c.eps,
             -ctx.lr / bc1,
             wd,
             -ctx.lr * wd,
@@ -491,9 +497,12 @@ impl PluginConfig for AdamConfig {
 impl AdamConfig {
     /// The Adam transform these keys describe (coupled weight decay).
     pub fn build(&self) -> Adam {
-        adam(self.lr, self.beta1, self.beta2, self.eps)
-            .with_amsgrad(self.amsgrad)
-            .with_weight_decay(self.weight_decay)
+        Adam {
+            cfg: self.clone(),
+            decoupled: false,
+            steps: 0,
+            state: BTreeMap::new(),
+        }
     }
 }
 
@@ -779,9 +788,9 @@ pub(crate) mod tests {
             let name = format!(
                 "{} beta1 {} amsgrad {} wd {}",
                 opt.name(),
-                opt.beta1,
-                opt.amsgrad,
-                opt.weight_decay
+                opt.cfg.beta1,
+                opt.cfg.amsgrad,
+                opt.cfg.weight_decay
             );
             let got = five_steps_in(opt.clone(), 0.1, candle_core::DType::F32)?;
             for r in 0..2 {
@@ -822,17 +831,17 @@ pub(crate) mod tests {
         let g = if a.decoupled {
             g
         } else {
-            g + a.weight_decay * p
+            g + a.cfg.weight_decay * p
         };
-        *m = a.beta1 * *m + (1.0 - a.beta1) * g;
-        *v = a.beta2 * *v + (1.0 - a.beta2) * g * g;
+        *m = a.cfg.beta1 * *m + (1.0 - a.cfg.beta1) * g;
+        *v = a.cfg.beta2 * *v + (1.0 - a.cfg.beta2) * g * g;
         *vmax = vmax.max(*v);
-        let second = if a.amsgrad { *vmax } else { *v };
-        let bc1 = 1.0 - a.beta1.powi(t);
-        let bc2 = 1.0 - a.beta2.powi(t);
-        let u = -lr / bc1 * *m / (second.sqrt() / bc2.sqrt() + a.eps);
+        let second = if a.cfg.amsgrad { *vmax } else { *v };
+        let bc1 = 1.0 - a.cfg.beta1.powi(t);
+        let bc2 = 1.0 - a.cfg.beta2.powi(t);
+        let u = -lr / bc1 * *m / (second.sqrt() / bc2.sqrt() + a.cfg.eps);
         if a.decoupled {
-            u - lr * a.weight_decay * p
+            u - lr * a.cfg.weight_decay * p
         } else {
             u
         }
@@ -905,8 +914,8 @@ pub(crate) mod tests {
                             (got[i] - want).abs() <= tol * want.abs().max(1e-3),
                             "{} amsgrad {} wd {} {dtype:?} step {step} value {i}: {} vs {want}",
                             opt.name(),
-                            opt.amsgrad,
-                            opt.weight_decay,
+                            opt.cfg.amsgrad,
+                            opt.cfg.weight_decay,
                             got[i]
                         );
                     }

@@ -11,9 +11,9 @@ use crate::adam::{adam, Adam, AdamConfig};
 
 /// An AdamW transform: `p ← p·(1 - lr·weight_decay)` and then Adam's step, as one update.
 pub fn adamw(lr: f64, beta1: f64, beta2: f64, eps: f64, weight_decay: f64) -> Adam {
-    let mut a = adam(lr, beta1, beta2, eps).with_weight_decay(weight_decay);
-    a.decoupled = true;
-    a
+    adam(lr, beta1, beta2, eps)
+        .with_weight_decay(weight_decay)
+        .decoupled()
 }
 
 /// The keys of `type = "adamw"`: [`AdamConfig`]'s, with torch's default weight decay (0.01), which
@@ -46,6 +46,13 @@ impl schemars::JsonSchema for AdamWConfig {
     }
 }
 
+impl AdamWConfig {
+    /// The AdamW transform these keys describe.
+    pub fn build(&self) -> Adam {
+        self.0.build().decoupled()
+    }
+}
+
 impl PluginConfig for AdamWConfig {
     fn validate(&self, at: &str) -> Result<()> {
         self.0.validate(at)
@@ -58,11 +65,7 @@ pub fn register(r: &mut Registry) {
         "adamw",
         "AdamW with torch.optim.AdamW's update rule (decoupled weight decay, default 0.01)",
         AdamWConfig::default(),
-        |c| {
-            let mut a = c.0.build();
-            a.decoupled = true;
-            Ok(Link::gradients(a))
-        },
+        |c| Ok(Link::gradients(c.build())),
     );
 }
 

@@ -11,50 +11,24 @@ use rnnlab_core::{
 use serde::{Deserialize, Serialize};
 
 use crate::util::{
-    check_non_negative, check_positive, check_unit_interval, load_into, param, save_map, slot,
+    check_non_negative, check_positive, check_unit_interval, load_into, save_map, slot,
+    with_coupled_decay,
 };
 
-/// RMSprop's settings and state.
+/// RMSprop: its settings ([`RmsPropConfig`]) and averages. Built by [`RmsPropConfig::build`].
 #[derive(Clone, Debug)]
 pub struct RmsProp {
-    /// Base learning rate.
-    pub lr: f64,
-    /// Smoothing constant of the squared-gradient average.
-    pub alpha: f64,
-    /// Added to the denominator (after the square root).
-    pub eps: f64,
-    /// Normalise by the estimated variance (subtract the squared mean gradient).
-    pub centered: bool,
-    /// Momentum factor (0 for none).
-    pub momentum: f64,
-    /// L2 term added to the gradient.
-    pub weight_decay: f64,
+    cfg: RmsPropConfig,
     steps: u64,
     square_avg: BTreeMap<String, Tensor>,
     grad_avg: BTreeMap<String, Tensor>,
     buf: BTreeMap<String, Tensor>,
 }
 
-/// An RMSprop transform.
-pub fn rmsprop(
-    lr: f64,
-    alpha: f64,
-    eps: f64,
-    centered: bool,
-    momentum: f64,
-    weight_decay: f64,
-) -> RmsProp {
-    RmsProp {
-        lr,
-        alpha,
-        eps,
-        centered,
-        momentum,
-        weight_decay,
-        steps: 0,
-        square_avg: BTreeMap::new(),
-        grad_avg: BTreeMap::new(),
-        buf: BTreeMap::new(),
+impl RmsProp {
+    /// The settings it was built with.
+    pub fn config(&self) -> &RmsPropConfig {
+        &self.cfg
     }
 }
 
@@ -71,10 +45,10 @@ impl GradientTransform for RmsProp {
         for p in params.trainable() {
             let z = p.var.as_tensor().zeros_like()?;
             self.square_avg.insert(p.name.clone(), z.clone());
-            if self.centered {
+            if self.cfg.centered {
                 self.grad_avg.insert(p.name.clone(), z.clone());
             }
-            if self.momentum > 0.0 {
+            if self.cfg.momentum > 0.0 {
                 self.buf.insert(p.name.clone(), z);
             }
         }
@@ -89,26 +63,25 @@ impl GradientTransform for RmsProp {
         _report: &mut StepReport,
     ) -> Result<Outcome> {
         self.steps += 1;
+        let c = &self.cfg;
         for (name, g) in grads.iter_mut() {
-            if self.weight_decay != 0.0 {
-                *g = (&*g + (param(params, name)?.to_dtype(g.dtype())? * self.weight_decay)?)?;
-            }
+            *g = with_coupled_decay(g, params, name, c.weight_decay)?;
             // torch: sq = alpha*sq + (1-alpha)*g²; avg = sqrt(sq) + eps, or centered
             //        ga = alpha*ga + (1-alpha)*g; avg = sqrt(sq - ga²) + eps;
             //        buf = momentum*buf + g/avg; p -= lr*buf   (p -= lr*g/avg without momentum)
             let sq = slot(&mut self.square_avg, "rmsprop", name)?;
-            *sq = ((&*sq * self.alpha)? + (g.sqr()? * (1.0 - self.alpha))?)?;
+            *sq = ((&*sq * c.alpha)? + (g.sqr()? * (1.0 - c.alpha))?)?;
             let mut var = sq.clone();
-            if self.centered {
+            if c.centered {
                 let ga = slot(&mut self.grad_avg, "rmsprop", name)?;
-                *ga = ((&*ga * self.alpha)? + (&*g * (1.0 - self.alpha))?)?;
+                *ga = ((&*ga * c.alpha)? + (&*g * (1.0 - c.alpha))?)?;
                 var = (var - ga.sqr()?)?;
             }
-            let avg = (var.sqrt()? + self.eps)?;
+            let avg = (var.sqrt()? + c.eps)?;
             let step = g.div(&avg)?;
-            let dir = if self.momentum > 0.0 {
+            let dir = if c.momentum > 0.0 {
                 let buf = slot(&mut self.buf, "rmsprop", name)?;
-                *buf = ((&*buf * self.momentum)? + step)?;
+                *buf = ((&*buf * c.momentum)? + step)?;
                 buf.clone()
             } else {
                 step
@@ -167,6 +140,19 @@ impl Default for RmsPropConfig {
     }
 }
 
+impl RmsPropConfig {
+    /// The RMSprop transform these keys describe.
+    pub fn build(&self) -> RmsProp {
+        RmsProp {
+            cfg: self.clone(),
+            steps: 0,
+            square_avg: BTreeMap::new(),
+            grad_avg: BTreeMap::new(),
+            buf: BTreeMap::new(),
+        }
+    }
+}
+
 impl PluginConfig for RmsPropConfig {
     fn validate(&self, at: &str) -> Result<()> {
         check_positive(at, "lr", self.lr)?;
@@ -183,16 +169,7 @@ pub fn register(r: &mut Registry) {
         "rmsprop",
         "RMSprop with torch.optim.RMSprop's update rule (alpha, eps, centered, momentum)",
         RmsPropConfig::default(),
-        |c| {
-            Ok(Link::gradients(rmsprop(
-                c.lr,
-                c.alpha,
-                c.eps,
-                c.centered,
-                c.momentum,
-                c.weight_decay,
-            )))
-        },
+        |c| Ok(Link::gradients(c.build())),
     );
 }
 
@@ -206,7 +183,16 @@ mod tests {
     #[test]
     fn default_rmsprop_matches_torch() -> Result<()> {
         // run(lambda p: torch.optim.RMSprop(p, lr=0.01))
-        let got = five_steps(Box::new(rmsprop(0.01, 0.99, 1e-8, false, 0.0, 0.0)), 0.01)?;
+        let got = five_steps(
+            Box::new(
+                RmsPropConfig {
+                    lr: 0.01,
+                    ..RmsPropConfig::default()
+                }
+                .build(),
+            ),
+            0.01,
+        )?;
         assert_torch(
             &got,
             [
@@ -220,7 +206,19 @@ mod tests {
     #[test]
     fn centered_with_momentum_matches_torch() -> Result<()> {
         // run(lambda p: torch.optim.RMSprop(p, lr=0.01, alpha=0.9, centered=True, momentum=0.9))
-        let got = five_steps(Box::new(rmsprop(0.01, 0.9, 1e-8, true, 0.9, 0.0)), 0.01)?;
+        let got = five_steps(
+            Box::new(
+                RmsPropConfig {
+                    lr: 0.01,
+                    alpha: 0.9,
+                    centered: true,
+                    momentum: 0.9,
+                    ..RmsPropConfig::default()
+                }
+                .build(),
+            ),
+            0.01,
+        )?;
         assert_torch(
             &got,
             [
@@ -234,7 +232,18 @@ mod tests {
     #[test]
     fn weight_decay_with_momentum_matches_torch() -> Result<()> {
         // run(lambda p: torch.optim.RMSprop(p, lr=0.01, weight_decay=0.1, momentum=0.5))
-        let got = five_steps(Box::new(rmsprop(0.01, 0.99, 1e-8, false, 0.5, 0.1)), 0.01)?;
+        let got = five_steps(
+            Box::new(
+                RmsPropConfig {
+                    lr: 0.01,
+                    momentum: 0.5,
+                    weight_decay: 0.1,
+                    ..RmsPropConfig::default()
+                }
+                .build(),
+            ),
+            0.01,
+        )?;
         assert_torch(
             &got,
             [

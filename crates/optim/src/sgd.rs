@@ -10,35 +10,20 @@ use rnnlab_core::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::util::{check_non_negative, check_positive, load_map, param, save_map};
+use crate::util::{check_non_negative, check_positive, load_map, save_map, with_coupled_decay};
 
-/// SGD's settings and momentum buffers.
+/// SGD: its settings ([`SgdConfig`]) and momentum buffers. Built by [`SgdConfig::build`].
 #[derive(Clone, Debug)]
 pub struct Sgd {
-    /// Base learning rate.
-    pub lr: f64,
-    /// Momentum factor (0 for plain SGD).
-    pub momentum: f64,
-    /// Dampening of the gradient added to the momentum buffer (not applied on the first step).
-    pub dampening: f64,
-    /// Nesterov momentum (needs `momentum > 0` and `dampening == 0`).
-    pub nesterov: bool,
-    /// L2 term added to the gradient.
-    pub weight_decay: f64,
+    cfg: SgdConfig,
     steps: u64,
     buf: BTreeMap<String, Tensor>,
 }
 
-/// An SGD transform.
-pub fn sgd(lr: f64, momentum: f64, dampening: f64, nesterov: bool, weight_decay: f64) -> Sgd {
-    Sgd {
-        lr,
-        momentum,
-        dampening,
-        nesterov,
-        weight_decay,
-        steps: 0,
-        buf: BTreeMap::new(),
+impl Sgd {
+    /// The settings it was built with.
+    pub fn config(&self) -> &SgdConfig {
+        &self.cfg
     }
 }
 
@@ -60,21 +45,19 @@ impl GradientTransform for Sgd {
         ctx: &StepContext,
         _report: &mut StepReport,
     ) -> Result<Outcome> {
+        let c = &self.cfg;
         for (name, g) in grads.iter_mut() {
-            let mut d = g.clone();
-            if self.weight_decay != 0.0 {
-                d = (d + (param(params, name)?.to_dtype(g.dtype())? * self.weight_decay)?)?;
-            }
-            if self.momentum != 0.0 {
+            let mut d = with_coupled_decay(g, params, name, c.weight_decay)?;
+            if c.momentum != 0.0 {
                 // torch: buf = g on the first step, else buf = momentum*buf + (1-dampening)*g;
                 //        d = g + momentum*buf (nesterov) or d = buf
                 let buf = match self.buf.get(name) {
                     None => d.clone(),
-                    Some(b) => ((b * self.momentum)? + (&d * (1.0 - self.dampening))?)?,
+                    Some(b) => ((b * c.momentum)? + (&d * (1.0 - c.dampening))?)?,
                 };
                 self.buf.insert(name.to_string(), buf.clone());
-                d = if self.nesterov {
-                    (d + (buf * self.momentum)?)?
+                d = if c.nesterov {
+                    (d + (buf * c.momentum)?)?
                 } else {
                     buf
                 };
@@ -127,6 +110,17 @@ impl Default for SgdConfig {
     }
 }
 
+impl SgdConfig {
+    /// The SGD transform these keys describe.
+    pub fn build(&self) -> Sgd {
+        Sgd {
+            cfg: self.clone(),
+            steps: 0,
+            buf: BTreeMap::new(),
+        }
+    }
+}
+
 impl PluginConfig for SgdConfig {
     fn validate(&self, at: &str) -> Result<()> {
         check_positive(at, "lr", self.lr)?;
@@ -162,15 +156,7 @@ pub fn register(r: &mut Registry) {
         "sgd",
         "SGD with torch.optim.SGD's update rule (momentum, dampening, nesterov, weight_decay)",
         SgdConfig::default(),
-        |c| {
-            Ok(Link::gradients(sgd(
-                c.lr,
-                c.momentum,
-                c.dampening,
-                c.nesterov,
-                c.weight_decay,
-            )))
-        },
+        |c| Ok(Link::gradients(c.build())),
     );
 }
 
@@ -184,7 +170,16 @@ mod tests {
     #[test]
     fn plain_sgd_matches_torch() -> Result<()> {
         // run(lambda p: torch.optim.SGD(p, lr=0.1))
-        let got = five_steps(Box::new(sgd(0.1, 0.0, 0.0, false, 0.0)), 0.1)?;
+        let got = five_steps(
+            Box::new(
+                SgdConfig {
+                    lr: 0.1,
+                    ..SgdConfig::default()
+                }
+                .build(),
+            ),
+            0.1,
+        )?;
         assert_torch(
             &got,
             [
@@ -198,7 +193,17 @@ mod tests {
     #[test]
     fn momentum_matches_torch() -> Result<()> {
         // run(lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9))
-        let got = five_steps(Box::new(sgd(0.1, 0.9, 0.0, false, 0.0)), 0.1)?;
+        let got = five_steps(
+            Box::new(
+                SgdConfig {
+                    lr: 0.1,
+                    momentum: 0.9,
+                    ..SgdConfig::default()
+                }
+                .build(),
+            ),
+            0.1,
+        )?;
         assert_torch(
             &got,
             [
@@ -212,7 +217,18 @@ mod tests {
     #[test]
     fn momentum_with_dampening_matches_torch() -> Result<()> {
         // run(lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, dampening=0.5))
-        let got = five_steps(Box::new(sgd(0.1, 0.9, 0.5, false, 0.0)), 0.1)?;
+        let got = five_steps(
+            Box::new(
+                SgdConfig {
+                    lr: 0.1,
+                    momentum: 0.9,
+                    dampening: 0.5,
+                    ..SgdConfig::default()
+                }
+                .build(),
+            ),
+            0.1,
+        )?;
         assert_torch(
             &got,
             [
@@ -226,7 +242,19 @@ mod tests {
     #[test]
     fn nesterov_with_weight_decay_matches_torch() -> Result<()> {
         // run(lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.1))
-        let got = five_steps(Box::new(sgd(0.1, 0.9, 0.0, true, 0.1)), 0.1)?;
+        let got = five_steps(
+            Box::new(
+                SgdConfig {
+                    lr: 0.1,
+                    momentum: 0.9,
+                    nesterov: true,
+                    weight_decay: 0.1,
+                    ..SgdConfig::default()
+                }
+                .build(),
+            ),
+            0.1,
+        )?;
         assert_torch(
             &got,
             [

@@ -80,6 +80,20 @@ pub(crate) fn param(params: &Params, name: &str) -> Result<Tensor> {
     params.tensor(name)
 }
 
+/// torch's coupled weight decay (an L2 term): `g + wd·p` for parameter `name`, or `g` itself
+/// when `wd` is 0. SGD, RMSprop and Adagrad share it (Adam folds it into its flat loop).
+pub(crate) fn with_coupled_decay(
+    g: &Tensor,
+    params: &Params,
+    name: &str,
+    wd: f64,
+) -> Result<Tensor> {
+    if wd == 0.0 {
+        return Ok(g.clone());
+    }
+    Ok((g + (param(params, name)?.to_dtype(g.dtype())? * wd)?)?)
+}
+
 /// Moves each trainable parameter's running average toward its current (detached) value:
 /// `avg ← avg + k·(w − avg)`; with `first`, or for a parameter not yet averaged, `avg ← w`.
 /// EMA uses `k = 1 − decay`, SWA `k = 1/(n+1)`.
