@@ -34,8 +34,9 @@ pub use params::{
 };
 pub use reader::{DataKeys, ReadContext, Reader, ReaderCtor, Row, RowLog, Skipped};
 pub use registry::{
-    check_value, CallbackCtor, CellArgs, CellCtor, Ctor, Entry, ModelContext, ModelCtor, ParamSpec,
-    PluginConfig, PluginParams, PluginSpec, Registry, SchedulerCtor, Table, TransformCtor,
+    check_value, required, CallbackCtor, CellArgs, CellCtor, Ctor, Entry, ModelContext, ModelCtor,
+    ParamSpec, PluginConfig, PluginParams, PluginSpec, Registry, SchedulerArgs, SchedulerCtor,
+    Table, TransformCtor,
 };
 pub use scheduler::{Interval, Scheduler};
 pub use state::StateDict;

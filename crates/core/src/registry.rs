@@ -543,6 +543,53 @@ impl<T: 'static> Table<Ctor<T>> {
     }
 }
 
+/// What a scheduler is built from besides its typed config.
+pub struct SchedulerArgs<'a> {
+    /// The optimizer's base learning rate.
+    pub base_lr: f64,
+    /// The config path of the scheduler's table (`optim.scheduler`), for errors.
+    pub at: &'a str,
+    /// The registry, for a schedule that wraps another (a warmup).
+    pub registry: &'a Registry,
+}
+
+impl SchedulerArgs<'_> {
+    /// The config path of `key` in the scheduler's table.
+    pub fn at(&self, key: &str) -> String {
+        format!("{}.{key}", self.at)
+    }
+}
+
+impl Table<SchedulerCtor> {
+    /// Registers the scheduler `name` with the typed config `C`, as [`Table::register`] does for
+    /// the other kinds; `build` also gets the base rate, the config path and the registry.
+    pub fn register<C: PluginConfig>(
+        &mut self,
+        name: &'static str,
+        doc: &'static str,
+        defaults: C,
+        build: impl Fn(C, &SchedulerArgs) -> Result<Box<dyn Scheduler>> + Send + Sync + 'static,
+    ) {
+        let spec = PluginSpec::typed(name, doc, &defaults);
+        let ctor = move |p: &PluginParams, base_lr: f64, registry: &Registry| {
+            let args = SchedulerArgs {
+                base_lr,
+                at: p.path(),
+                registry,
+            };
+            build(p.typed()?, &args)
+        };
+        self.add(spec, Arc::new(ctor));
+    }
+}
+
+/// A key that a typed config declares `Option` only because it has no default (marked
+/// `#[schemars(required)]`, so [`PluginParams`] has already refused a table without it):
+/// its value, or an error naming `{at}.{key}`.
+pub fn required<T>(value: Option<T>, at: &str, key: &str) -> Result<T> {
+    value.ok_or_else(|| Error::invalid(format!("{at}.{key}"), "required"))
+}
+
 /// Every plugin kind's table.
 pub struct Registry {
     /// Recurrent cells.

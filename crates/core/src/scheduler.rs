@@ -3,7 +3,9 @@
 use crate::{EpochMetrics, Result, StateDict, Watched};
 
 /// When a schedule advances.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Interval {
     /// Once per optimizer step.

@@ -1,8 +1,7 @@
 //! `constant`: the learning rate stays at the optimizer's base value.
 
-use std::sync::Arc;
-
-use rnnlab_core::{Interval, ParamSpec, PluginParams, PluginSpec, Registry, Result, Scheduler};
+use rnnlab_core::{Interval, PluginConfig, Registry, Scheduler};
+use serde::{Deserialize, Serialize};
 
 /// A constant learning rate.
 #[derive(Clone, Debug)]
@@ -25,23 +24,30 @@ impl Scheduler for Constant {
     }
 }
 
+/// The keys of `type = "constant"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConstantConfig {
+    /// step or epoch (no effect for a constant rate).
+    pub interval: Interval,
+}
+
+impl Default for ConstantConfig {
+    fn default() -> Self {
+        ConstantConfig {
+            interval: Interval::Step,
+        }
+    }
+}
+
+impl PluginConfig for ConstantConfig {}
+
 /// Registers `constant`.
 pub fn register(r: &mut Registry) {
-    r.schedulers.add(
-        PluginSpec {
-            name: "constant",
-            doc: "the optimizer's base learning rate at every step (the default)",
-            params: vec![ParamSpec::new(
-                "interval",
-                "\"step\"",
-                "step or epoch (no effect for a constant rate)",
-            )],
-        },
-        Arc::new(
-            |p: &PluginParams, base_lr: f64, _: &Registry| -> Result<Box<dyn Scheduler>> {
-                p.choice("interval", &["step", "epoch"])?;
-                Ok(Box::new(Constant { lr: base_lr }))
-            },
-        ),
+    r.schedulers.register(
+        "constant",
+        "the optimizer's base learning rate at every step (the default)",
+        ConstantConfig::default(),
+        |_, a| Ok(Box::new(Constant { lr: a.base_lr })),
     );
 }

@@ -4,11 +4,11 @@
 //! to the run's length to end at `eta_min`.
 
 use std::f64::consts::PI;
-use std::sync::Arc;
 
-use rnnlab_core::{Interval, ParamSpec, PluginParams, PluginSpec, Registry, Result, Scheduler};
+use rnnlab_core::{required, Interval, PluginConfig, Registry, Result, Scheduler};
+use serde::{Deserialize, Serialize};
 
-use crate::util::{interval, non_negative};
+use crate::util::{check_at_least_one, check_non_negative};
 
 /// The cosine half-wave from `base` to `eta_min` over `t_max` intervals.
 pub(crate) fn cosine(base: f64, eta_min: f64, t: f64, t_max: f64) -> f64 {
@@ -42,30 +42,52 @@ impl Scheduler for Cosine {
     }
 }
 
+/// The keys of `type = "cosine"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CosineConfig {
+    /// Intervals from the base rate to eta_min (>= 1).
+    #[schemars(required)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "T_max")]
+    pub t_max: Option<usize>,
+    /// The lowest rate (>= 0).
+    pub eta_min: f64,
+    /// step or epoch: what T_max counts.
+    pub interval: Interval,
+}
+
+impl Default for CosineConfig {
+    fn default() -> Self {
+        CosineConfig {
+            t_max: None,
+            eta_min: 0.0,
+            interval: Interval::Epoch,
+        }
+    }
+}
+
+impl PluginConfig for CosineConfig {
+    fn validate(&self, at: &str) -> Result<()> {
+        check_at_least_one(at, "T_max", self.t_max)?;
+        check_non_negative(at, "eta_min", self.eta_min)
+    }
+}
+
 /// Registers `cosine`.
 pub fn register(r: &mut Registry) {
-    r.schedulers.add(
-        PluginSpec {
-            name: "cosine",
-            doc: "CosineAnnealingLR: half a cosine from the base rate to eta_min over T_max intervals",
-            params: vec![
-                ParamSpec::required("T_max", "intervals from the base rate to eta_min (>= 1)"),
-                ParamSpec::new("eta_min", "0.0", "the lowest rate (>= 0)"),
-                ParamSpec::new("interval", "\"epoch\"", "step or epoch: what T_max counts"),
-            ],
+    r.schedulers.register(
+        "cosine",
+        "CosineAnnealingLR: half a cosine from the base rate to eta_min over T_max intervals",
+        CosineConfig::default(),
+        |c, a| {
+            Ok(Box::new(Cosine {
+                base_lr: a.base_lr,
+                t_max: required(c.t_max, a.at, "T_max")?,
+                eta_min: c.eta_min,
+                interval: c.interval,
+            }))
         },
-        Arc::new(
-            |p: &PluginParams, base_lr: f64, _: &Registry| -> Result<Box<dyn Scheduler>> {
-                let t_max = p.usize("T_max")?;
-                p.check("T_max", t_max >= 1, "must be at least 1")?;
-                Ok(Box::new(Cosine {
-                    base_lr,
-                    t_max,
-                    eta_min: non_negative(p, "eta_min")?,
-                    interval: interval(p)?,
-                }))
-            },
-        ),
     );
 }
 

@@ -2,12 +2,11 @@
 //! annealing from the base rate to `eta_min` over a period of `T_0` intervals, then a restart; each
 //! period is `T_mult` times the previous one.
 
-use std::sync::Arc;
-
-use rnnlab_core::{Interval, ParamSpec, PluginParams, PluginSpec, Registry, Result, Scheduler};
+use rnnlab_core::{required, Interval, PluginConfig, Registry, Result, Scheduler};
+use serde::{Deserialize, Serialize};
 
 use crate::cosine::cosine;
-use crate::util::{interval, non_negative};
+use crate::util::{check_at_least_one, check_non_negative};
 
 /// Cosine annealing with warm restarts.
 #[derive(Clone, Debug)]
@@ -51,34 +50,58 @@ impl Scheduler for CosineWarmRestarts {
     }
 }
 
+/// The keys of `type = "cosine_warm_restarts"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CosineWarmRestartsConfig {
+    /// Length of the first period (>= 1).
+    #[schemars(required)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "T_0")]
+    pub t_0: Option<usize>,
+    /// Growth factor of the periods (integer >= 1).
+    #[serde(rename = "T_mult")]
+    pub t_mult: usize,
+    /// The lowest rate (>= 0).
+    pub eta_min: f64,
+    /// step or epoch: what T_0 counts.
+    pub interval: Interval,
+}
+
+impl Default for CosineWarmRestartsConfig {
+    fn default() -> Self {
+        CosineWarmRestartsConfig {
+            t_0: None,
+            t_mult: 1,
+            eta_min: 0.0,
+            interval: Interval::Epoch,
+        }
+    }
+}
+
+impl PluginConfig for CosineWarmRestartsConfig {
+    fn validate(&self, at: &str) -> Result<()> {
+        check_at_least_one(at, "T_0", self.t_0)?;
+        check_at_least_one(at, "T_mult", Some(self.t_mult))?;
+        check_non_negative(at, "eta_min", self.eta_min)
+    }
+}
+
 /// Registers `cosine_warm_restarts`.
 pub fn register(r: &mut Registry) {
-    r.schedulers.add(
-        PluginSpec {
-            name: "cosine_warm_restarts",
-            doc: "CosineAnnealingWarmRestarts (SGDR): cosine periods of T_0, T_0*T_mult, ... intervals, each restarting at the base rate",
-            params: vec![
-                ParamSpec::required("T_0", "length of the first period (>= 1)"),
-                ParamSpec::new("T_mult", "1", "growth factor of the periods (integer >= 1)"),
-                ParamSpec::new("eta_min", "0.0", "the lowest rate (>= 0)"),
-                ParamSpec::new("interval", "\"epoch\"", "step or epoch: what T_0 counts"),
-            ],
+    r.schedulers.register(
+        "cosine_warm_restarts",
+        "CosineAnnealingWarmRestarts (SGDR): cosine periods of T_0, T_0*T_mult, ... intervals, each restarting at the base rate",
+        CosineWarmRestartsConfig::default(),
+        |c, a| {
+            Ok(Box::new(CosineWarmRestarts {
+                base_lr: a.base_lr,
+                t_0: required(c.t_0, a.at, "T_0")?,
+                t_mult: c.t_mult,
+                eta_min: c.eta_min,
+                interval: c.interval,
+            }))
         },
-        Arc::new(
-            |p: &PluginParams, base_lr: f64, _: &Registry| -> Result<Box<dyn Scheduler>> {
-                let t_0 = p.usize("T_0")?;
-                p.check("T_0", t_0 >= 1, "must be at least 1")?;
-                let t_mult = p.usize("T_mult")?;
-                p.check("T_mult", t_mult >= 1, "must be an integer >= 1")?;
-                Ok(Box::new(CosineWarmRestarts {
-                    base_lr,
-                    t_0,
-                    t_mult,
-                    eta_min: non_negative(p, "eta_min")?,
-                    interval: interval(p)?,
-                }))
-            },
-        ),
     );
 }
 

@@ -1,11 +1,9 @@
 //! `exponential`: `torch.optim.lr_scheduler.ExponentialLR`: `lr(t) = base · gamma^t`.
 
-use std::sync::Arc;
+use rnnlab_core::{required, Interval, PluginConfig, Registry, Result, Scheduler};
+use serde::{Deserialize, Serialize};
 
-use rnnlab_core::{Interval, ParamSpec, PluginParams, PluginSpec, Registry, Result, Scheduler};
-
-use crate::step::gamma;
-use crate::util::interval;
+use crate::util::check_gamma;
 
 /// Exponential decay.
 #[derive(Clone, Debug)]
@@ -32,26 +30,49 @@ impl Scheduler for Exponential {
     }
 }
 
+/// The keys of `type = "exponential"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExponentialConfig {
+    /// Factor per interval, in (0, 1].
+    #[schemars(required)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gamma: Option<f64>,
+    /// step or epoch.
+    pub interval: Interval,
+}
+
+impl Default for ExponentialConfig {
+    fn default() -> Self {
+        ExponentialConfig {
+            gamma: None,
+            interval: Interval::Epoch,
+        }
+    }
+}
+
+impl PluginConfig for ExponentialConfig {
+    fn validate(&self, at: &str) -> Result<()> {
+        match self.gamma {
+            Some(g) => check_gamma(at, "gamma", g),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Registers `exponential`.
 pub fn register(r: &mut Registry) {
-    r.schedulers.add(
-        PluginSpec {
-            name: "exponential",
-            doc: "ExponentialLR: multiply the rate by gamma every interval",
-            params: vec![
-                ParamSpec::required("gamma", "factor per interval, in (0, 1]"),
-                ParamSpec::new("interval", "\"epoch\"", "step or epoch"),
-            ],
+    r.schedulers.register(
+        "exponential",
+        "ExponentialLR: multiply the rate by gamma every interval",
+        ExponentialConfig::default(),
+        |c, a| {
+            Ok(Box::new(Exponential {
+                base_lr: a.base_lr,
+                gamma: required(c.gamma, a.at, "gamma")?,
+                interval: c.interval,
+            }))
         },
-        Arc::new(
-            |p: &PluginParams, base_lr: f64, _: &Registry| -> Result<Box<dyn Scheduler>> {
-                Ok(Box::new(Exponential {
-                    base_lr,
-                    gamma: gamma(p, "gamma")?,
-                    interval: interval(p)?,
-                }))
-            },
-        ),
     );
 }
 

@@ -1,12 +1,10 @@
 //! `multistep`: `torch.optim.lr_scheduler.MultiStepLR`: the rate is multiplied by `gamma` at each
 //! milestone, `lr(t) = base · gamma^(number of milestones ≤ t)` (a repeated milestone counts twice).
 
-use std::sync::Arc;
+use rnnlab_core::{required, Interval, PluginConfig, Registry, Result, Scheduler};
+use serde::{Deserialize, Serialize};
 
-use rnnlab_core::{Interval, ParamSpec, PluginParams, PluginSpec, Registry, Result, Scheduler};
-
-use crate::step::gamma;
-use crate::util::interval;
+use crate::util::check_gamma;
 
 /// Decay at milestones.
 #[derive(Clone, Debug)]
@@ -37,37 +35,52 @@ impl Scheduler for MultiStep {
     }
 }
 
+/// The keys of `type = "multistep"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MultiStepConfig {
+    /// Positions (steps or epochs) of the decays, e.g. [30, 80].
+    #[schemars(required)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub milestones: Option<Vec<usize>>,
+    /// Decay factor, in (0, 1].
+    pub gamma: f64,
+    /// step or epoch: what the milestones count.
+    pub interval: Interval,
+}
+
+impl Default for MultiStepConfig {
+    fn default() -> Self {
+        MultiStepConfig {
+            milestones: None,
+            gamma: 0.1,
+            interval: Interval::Epoch,
+        }
+    }
+}
+
+impl PluginConfig for MultiStepConfig {
+    fn validate(&self, at: &str) -> Result<()> {
+        check_gamma(at, "gamma", self.gamma)
+    }
+}
+
 /// Registers `multistep`.
 pub fn register(r: &mut Registry) {
-    r.schedulers.add(
-        PluginSpec {
-            name: "multistep",
-            doc: "MultiStepLR: multiply the rate by gamma at each milestone",
-            params: vec![
-                ParamSpec::required(
-                    "milestones",
-                    "positions (steps or epochs) of the decays, e.g. [30, 80]",
-                ),
-                ParamSpec::new("gamma", "0.1", "decay factor, in (0, 1]"),
-                ParamSpec::new(
-                    "interval",
-                    "\"epoch\"",
-                    "step or epoch: what the milestones count",
-                ),
-            ],
+    r.schedulers.register(
+        "multistep",
+        "MultiStepLR: multiply the rate by gamma at each milestone",
+        MultiStepConfig::default(),
+        |c, a| {
+            let mut milestones = required(c.milestones, a.at, "milestones")?;
+            milestones.sort_unstable();
+            Ok(Box::new(MultiStep {
+                base_lr: a.base_lr,
+                milestones,
+                gamma: c.gamma,
+                interval: c.interval,
+            }))
         },
-        Arc::new(
-            |p: &PluginParams, base_lr: f64, _: &Registry| -> Result<Box<dyn Scheduler>> {
-                let mut milestones = p.usize_list("milestones")?;
-                milestones.sort_unstable();
-                Ok(Box::new(MultiStep {
-                    base_lr,
-                    milestones,
-                    gamma: gamma(p, "gamma")?,
-                    interval: interval(p)?,
-                }))
-            },
-        ),
     );
 }
 

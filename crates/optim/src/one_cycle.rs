@@ -5,14 +5,15 @@
 //! its last value (`t = total_steps - 1`).
 
 use std::f64::consts::PI;
-use std::sync::Arc;
 
-use rnnlab_core::{Interval, ParamSpec, PluginParams, PluginSpec, Registry, Result, Scheduler};
+use rnnlab_core::{check_value, required, Interval, PluginConfig, Registry, Result, Scheduler};
+use serde::{Deserialize, Serialize};
 
-use crate::util::{interval, non_negative, positive};
+use crate::util::{check_non_negative, check_positive};
 
-/// How a phase moves between its rates.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How a phase moves between its rates (`anneal_strategy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum Anneal {
     /// Half a cosine.
     Cos,
@@ -49,59 +50,124 @@ pub struct OneCycle {
     phases: Vec<Phase>,
 }
 
-/// `one_cycle`'s settings, as torch's `OneCycleLR` arguments.
-#[derive(Clone, Copy, Debug)]
+/// The keys of `type = "one_cycle"`, as torch's `OneCycleLR` arguments.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct OneCycleConfig {
-    /// Peak rate.
+    /// Peak rate (>= 0); 0 takes the optimizer's lr.
     pub max_lr: f64,
-    /// Length of the cycle.
-    pub total_steps: usize,
-    /// Fraction of the cycle spent rising.
+    /// Length of the cycle in intervals (>= 2).
+    #[schemars(required)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_steps: Option<usize>,
+    /// Fraction of the cycle spent rising, in (0, 1).
     pub pct_start: f64,
-    /// Annealing shape.
-    pub anneal: Anneal,
-    /// Initial rate = `max_lr / div_factor`.
+    /// cos or linear.
+    pub anneal_strategy: Anneal,
+    /// Initial rate = max_lr / div_factor (> 0).
     pub div_factor: f64,
-    /// Final rate = initial rate / `final_div_factor`.
+    /// Final rate = initial rate / final_div_factor (> 0).
     pub final_div_factor: f64,
-    /// Back to the initial rate before the final descent.
+    /// Go back to the initial rate before the final descent.
     pub three_phase: bool,
+    /// step or epoch: what total_steps counts.
+    pub interval: Interval,
 }
 
-/// A one-cycle schedule with torch's phases.
-pub fn one_cycle(c: OneCycleConfig, interval: Interval) -> OneCycle {
-    let OneCycleConfig {
-        max_lr,
-        total_steps,
-        pct_start,
-        anneal,
-        div_factor,
-        final_div_factor,
-        three_phase,
-    } = c;
-    let initial = max_lr / div_factor;
-    let min_lr = initial / final_div_factor;
+impl Default for OneCycleConfig {
+    fn default() -> Self {
+        OneCycleConfig {
+            max_lr: 0.0,
+            total_steps: None,
+            pct_start: 0.3,
+            anneal_strategy: Anneal::Cos,
+            div_factor: 25.0,
+            final_div_factor: 1e4,
+            three_phase: false,
+            interval: Interval::Step,
+        }
+    }
+}
+
+/// Where torch's phases end (as step positions) for a cycle of `total_steps`.
+fn phase_ends(total_steps: usize, pct_start: f64, three_phase: bool) -> Vec<f64> {
     let up = pct_start * total_steps as f64 - 1.0;
     let last = total_steps as f64 - 1.0;
-    let phase = |end_step, start_lr, end_lr| Phase {
-        end_step,
-        start_lr,
-        end_lr,
-    };
-    let phases = if three_phase {
-        vec![
-            phase(up, initial, max_lr),
-            phase(2.0 * pct_start * total_steps as f64 - 2.0, max_lr, initial),
-            phase(last, initial, min_lr),
-        ]
+    if three_phase {
+        vec![up, 2.0 * pct_start * total_steps as f64 - 2.0, last]
     } else {
-        vec![phase(up, initial, max_lr), phase(last, max_lr, min_lr)]
-    };
-    OneCycle {
-        total_steps,
-        anneal,
-        interval,
-        phases,
+        vec![up, last]
+    }
+}
+
+impl PluginConfig for OneCycleConfig {
+    fn validate(&self, at: &str) -> Result<()> {
+        check_non_negative(at, "max_lr", self.max_lr)?;
+        let pct = self.pct_start;
+        check_value(
+            at,
+            "pct_start",
+            &pct,
+            pct > 0.0 && pct < 1.0,
+            "must be in (0, 1)",
+        )?;
+        check_positive(at, "div_factor", self.div_factor)?;
+        check_positive(at, "final_div_factor", self.final_div_factor)?;
+        let Some(total) = self.total_steps else {
+            return Ok(());
+        };
+        check_value(at, "total_steps", &total, total >= 2, "must be at least 2")?;
+        // Every phase must be at least one step long, or torch's formula divides by 0.
+        let mut start = 0.0;
+        for end in phase_ends(total, pct, self.three_phase) {
+            let why = format!(
+                "gives a phase of no steps with total_steps = {total}{}",
+                if self.three_phase {
+                    " and three_phase (needs pct_start < 0.5)"
+                } else {
+                    ""
+                }
+            );
+            check_value(at, "pct_start", &pct, end > start, &why)?;
+            start = end;
+        }
+        Ok(())
+    }
+}
+
+impl OneCycleConfig {
+    /// The schedule these keys describe; `max_lr = 0` takes `base_lr`. `at` is the config path,
+    /// for a missing `total_steps`.
+    pub fn build(&self, base_lr: f64, at: &str) -> Result<OneCycle> {
+        let total_steps = required(self.total_steps, at, "total_steps")?;
+        let max_lr = if self.max_lr == 0.0 {
+            base_lr
+        } else {
+            self.max_lr
+        };
+        let initial = max_lr / self.div_factor;
+        let min_lr = initial / self.final_div_factor;
+        let ends = phase_ends(total_steps, self.pct_start, self.three_phase);
+        let rates: &[(f64, f64)] = if self.three_phase {
+            &[(initial, max_lr), (max_lr, initial), (initial, min_lr)]
+        } else {
+            &[(initial, max_lr), (max_lr, min_lr)]
+        };
+        let phases = ends
+            .iter()
+            .zip(rates)
+            .map(|(&end_step, &(start_lr, end_lr))| Phase {
+                end_step,
+                start_lr,
+                end_lr,
+            })
+            .collect();
+        Ok(OneCycle {
+            total_steps,
+            anneal: self.anneal_strategy,
+            interval: self.interval,
+            phases,
+        })
     }
 }
 
@@ -130,64 +196,11 @@ impl Scheduler for OneCycle {
 
 /// Registers `one_cycle`.
 pub fn register(r: &mut Registry) {
-    r.schedulers.add(
-        PluginSpec {
-            name: "one_cycle",
-            doc: "OneCycleLR's rate: up from max_lr/div_factor to max_lr over pct_start of total_steps, then down to max_lr/(div_factor*final_div_factor)",
-            params: vec![
-                ParamSpec::new("max_lr", "0.0", "peak rate (> 0); 0 takes the optimizer's lr"),
-                ParamSpec::required("total_steps", "length of the cycle in intervals"),
-                ParamSpec::new("pct_start", "0.3", "fraction of the cycle spent rising, in (0, 1)"),
-                ParamSpec::new("anneal_strategy", "\"cos\"", "cos or linear"),
-                ParamSpec::new("div_factor", "25.0", "initial rate = max_lr / div_factor (> 0)"),
-                ParamSpec::new("final_div_factor", "1e4", "final rate = initial rate / final_div_factor (> 0)"),
-                ParamSpec::new("three_phase", "false", "go back to the initial rate before the final descent"),
-                ParamSpec::new("interval", "\"step\"", "step or epoch: what total_steps counts"),
-            ],
-        },
-        Arc::new(
-            |p: &PluginParams, base_lr: f64, _: &Registry| -> Result<Box<dyn Scheduler>> {
-                let max_lr = match non_negative(p, "max_lr")? {
-                    0.0 => base_lr,
-                    v => v,
-                };
-                let total_steps = p.usize("total_steps")?;
-                p.check("total_steps", total_steps >= 2, "must be at least 2")?;
-                let pct_start = p.f64("pct_start")?;
-                p.check("pct_start", pct_start > 0.0 && pct_start < 1.0, "must be in (0, 1)")?;
-                let anneal = match p.choice("anneal_strategy", &["cos", "linear"])?.as_str() {
-                    "linear" => Anneal::Linear,
-                    _ => Anneal::Cos,
-                };
-                let three_phase = p.bool("three_phase")?;
-                let s = one_cycle(
-                    OneCycleConfig {
-                        max_lr,
-                        total_steps,
-                        pct_start,
-                        anneal,
-                        div_factor: positive(p, "div_factor")?,
-                        final_div_factor: positive(p, "final_div_factor")?,
-                        three_phase,
-                    },
-                    interval(p)?,
-                );
-                // Every phase must be at least one step long, or torch's formula divides by 0.
-                let mut start = 0.0;
-                for ph in &s.phases {
-                    p.check(
-                        "pct_start",
-                        ph.end_step > start,
-                        &format!(
-                            "gives a phase of no steps with total_steps = {total_steps}{}",
-                            if three_phase { " and three_phase (needs pct_start < 0.5)" } else { "" }
-                        ),
-                    )?;
-                    start = ph.end_step;
-                }
-                Ok(Box::new(s))
-            },
-        ),
+    r.schedulers.register(
+        "one_cycle",
+        "OneCycleLR's rate: up from max_lr/div_factor to max_lr over pct_start of total_steps, then down to max_lr/(div_factor*final_div_factor)",
+        OneCycleConfig::default(),
+        |c, a| Ok(Box::new(c.build(a.base_lr, a.at)?)),
     );
 }
 

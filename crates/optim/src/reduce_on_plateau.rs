@@ -5,26 +5,17 @@
 //! and only when it changes by more than `eps`), then `cooldown` epochs pass before counting again.
 //! A metric missing from the epoch's record is an error that names it.
 
-use std::sync::Arc;
-
 use rnnlab_core::{
-    EpochMetrics, Error, Interval, Mode, ParamSpec, PluginParams, PluginSpec, Registry, Result,
-    Scheduler, StateDict, Watched,
+    check_value, EpochMetrics, Error, Interval, Mode, PluginConfig, Registry, Result, Scheduler,
+    StateDict, Watched,
 };
+use serde::{Deserialize, Serialize};
 
-use crate::util::{interval, non_negative};
-
-/// Which way the monitored metric improves.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PlateauMode {
-    /// Smaller is better (losses).
-    Min,
-    /// Larger is better (accuracies).
-    Max,
-}
+use crate::util::check_non_negative;
 
 /// How `threshold` measures a significant improvement.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum ThresholdMode {
     /// Relative: better than `best · (1 ∓ threshold)`.
     Rel,
@@ -32,31 +23,15 @@ pub enum ThresholdMode {
     Abs,
 }
 
-/// ReduceLROnPlateau's settings and state.
+/// ReduceLROnPlateau: its settings ([`ReduceOnPlateauConfig`]) and state. Built by
+/// [`ReduceOnPlateauConfig::build`].
 #[derive(Clone, Debug)]
 pub struct ReduceOnPlateau {
-    /// The metric watched.
-    pub monitor: String,
-    /// Which way it improves.
-    pub mode: PlateauMode,
-    /// Factor of each reduction, in (0, 1).
-    pub factor: f64,
-    /// Epochs without improvement tolerated before a reduction.
-    pub patience: usize,
-    /// Smallest significant improvement.
-    pub threshold: f64,
-    /// Relative or absolute threshold.
-    pub threshold_mode: ThresholdMode,
-    /// Epochs after a reduction during which bad epochs are not counted.
-    pub cooldown: usize,
-    /// The rate never goes below this.
-    pub min_lr: f64,
-    /// Reductions smaller than this are ignored.
-    pub eps: f64,
-    /// Steps or epochs (no effect: the rate changes at epoch ends).
-    pub interval: Interval,
+    cfg: ReduceOnPlateauConfig,
+    /// Which way the monitor improves (`mode`, resolved).
+    mode: Mode,
     /// The config path of `monitor`, for the missing-metric error.
-    pub monitor_at: String,
+    monitor_at: String,
     lr: f64,
     best: f64,
     num_bad_epochs: usize,
@@ -65,48 +40,14 @@ pub struct ReduceOnPlateau {
 }
 
 impl ReduceOnPlateau {
-    /// A scheduler at `base_lr` with no epoch seen.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        base_lr: f64,
-        monitor: impl Into<String>,
-        mode: PlateauMode,
-        factor: f64,
-        patience: usize,
-        threshold: f64,
-        threshold_mode: ThresholdMode,
-        cooldown: usize,
-        min_lr: f64,
-        eps: f64,
-    ) -> Self {
-        let monitor = monitor.into();
-        ReduceOnPlateau {
-            monitor_at: "monitor".into(),
-            monitor,
-            mode,
-            factor,
-            patience,
-            threshold,
-            threshold_mode,
-            cooldown,
-            min_lr,
-            eps,
-            interval: Interval::Epoch,
-            lr: base_lr,
-            best: worst(mode),
-            num_bad_epochs: 0,
-            cooldown_counter: 0,
-            last_epoch: 0,
-        }
-    }
-
     /// Whether `a` improves significantly on `best` (torch's `is_better`).
     pub fn is_better(&self, a: f64, best: f64) -> bool {
-        match (self.mode, self.threshold_mode) {
-            (PlateauMode::Min, ThresholdMode::Rel) => a < best * (1.0 - self.threshold),
-            (PlateauMode::Min, ThresholdMode::Abs) => a < best - self.threshold,
-            (PlateauMode::Max, ThresholdMode::Rel) => a > best * (self.threshold + 1.0),
-            (PlateauMode::Max, ThresholdMode::Abs) => a > best + self.threshold,
+        let threshold = self.cfg.threshold;
+        match (self.mode, self.cfg.threshold_mode) {
+            (Mode::Min, ThresholdMode::Rel) => a < best * (1.0 - threshold),
+            (Mode::Min, ThresholdMode::Abs) => a < best - threshold,
+            (Mode::Max, ThresholdMode::Rel) => a > best * (threshold + 1.0),
+            (Mode::Max, ThresholdMode::Abs) => a > best + threshold,
         }
     }
 
@@ -123,18 +64,18 @@ impl ReduceOnPlateau {
             self.cooldown_counter -= 1;
             self.num_bad_epochs = 0;
         }
-        if self.num_bad_epochs > self.patience {
-            let new_lr = (self.lr * self.factor).max(self.min_lr);
-            if self.lr - new_lr > self.eps {
+        if self.num_bad_epochs > self.cfg.patience {
+            let new_lr = (self.lr * self.cfg.factor).max(self.cfg.min_lr);
+            if self.lr - new_lr > self.cfg.eps {
                 tracing::info!(
                     "reduce_on_plateau: {} has not improved for {} epochs; lr {} -> {new_lr}",
-                    self.monitor,
+                    self.cfg.monitor,
                     self.num_bad_epochs,
                     self.lr
                 );
                 self.lr = new_lr;
             }
-            self.cooldown_counter = self.cooldown;
+            self.cooldown_counter = self.cfg.cooldown;
             self.num_bad_epochs = 0;
         }
     }
@@ -145,10 +86,10 @@ impl ReduceOnPlateau {
     }
 }
 
-fn worst(mode: PlateauMode) -> f64 {
+fn worst(mode: Mode) -> f64 {
     match mode {
-        PlateauMode::Min => f64::INFINITY,
-        PlateauMode::Max => f64::NEG_INFINITY,
+        Mode::Min => f64::INFINITY,
+        Mode::Max => f64::NEG_INFINITY,
     }
 }
 
@@ -158,7 +99,7 @@ impl Scheduler for ReduceOnPlateau {
     }
 
     fn interval(&self) -> Interval {
-        self.interval
+        self.cfg.interval
     }
 
     fn lr(&self, _t: usize) -> f64 {
@@ -166,11 +107,14 @@ impl Scheduler for ReduceOnPlateau {
     }
 
     fn watched_metrics(&self) -> Vec<Watched> {
-        vec![Watched::new(self.monitor_at.clone(), self.monitor.clone())]
+        vec![Watched::new(
+            self.monitor_at.clone(),
+            self.cfg.monitor.clone(),
+        )]
     }
 
     fn on_epoch_end(&mut self, metrics: &EpochMetrics) -> Result<()> {
-        match metrics.get(&self.monitor) {
+        match metrics.get(&self.cfg.monitor) {
             Some(v) => {
                 self.observe(v);
                 Ok(())
@@ -182,7 +126,7 @@ impl Scheduler for ReduceOnPlateau {
                     format!(
                         "reduce_on_plateau watches `{}`, which is not in this epoch's metrics \
                          (is there a validation split?); logged: {}",
-                        self.monitor,
+                        self.cfg.monitor,
                         logged.join(", ")
                     ),
                 ))
@@ -210,56 +154,88 @@ impl Scheduler for ReduceOnPlateau {
     }
 }
 
+/// The keys of `type = "reduce_on_plateau"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReduceOnPlateauConfig {
+    /// The logged metric watched (val_acc, val_loss, val_macro_f1, ...).
+    pub monitor: String,
+    /// max (accuracies), min (losses), or auto: min when the monitor's name contains `loss`,
+    /// else max.
+    pub mode: String,
+    /// Factor of each reduction, in (0, 1).
+    pub factor: f64,
+    /// Epochs without improvement tolerated.
+    pub patience: usize,
+    /// Smallest significant improvement (>= 0).
+    pub threshold: f64,
+    /// rel (a fraction of the best) or abs.
+    pub threshold_mode: ThresholdMode,
+    /// Epochs after a reduction before bad epochs count again.
+    pub cooldown: usize,
+    /// The rate never goes below this (>= 0).
+    pub min_lr: f64,
+    /// Reductions smaller than this are skipped (>= 0).
+    pub eps: f64,
+    /// step or epoch (no effect: the rate changes after each epoch's evaluation).
+    pub interval: Interval,
+}
+
+impl Default for ReduceOnPlateauConfig {
+    fn default() -> Self {
+        ReduceOnPlateauConfig {
+            monitor: "val_acc".into(),
+            mode: "auto".into(),
+            factor: 0.1,
+            patience: 10,
+            threshold: 1e-4,
+            threshold_mode: ThresholdMode::Rel,
+            cooldown: 0,
+            min_lr: 0.0,
+            eps: 1e-8,
+            interval: Interval::Epoch,
+        }
+    }
+}
+
+impl PluginConfig for ReduceOnPlateauConfig {
+    fn validate(&self, at: &str) -> Result<()> {
+        let m = &self.monitor;
+        check_value(at, "monitor", m, !m.is_empty(), "must name a logged metric")?;
+        Mode::resolve(&self.mode, m, &format!("{at}.mode"))?;
+        let f = self.factor;
+        check_value(at, "factor", &f, f > 0.0 && f < 1.0, "must be in (0, 1)")?;
+        check_non_negative(at, "threshold", self.threshold)?;
+        check_non_negative(at, "min_lr", self.min_lr)?;
+        check_non_negative(at, "eps", self.eps)
+    }
+}
+
+impl ReduceOnPlateauConfig {
+    /// The scheduler these keys describe, at `base_lr`; `at` is the config path, which the
+    /// missing-metric error names.
+    pub fn build(&self, base_lr: f64, at: &str) -> Result<ReduceOnPlateau> {
+        let mode = Mode::resolve(&self.mode, &self.monitor, &format!("{at}.mode"))?;
+        Ok(ReduceOnPlateau {
+            cfg: self.clone(),
+            mode,
+            monitor_at: format!("{at}.monitor"),
+            lr: base_lr,
+            best: worst(mode),
+            num_bad_epochs: 0,
+            cooldown_counter: 0,
+            last_epoch: 0,
+        })
+    }
+}
+
 /// Registers `reduce_on_plateau`.
 pub fn register(r: &mut Registry) {
-    r.schedulers.add(
-        PluginSpec {
-            name: "reduce_on_plateau",
-            doc: "ReduceLROnPlateau: multiply the rate by factor when `monitor` stops improving for more than `patience` epochs",
-            params: vec![
-                ParamSpec::new("monitor", "\"val_acc\"", "the logged metric watched (val_acc, val_loss, val_macro_f1, ...)"),
-                ParamSpec::new("mode", "\"auto\"", "max (accuracies), min (losses), or auto: min when the monitor's name contains `loss`, else max"),
-                ParamSpec::new("factor", "0.1", "factor of each reduction, in (0, 1)"),
-                ParamSpec::new("patience", "10", "epochs without improvement tolerated"),
-                ParamSpec::new("threshold", "1e-4", "smallest significant improvement (>= 0)"),
-                ParamSpec::new("threshold_mode", "\"rel\"", "rel (a fraction of the best) or abs"),
-                ParamSpec::new("cooldown", "0", "epochs after a reduction before bad epochs count again"),
-                ParamSpec::new("min_lr", "0.0", "the rate never goes below this (>= 0)"),
-                ParamSpec::new("eps", "1e-8", "reductions smaller than this are skipped (>= 0)"),
-                ParamSpec::new("interval", "\"epoch\"", "step or epoch (no effect: the rate changes after each epoch's evaluation)"),
-            ],
-        },
-        Arc::new(
-            |p: &PluginParams, base_lr: f64, _: &Registry| -> Result<Box<dyn Scheduler>> {
-                let monitor = p.str("monitor")?.to_string();
-                p.check("monitor", !monitor.is_empty(), "must name a logged metric")?;
-                let mode = match Mode::resolve(p.str("mode")?, &monitor, &p.at("mode"))? {
-                    Mode::Min => PlateauMode::Min,
-                    Mode::Max => PlateauMode::Max,
-                };
-                let factor = p.f64("factor")?;
-                p.check("factor", factor > 0.0 && factor < 1.0, "must be in (0, 1)")?;
-                let threshold_mode = match p.choice("threshold_mode", &["rel", "abs"])?.as_str() {
-                    "abs" => ThresholdMode::Abs,
-                    _ => ThresholdMode::Rel,
-                };
-                let mut s = ReduceOnPlateau::new(
-                    base_lr,
-                    monitor,
-                    mode,
-                    factor,
-                    p.usize("patience")?,
-                    non_negative(p, "threshold")?,
-                    threshold_mode,
-                    p.usize("cooldown")?,
-                    non_negative(p, "min_lr")?,
-                    non_negative(p, "eps")?,
-                );
-                s.interval = interval(p)?;
-                s.monitor_at = p.at("monitor");
-                Ok(Box::new(s))
-            },
-        ),
+    r.schedulers.register(
+        "reduce_on_plateau",
+        "ReduceLROnPlateau: multiply the rate by factor when `monitor` stops improving for more than `patience` epochs",
+        ReduceOnPlateauConfig::default(),
+        |c, a| Ok(Box::new(c.build(a.base_lr, a.at)?)),
     );
 }
 

@@ -1,11 +1,10 @@
 //! `step`: `torch.optim.lr_scheduler.StepLR`: the rate is multiplied by `gamma` every `step_size`
 //! intervals, `lr(t) = base · gamma^⌊t / step_size⌋`.
 
-use std::sync::Arc;
+use rnnlab_core::{required, Interval, PluginConfig, Registry, Result, Scheduler};
+use serde::{Deserialize, Serialize};
 
-use rnnlab_core::{Interval, ParamSpec, PluginParams, PluginSpec, Registry, Result, Scheduler};
-
-use crate::util::interval;
+use crate::util::{check_at_least_one, check_gamma};
 
 /// Step decay.
 #[derive(Clone, Debug)]
@@ -34,41 +33,51 @@ impl Scheduler for StepLr {
     }
 }
 
-/// Checks that `key` is a decay factor in (0, 1].
-pub(crate) fn gamma(p: &PluginParams, key: &str) -> Result<f64> {
-    let g = p.f64(key)?;
-    p.check(key, g > 0.0 && g <= 1.0, "must be in (0, 1]")?;
-    Ok(g)
+/// The keys of `type = "step"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepConfig {
+    /// Intervals between decays (>= 1).
+    #[schemars(required)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step_size: Option<usize>,
+    /// Decay factor, in (0, 1].
+    pub gamma: f64,
+    /// step or epoch: what step_size counts.
+    pub interval: Interval,
+}
+
+impl Default for StepConfig {
+    fn default() -> Self {
+        StepConfig {
+            step_size: None,
+            gamma: 0.1,
+            interval: Interval::Epoch,
+        }
+    }
+}
+
+impl PluginConfig for StepConfig {
+    fn validate(&self, at: &str) -> Result<()> {
+        check_at_least_one(at, "step_size", self.step_size)?;
+        check_gamma(at, "gamma", self.gamma)
+    }
 }
 
 /// Registers `step`.
 pub fn register(r: &mut Registry) {
-    r.schedulers.add(
-        PluginSpec {
-            name: "step",
-            doc: "StepLR: multiply the rate by gamma every step_size intervals",
-            params: vec![
-                ParamSpec::required("step_size", "intervals between decays (>= 1)"),
-                ParamSpec::new("gamma", "0.1", "decay factor, in (0, 1]"),
-                ParamSpec::new(
-                    "interval",
-                    "\"epoch\"",
-                    "step or epoch: what step_size counts",
-                ),
-            ],
+    r.schedulers.register(
+        "step",
+        "StepLR: multiply the rate by gamma every step_size intervals",
+        StepConfig::default(),
+        |c, a| {
+            Ok(Box::new(StepLr {
+                base_lr: a.base_lr,
+                step_size: required(c.step_size, a.at, "step_size")?,
+                gamma: c.gamma,
+                interval: c.interval,
+            }))
         },
-        Arc::new(
-            |p: &PluginParams, base_lr: f64, _: &Registry| -> Result<Box<dyn Scheduler>> {
-                let step_size = p.usize("step_size")?;
-                p.check("step_size", step_size >= 1, "must be at least 1")?;
-                Ok(Box::new(StepLr {
-                    base_lr,
-                    step_size,
-                    gamma: gamma(p, "gamma")?,
-                    interval: interval(p)?,
-                }))
-            },
-        ),
     );
 }
 

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use candle_core::Tensor;
-use rnnlab_core::{check_value, Error, Interval, Params, PluginParams, Result, StateDict};
+use rnnlab_core::{check_value, Error, Params, Result, StateDict};
 
 /// Whether `name` matches `pattern`, where `*` stands for any run of characters (dots
 /// included) and every other character matches itself (`?` and `[` are not wildcards):
@@ -32,26 +32,17 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
     p[pi..].iter().all(|&c| c == '*')
 }
 
-/// The `interval` key every scheduler takes.
-pub(crate) fn interval(p: &PluginParams) -> Result<Interval> {
-    Ok(match p.choice("interval", &["step", "epoch"])?.as_str() {
-        "epoch" => Interval::Epoch,
-        _ => Interval::Step,
-    })
+/// For a typed config's `validate`: `v`, the value of `{at}.{key}`, is a decay factor in (0, 1].
+pub(crate) fn check_gamma(at: &str, key: &str, v: f64) -> Result<()> {
+    check_value(at, key, &v, v > 0.0 && v <= 1.0, "must be in (0, 1]")
 }
 
-/// Checks that `key` holds a positive, finite learning rate and returns it.
-pub(crate) fn positive(p: &PluginParams, key: &str) -> Result<f64> {
-    let v = p.f64(key)?;
-    check_positive(p.path(), key, v)?;
-    Ok(v)
-}
-
-/// Checks that `key` holds a finite number ≥ 0 and returns it.
-pub(crate) fn non_negative(p: &PluginParams, key: &str) -> Result<f64> {
-    let v = p.f64(key)?;
-    check_non_negative(p.path(), key, v)?;
-    Ok(v)
+/// For a typed config's `validate`: `v`, the value of `{at}.{key}` (if given), is at least 1.
+pub(crate) fn check_at_least_one(at: &str, key: &str, v: Option<usize>) -> Result<()> {
+    match v {
+        Some(n) => check_value(at, key, &n, n >= 1, "must be at least 1"),
+        None => Ok(()),
+    }
 }
 
 /// For a typed config's `validate`: `v`, the value of `{at}.{key}`, is a positive finite number.

@@ -13,14 +13,13 @@
 //! passed to the inner schedule; a metric-driven inner (`reduce_on_plateau`) also counts the
 //! warmup's epochs.
 
-use std::sync::Arc;
-
 use rnnlab_core::{
-    EpochMetrics, Error, Interval, ParamSpec, PluginParams, PluginSpec, Registry, Result,
+    check_value, required, EpochMetrics, Error, Interval, PluginConfig, Registry, Result,
     Scheduler, StateDict, Watched,
 };
+use serde::{Deserialize, Serialize};
 
-use crate::util::interval;
+use crate::util::check_at_least_one;
 
 /// Linear warmup, then another schedule.
 pub struct Warmup {
@@ -72,57 +71,89 @@ impl Scheduler for Warmup {
     }
 }
 
+/// The keys of `type = "warmup"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WarmupConfig {
+    /// Length of the warmup in intervals (>= 1).
+    #[schemars(required)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<usize>,
+    /// First rate as a fraction of the inner schedule's first rate, in [0, 1].
+    pub start_factor: f64,
+    /// The schedule after the warmup, a scheduler table.
+    #[schemars(with = "std::collections::BTreeMap<String, String>")]
+    pub inner: toml::Value,
+    /// step or epoch, for the warmup and the inner schedule.
+    pub interval: Interval,
+}
+
+impl Default for WarmupConfig {
+    fn default() -> Self {
+        let mut constant = toml::Table::new();
+        constant.insert("type".into(), "constant".into());
+        WarmupConfig {
+            steps: None,
+            start_factor: 0.0,
+            inner: toml::Value::Table(constant),
+            interval: Interval::Step,
+        }
+    }
+}
+
+impl PluginConfig for WarmupConfig {
+    fn validate(&self, at: &str) -> Result<()> {
+        check_at_least_one(at, "steps", self.steps)?;
+        let f = self.start_factor;
+        check_value(
+            at,
+            "start_factor",
+            &f,
+            (0.0..=1.0).contains(&f),
+            "must be in [0, 1]",
+        )
+    }
+}
+
 /// Registers `warmup`.
 pub fn register(r: &mut Registry) {
-    r.schedulers.add(
-        PluginSpec {
-            name: "warmup",
-            doc: "linear warmup from start_factor*lr over `steps` intervals, then the `inner` schedule (which starts counting after the warmup)",
-            params: vec![
-                ParamSpec::required("steps", "length of the warmup in intervals (>= 1)"),
-                ParamSpec::new("start_factor", "0.0", "first rate as a fraction of the inner schedule's first rate, in [0, 1]"),
-                ParamSpec::new("inner", "{ type = \"constant\" }", "the schedule after the warmup, a scheduler table"),
-                ParamSpec::new("interval", "\"step\"", "step or epoch, for the warmup and the inner schedule"),
-            ],
-        },
-        Arc::new(
-            |p: &PluginParams, base_lr: f64, registry: &Registry| -> Result<Box<dyn Scheduler>> {
-                let steps = p.usize("steps")?;
-                p.check("steps", steps >= 1, "must be at least 1")?;
-                let start_factor = p.f64("start_factor")?;
-                p.check("start_factor", (0.0..=1.0).contains(&start_factor), "must be in [0, 1]")?;
-                let interval = interval(p)?;
-                let mut inner = match p.value("inner")? {
-                    toml::Value::Table(t) => t.clone(),
-                    other => {
-                        return Err(Error::invalid(
-                            p.at("inner"),
-                            format!("expected a scheduler table such as {{ type = \"cosine\", T_max = 1000 }}, got {other}"),
-                        ))
-                    }
-                };
-                let wanted = p.str("interval")?.to_string();
-                match inner.get("interval") {
-                    None => {
-                        inner.insert("interval".into(), toml::Value::String(wanted));
-                    }
-                    Some(toml::Value::String(s)) if *s == wanted => {}
-                    Some(other) => {
-                        return Err(Error::invalid(
-                            format!("{}.interval", p.at("inner")),
-                            format!("{other} contradicts the warmup's interval \"{wanted}\"; set `interval` on the warmup only"),
-                        ))
-                    }
+    r.schedulers.register(
+        "warmup",
+        "linear warmup from start_factor*lr over `steps` intervals, then the `inner` schedule (which starts counting after the warmup)",
+        WarmupConfig::default(),
+        |c, a| {
+            let steps = required(c.steps, a.at, "steps")?;
+            let mut inner = match c.inner {
+                toml::Value::Table(t) => t,
+                other => {
+                    return Err(Error::invalid(
+                        a.at("inner"),
+                        format!("expected a scheduler table such as {{ type = \"cosine\", T_max = 1000 }}, got {other}"),
+                    ))
                 }
-                let (inner, _) = registry.scheduler(&inner, &p.at("inner"), base_lr)?;
-                Ok(Box::new(Warmup {
-                    steps,
-                    start_factor,
-                    interval,
-                    inner,
-                }))
-            },
-        ),
+            };
+            let wanted = toml::Value::try_from(c.interval)
+                .map_err(|e| Error::invalid(a.at("interval"), e.to_string()))?;
+            match inner.get("interval") {
+                None => {
+                    inner.insert("interval".into(), wanted);
+                }
+                Some(given) if *given == wanted => {}
+                Some(other) => {
+                    return Err(Error::invalid(
+                        format!("{}.interval", a.at("inner")),
+                        format!("{other} contradicts the warmup's interval {wanted}; set `interval` on the warmup only"),
+                    ))
+                }
+            }
+            let (inner, _) = a.registry.scheduler(&inner, &a.at("inner"), a.base_lr)?;
+            Ok(Box::new(Warmup {
+                steps,
+                start_factor: c.start_factor,
+                interval: c.interval,
+                inner,
+            }))
+        },
     );
 }
 
