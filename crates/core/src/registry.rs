@@ -152,6 +152,9 @@ impl PluginSpec {
 pub struct PluginParams {
     at: String,
     table: toml::Table,
+    /// The keys every plugin of the kind takes ([`Table::set_shared`]): read by the caller, not
+    /// part of the plugin's typed config.
+    shared: Vec<String>,
 }
 
 impl PluginParams {
@@ -199,6 +202,7 @@ impl PluginParams {
         Ok(PluginParams {
             at: at.to_string(),
             table: filled,
+            shared: Vec::new(),
         })
     }
 
@@ -207,6 +211,7 @@ impl PluginParams {
         PluginParams {
             at: at.to_string(),
             table,
+            shared: Vec::new(),
         }
     }
 
@@ -225,17 +230,21 @@ impl PluginParams {
         &self.table
     }
 
-    /// The table (without `type`) as the typed config `C`, validated.
+    /// The table (without `type` and the kind's shared keys) as the typed config `C`,
+    /// validated.
     pub fn typed<C: PluginConfig>(&self) -> Result<C> {
         let mut t = self.table.clone();
         t.remove("type");
+        for key in &self.shared {
+            t.remove(key);
+        }
         let c: C = serde_path_to_error::deserialize(toml::Value::Table(t)).map_err(
             |e: serde_path_to_error::Error<toml::de::Error>| {
                 let at = match e.path().to_string().as_str() {
                     "." | "" => self.at.clone(),
                     key => format!("{}.{key}", self.at),
                 };
-                Error::invalid(at, e.inner().message().to_string())
+                Error::invalid(at, with_variant_suggestion(e.inner().message()))
             },
         )?;
         c.validate(&self.at)?;
@@ -523,6 +532,7 @@ impl<F: Clone> Table<F> {
         params
             .table
             .insert("type".into(), toml::Value::String(name));
+        params.shared = self.shared.iter().map(|s| s.name.to_string()).collect();
         Ok((entry.ctor.clone(), params))
     }
 }
@@ -580,6 +590,65 @@ impl Table<SchedulerCtor> {
             build(p.typed()?, &args)
         };
         self.add(spec, Arc::new(ctor));
+    }
+}
+
+impl Table<CellCtor> {
+    /// Registers the cell `name` with the typed config `C` (its own keys; the shared ones,
+    /// `hidden`, `layers`, ..., are the encoder's), as [`Table::register`] does for the other
+    /// kinds; `build` makes one layer and direction's cell.
+    pub fn register<C: PluginConfig>(
+        &mut self,
+        name: &'static str,
+        doc: &'static str,
+        defaults: C,
+        build: impl Fn(C, &CellArgs, &mut ParamBuilder) -> Result<Box<dyn Cell>> + Send + Sync + 'static,
+    ) {
+        let spec = PluginSpec::typed(name, doc, &defaults);
+        let ctor = move |p: &PluginParams, args: &CellArgs, pb: &mut ParamBuilder| {
+            build(p.typed()?, args, pb)
+        };
+        self.add(spec, Arc::new(ctor));
+    }
+}
+
+impl Table<ModelCtor> {
+    /// Registers the model `name` with the typed config `C`, as [`Table::register`] does for
+    /// the other kinds; `build` also gets the config path (`model`), the data's context and the
+    /// parameter builder.
+    pub fn register<C: PluginConfig>(
+        &mut self,
+        name: &'static str,
+        doc: &'static str,
+        defaults: C,
+        build: impl Fn(C, &str, &ModelContext, &mut ParamBuilder) -> Result<Box<dyn Model>>
+            + Send
+            + Sync
+            + 'static,
+    ) {
+        let spec = PluginSpec::typed(name, doc, &defaults);
+        let ctor = move |p: &PluginParams, ctx: &ModelContext, pb: &mut ParamBuilder| {
+            build(p.typed()?, p.path(), ctx, pb)
+        };
+        self.add(spec, Arc::new(ctor));
+    }
+}
+
+/// serde's "unknown variant `mena`, expected one of `last`, `mean`, ..." in the words of
+/// [`PluginParams::choice`], with the nearest variant suggested as for unknown keys:
+/// "`mena` is not one of last, mean, max, did you mean `mean`?".
+fn with_variant_suggestion(message: &str) -> String {
+    if !message.starts_with("unknown variant") {
+        return message.to_string();
+    }
+    let quoted: Vec<&str> = message.split('`').skip(1).step_by(2).collect();
+    match quoted.split_first() {
+        Some((given, known)) if !known.is_empty() => format!(
+            "`{given}` is not one of {}{}",
+            known.join(", "),
+            suggest(given, known.iter().copied())
+        ),
+        _ => message.to_string(),
     }
 }
 
@@ -757,5 +826,21 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.contains("did you mean `clip_global_norm`?"), "{msg}");
         assert!(msg.contains("known transforms: clip_global_norm"), "{msg}");
+    }
+
+    #[test]
+    fn a_misspelt_variant_gets_the_nearest_suggested() {
+        let m = "unknown variant `mena`, expected one of `last`, `mean`, `max`, `last_padded`";
+        assert_eq!(
+            with_variant_suggestion(m),
+            "`mena` is not one of last, mean, max, last_padded, did you mean `mean`?"
+        );
+        let m = "unknown variant `batch`, expected `step` or `epoch`";
+        assert_eq!(
+            with_variant_suggestion(m),
+            "`batch` is not one of step, epoch",
+            "nothing is close to `batch`"
+        );
+        assert_eq!(with_variant_suggestion("invalid type"), "invalid type");
     }
 }

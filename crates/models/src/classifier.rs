@@ -4,16 +4,21 @@ use std::str::FromStr;
 
 use candle_core::{DType, Tensor};
 use rnnlab_core::{
-    cross_entropy, dropout, length_mask, Batch, Error, Model, ModelContext, ParamBuilder, Params,
-    PluginParams, RecurrentWeight, Registry, Result, Rng,
+    check_value, cross_entropy, dropout, length_mask, Batch, Error, Model, ModelContext,
+    ParamBuilder, Params, PluginConfig, RecurrentWeight, Registry, Result, Rng,
 };
 
-use crate::encoder::{check_probability, encoder, Encoder};
-use crate::{build_owned, check_lengths, class_weights, embedding_from_context, linear};
+use crate::encoder::{check_dropout, encoder, Encoder};
+use crate::{
+    build_owned, check_classes, check_lengths, class_weights, embedding_from_context, linear,
+};
 use crate::{Embedding, Linear};
 
 /// How the encoder's outputs become one vector per sequence.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum Pooling {
     /// The final state at each sequence's true length (both directions when bidirectional).
     Last,
@@ -61,59 +66,99 @@ pub struct RecurrentClassifier {
     class_weights: Option<Tensor>,
 }
 
-/// Builds a [`RecurrentClassifier`] from the `recurrent` model's parameters (see
-/// [`crate::register`]). The model owns its parameters; they are also added to `pb`'s store (same
-/// variables) under its prefix.
-pub fn recurrent_classifier(
-    p: &PluginParams,
-    ctx: &ModelContext,
-    pb: &mut ParamBuilder,
-) -> Result<RecurrentClassifier> {
-    let cell = match p.value("cell")? {
-        toml::Value::Table(t) => t.clone(),
-        toml::Value::String(s) => {
-            let mut t = toml::Table::new();
-            t.insert("type".into(), toml::Value::String(s.clone()));
-            t
+/// The keys of `type = "recurrent"`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecurrentConfig {
+    /// The cell table: type (rnn, lstm, gru, ...), hidden, layers, bidirectional,
+    /// recurrent_dropout.
+    #[schemars(with = "std::collections::BTreeMap<String, String>")]
+    pub cell: toml::Value,
+    /// Embedding width when no pretrained vectors are loaded (> 0).
+    pub embedding_dim: usize,
+    /// Dropout on the embedded tokens, in [0, 1).
+    pub embedding_dropout: f64,
+    /// Dropout before the output layer, in [0, 1).
+    pub dropout: f64,
+    /// Dropout between stacked layers (not after the last), in [0, 1).
+    pub layer_dropout: f64,
+    /// last (state at the true length), mean, max (over true tokens), last_padded (state after
+    /// the padding).
+    pub pooling: Pooling,
+    /// Cross-entropy weight per class; [] for none.
+    pub class_weights: Vec<f64>,
+}
+
+impl Default for RecurrentConfig {
+    fn default() -> Self {
+        let mut cell = toml::Table::new();
+        cell.insert("type".into(), "lstm".into());
+        RecurrentConfig {
+            cell: toml::Value::Table(cell),
+            embedding_dim: 50,
+            embedding_dropout: 0.0,
+            dropout: 0.5,
+            layer_dropout: 0.0,
+            pooling: Pooling::Last,
+            class_weights: Vec::new(),
         }
-        other => {
-            return Err(Error::invalid(
-                p.at("cell"),
+    }
+}
+
+impl PluginConfig for RecurrentConfig {
+    fn validate(&self, at: &str) -> Result<()> {
+        let d = self.embedding_dim;
+        check_value(at, "embedding_dim", &d, d > 0, "must be positive")?;
+        check_dropout(at, "dropout", self.dropout)?;
+        check_dropout(at, "embedding_dropout", self.embedding_dropout)?;
+        check_dropout(at, "layer_dropout", self.layer_dropout)
+    }
+}
+
+impl RecurrentConfig {
+    /// The cell table (`cell = "gru"` stands for `{ type = "gru" }`).
+    fn cell_table(&self, at: &str) -> Result<toml::Table> {
+        match &self.cell {
+            toml::Value::Table(t) => Ok(t.clone()),
+            toml::Value::String(s) => {
+                let mut t = toml::Table::new();
+                t.insert("type".into(), toml::Value::String(s.clone()));
+                Ok(t)
+            }
+            other => Err(Error::invalid(
+                format!("{at}.cell"),
                 format!(
                     "expected a table such as {{ type = \"lstm\", hidden = 128 }}, got {}",
                     other.type_str()
                 ),
-            ))
+            )),
         }
-    };
-    let embedding_dim = p.usize("embedding_dim")?;
-    p.check("embedding_dim", embedding_dim > 0, "must be positive")?;
-    let drop = p.f64("dropout")?;
-    check_probability(p, "dropout", drop)?;
-    let embedding_dropout = p.f64("embedding_dropout")?;
-    check_probability(p, "embedding_dropout", embedding_dropout)?;
-    let layer_dropout = p.f64("layer_dropout")?;
-    check_probability(p, "layer_dropout", layer_dropout)?;
-    let pooling: Pooling = p.choice("pooling", &Pooling::NAMES)?.parse()?;
-    if ctx.num_classes < 2 {
-        return Err(Error::invalid(
-            p.path(),
-            format!("{} classes: a classifier needs at least 2", ctx.num_classes),
-        ));
     }
-    let weights = p.f64_list("class_weights")?;
+}
+
+/// Builds a [`RecurrentClassifier`] from the `recurrent` model's keys at config path `at`
+/// (see [`crate::register`]). The model owns its parameters; they are also added to `pb`'s store
+/// (same variables) under its prefix.
+pub fn recurrent_classifier(
+    c: &RecurrentConfig,
+    at: &str,
+    ctx: &ModelContext,
+    pb: &mut ParamBuilder,
+) -> Result<RecurrentClassifier> {
+    let cell = c.cell_table(at)?;
+    check_classes(at, ctx.num_classes)?;
     let dtype = pb.dtype();
     let device = pb.device().clone();
-    let class_weights = class_weights(p, &weights, ctx.num_classes, dtype, &device)?;
-    let cell_at = p.at("cell");
+    let class_weights = class_weights(at, &c.class_weights, ctx.num_classes, dtype, &device)?;
+    let cell_at = format!("{at}.cell");
     let registry: &Registry = ctx.registry;
     let ((embedding, encoder, fc), params) = build_owned(pb, |pb| {
-        let embedding = embedding_from_context(ctx, embedding_dim, &mut pb.pp("embedding"))?;
+        let embedding = embedding_from_context(ctx, c.embedding_dim, &mut pb.pp("embedding"))?;
         let encoder = encoder(
             &cell,
             &cell_at,
             embedding.dim(),
-            layer_dropout,
+            c.layer_dropout,
             registry,
             pb,
         )?;
@@ -125,9 +170,9 @@ pub fn recurrent_classifier(
         embedding,
         encoder,
         fc,
-        embedding_dropout,
-        dropout: drop,
-        pooling,
+        embedding_dropout: c.embedding_dropout,
+        dropout: c.dropout,
+        pooling: c.pooling,
         class_weights,
     })
 }

@@ -4,13 +4,15 @@
 
 use candle_core::Tensor;
 use rnnlab_core::{
-    cross_entropy, dropout, Batch, Error, Model, ModelContext, ParamBuilder, Params, PluginParams,
-    Result, Rng,
+    check_value, cross_entropy, dropout, Batch, Model, ModelContext, ParamBuilder, Params,
+    PluginConfig, Result, Rng,
 };
 
 use crate::conv_pool::{conv_max_pool, reference_conv_max_pool};
-use crate::encoder::check_probability;
-use crate::{build_owned, check_lengths, class_weights, embedding_from_context, fused, linear};
+use crate::encoder::check_dropout;
+use crate::{
+    build_owned, check_classes, check_lengths, class_weights, embedding_from_context, fused, linear,
+};
 use crate::{Embedding, Kernel, Linear};
 
 /// One convolution: `weight` `[maps, E, width]`, `bias` `[maps]`.
@@ -34,40 +36,75 @@ pub struct KimCnn {
     class_weights: Option<Tensor>,
 }
 
-/// Builds a [`KimCnn`] from the `cnn` model's parameters (see [`crate::register`]). The model owns
-/// its parameters; they are also added to `pb`'s store (same variables) under its prefix.
-pub fn kim_cnn(p: &PluginParams, ctx: &ModelContext, pb: &mut ParamBuilder) -> Result<KimCnn> {
-    let widths = p.usize_list("widths")?;
-    p.check(
-        "widths",
-        !widths.is_empty(),
-        "give at least one filter width",
-    )?;
-    p.check(
-        "widths",
-        widths.iter().all(|&w| w > 0),
-        "filter widths must be positive",
-    )?;
-    let maps = p.usize("maps")?;
-    p.check("maps", maps > 0, "must be positive")?;
-    let embedding_dim = p.usize("embedding_dim")?;
-    p.check("embedding_dim", embedding_dim > 0, "must be positive")?;
-    let drop = p.f64("dropout")?;
-    check_probability(p, "dropout", drop)?;
-    let embedding_dropout = p.f64("embedding_dropout")?;
-    check_probability(p, "embedding_dropout", embedding_dropout)?;
-    let kernel: Kernel = p.choice("kernel", &["fused", "reference"])?.parse()?;
-    if ctx.num_classes < 2 {
-        return Err(Error::invalid(
-            p.path(),
-            format!("{} classes: a classifier needs at least 2", ctx.num_classes),
-        ));
+/// The keys of `type = "cnn"`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CnnConfig {
+    /// Filter widths (non-empty).
+    pub widths: Vec<usize>,
+    /// Filters per width (> 0).
+    pub maps: usize,
+    /// Embedding width when no pretrained vectors are loaded (> 0).
+    pub embedding_dim: usize,
+    /// Dropout on the embedded tokens, in [0, 1).
+    pub embedding_dropout: f64,
+    /// Dropout before the output layer, in [0, 1).
+    pub dropout: f64,
+    /// Convolution and pooling: fused (one CPU op per width) or reference (candle ops).
+    pub kernel: Kernel,
+    /// Cross-entropy weight per class; [] for none.
+    pub class_weights: Vec<f64>,
+}
+
+impl Default for CnnConfig {
+    fn default() -> Self {
+        CnnConfig {
+            widths: vec![3, 4, 5],
+            maps: 100,
+            embedding_dim: 50,
+            embedding_dropout: 0.0,
+            dropout: 0.5,
+            kernel: Kernel::Fused,
+            class_weights: Vec::new(),
+        }
     }
-    let weights = p.f64_list("class_weights")?;
+}
+
+impl PluginConfig for CnnConfig {
+    fn validate(&self, at: &str) -> Result<()> {
+        let w = &self.widths;
+        check_value(
+            at,
+            "widths",
+            w,
+            !w.is_empty(),
+            "give at least one filter width",
+        )?;
+        let positive = w.iter().all(|&w| w > 0);
+        check_value(at, "widths", w, positive, "filter widths must be positive")?;
+        check_value(at, "maps", &self.maps, self.maps > 0, "must be positive")?;
+        let d = self.embedding_dim;
+        check_value(at, "embedding_dim", &d, d > 0, "must be positive")?;
+        check_dropout(at, "dropout", self.dropout)?;
+        check_dropout(at, "embedding_dropout", self.embedding_dropout)
+    }
+}
+
+/// Builds a [`KimCnn`] from the `cnn` model's keys at config path `at` (see
+/// [`crate::register`]). The model owns its parameters; they are also added to `pb`'s store
+/// (same variables) under its prefix.
+pub fn kim_cnn(
+    c: &CnnConfig,
+    at: &str,
+    ctx: &ModelContext,
+    pb: &mut ParamBuilder,
+) -> Result<KimCnn> {
+    check_classes(at, ctx.num_classes)?;
     let device = pb.device().clone();
-    let class_weights = class_weights(p, &weights, ctx.num_classes, pb.dtype(), &device)?;
+    let class_weights = class_weights(at, &c.class_weights, ctx.num_classes, pb.dtype(), &device)?;
+    let (widths, maps) = (&c.widths, c.maps);
     let ((embedding, convs, fc), params) = build_owned(pb, |pb| {
-        let embedding = embedding_from_context(ctx, embedding_dim, &mut pb.pp("embedding"))?;
+        let embedding = embedding_from_context(ctx, c.embedding_dim, &mut pb.pp("embedding"))?;
         let e = embedding.dim();
         let mut convs = Vec::with_capacity(widths.len());
         for (i, &w) in widths.iter().enumerate() {
@@ -89,9 +126,9 @@ pub fn kim_cnn(p: &PluginParams, ctx: &ModelContext, pb: &mut ParamBuilder) -> R
         embedding,
         convs,
         fc,
-        embedding_dropout,
-        dropout: drop,
-        kernel,
+        embedding_dropout: c.embedding_dropout,
+        dropout: c.dropout,
+        kernel: c.kernel,
         class_weights,
     })
 }

@@ -3,8 +3,8 @@
 
 use candle_core::Tensor;
 use rnnlab_core::{
-    dropout, dropout_mask, reference_forward_seq, Cell, CellArgs, Error, ParamBuilder, ParamSpec,
-    PluginParams, RecurrentWeight, Registry, Result, Rng, SeqOutput,
+    check_value, dropout, dropout_mask, reference_forward_seq, Cell, CellArgs, Error, ParamBuilder,
+    ParamSpec, PluginParams, RecurrentWeight, Registry, Result, Rng, SeqOutput,
 };
 
 /// The parameter prefix of the encoder's cells (`rnn.weight_ih_l0`, ...), as in PyTorch models.
@@ -28,19 +28,20 @@ pub fn shared_cell_params() -> Vec<ParamSpec> {
     ]
 }
 
-/// The `kernel` key of a cell that has a sequence kernel of its own ([`Cell::forward_seq`]): a
-/// cell registers it among its parameters; a cell without one (stepped by
-/// [`reference_forward_seq`]) does not take the key.
-pub fn kernel_param() -> ParamSpec {
-    ParamSpec::new(
-        "kernel",
-        "\"fused\"",
-        "sequence pass: fused (the cell's own sequence kernel) or reference (step-by-step autograd)",
-    )
-}
-
-/// How the encoder runs each cell over a sequence (and the CNN each filter width).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// How the encoder runs each cell over a sequence (and the CNN each filter width): the `kernel`
+/// key, `"fused"` or `"reference"`.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Kernel {
     /// The cell's own [`Cell::forward_seq`] (for the built-in cells: one fused op forward and one
     /// backward); for the CNN, one custom op per filter width.
@@ -154,7 +155,18 @@ pub fn encoder(
 
 /// Errors unless `value` is in [0, 1).
 pub(crate) fn check_probability(p: &PluginParams, key: &str, value: f64) -> Result<()> {
-    p.check(key, (0.0..1.0).contains(&value), "must be in [0, 1)")
+    check_dropout(p.path(), key, value)
+}
+
+/// For a typed config's `validate`: `{at}.{key}` is a dropout probability, in [0, 1).
+pub(crate) fn check_dropout(at: &str, key: &str, value: f64) -> Result<()> {
+    check_value(
+        at,
+        key,
+        &value,
+        (0.0..1.0).contains(&value),
+        "must be in [0, 1)",
+    )
 }
 
 impl Encoder {

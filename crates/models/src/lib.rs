@@ -18,178 +18,61 @@ mod lstm;
 mod rnn;
 mod rows;
 
-use std::sync::Arc;
-
 use candle_core::{DType, Device, Tensor};
-use rnnlab_core::{
-    Cell, CellArgs, Error, Model, ModelContext, ParamBuilder, ParamSpec, Params, PluginParams,
-    PluginSpec, Registry, Result,
-};
+use rnnlab_core::{check_value, Error, ParamBuilder, Params, Registry, Result};
 
-pub use classifier::{recurrent_classifier, Pooling, RecurrentClassifier};
-pub use cnn::{kim_cnn, KimCnn};
+pub use classifier::{recurrent_classifier, Pooling, RecurrentClassifier, RecurrentConfig};
+pub use cnn::{kim_cnn, CnnConfig, KimCnn};
 pub use embedding::{embedding, embedding_from_context, pretrained_embedding, Embedding};
-pub use encoder::{
-    encoder, kernel_param, shared_cell_params, Encoder, EncoderOutput, Kernel, PREFIX,
-};
-pub use gru::{gru, Gru};
+pub use encoder::{encoder, shared_cell_params, Encoder, EncoderOutput, Kernel, PREFIX};
+pub use gru::{gru, Gru, GruConfig};
 pub use linear::{linear, Linear};
-pub use lstm::{lstm, Lstm};
-pub use rnn::{rnn, Nonlinearity, Rnn};
+pub use lstm::{lstm, Lstm, LstmConfig};
+pub use rnn::{rnn, Nonlinearity, Rnn, RnnConfig};
 
 /// Registers the cells `rnn`, `lstm`, `gru` (with the shared cell keys `hidden`, `layers`,
 /// `bidirectional`, `recurrent_dropout`, and each its `kernel`: all three have a fused sequence
 /// kernel) and the models `recurrent` and `cnn`.
 pub fn register(r: &mut Registry) {
     r.cells.set_shared(shared_cell_params());
-    r.cells.add(
-        PluginSpec {
-            name: "rnn",
-            doc: "vanilla RNN as torch.nn.RNN: h' = act(W_ih x + b_ih + W_hh h + b_hh)",
-            params: vec![
-                ParamSpec::new("nonlinearity", "\"tanh\"", "activation: tanh or relu"),
-                kernel_param(),
-            ],
+    r.cells.register(
+        "rnn",
+        "vanilla RNN as torch.nn.RNN: h' = act(W_ih x + b_ih + W_hh h + b_hh)",
+        RnnConfig::default(),
+        |c, a, pb| {
+            Ok(Box::new(rnn(
+                a.input_size,
+                a.hidden_size,
+                c.nonlinearity,
+                &a.suffix,
+                pb,
+            )?))
         },
-        Arc::new(make_rnn),
     );
-    r.cells.add(
-        PluginSpec {
-            name: "lstm",
-            doc: "LSTM as torch.nn.LSTM (gates i, f, g, o)",
-            params: vec![kernel_param()],
-        },
-        Arc::new(make_lstm),
+    r.cells.register(
+        "lstm",
+        "LSTM as torch.nn.LSTM (gates i, f, g, o)",
+        LstmConfig::default(),
+        |_, a, pb| Ok(Box::new(lstm(a.input_size, a.hidden_size, &a.suffix, pb)?)),
     );
-    r.cells.add(
-        PluginSpec {
-            name: "gru",
-            doc: "GRU as torch.nn.GRU (gates r, z, n)",
-            params: vec![kernel_param()],
-        },
-        Arc::new(make_gru),
+    r.cells.register(
+        "gru",
+        "GRU as torch.nn.GRU (gates r, z, n)",
+        GruConfig::default(),
+        |_, a, pb| Ok(Box::new(gru(a.input_size, a.hidden_size, &a.suffix, pb)?)),
     );
-    r.models.add(
-        PluginSpec {
-            name: "recurrent",
-            doc: "embedding → recurrent encoder (any cell, layers, directions) → pooling → dropout → linear",
-            params: recurrent_params(),
-        },
-        Arc::new(make_recurrent),
+    r.models.register(
+        "recurrent",
+        "embedding → recurrent encoder (any cell, layers, directions) → pooling → dropout → linear",
+        RecurrentConfig::default(),
+        |c, at, ctx, pb| Ok(Box::new(recurrent_classifier(&c, at, ctx, pb)?)),
     );
-    r.models.add(
-        PluginSpec {
-            name: "cnn",
-            doc: "Kim (2014) CNN: embedding → dropout → 1-D convolutions → ReLU → max over time → dropout → linear",
-            params: cnn_params(),
-        },
-        Arc::new(make_cnn),
+    r.models.register(
+        "cnn",
+        "Kim (2014) CNN: embedding → dropout → 1-D convolutions → ReLU → max over time → dropout → linear",
+        CnnConfig::default(),
+        |c, at, ctx, pb| Ok(Box::new(kim_cnn(&c, at, ctx, pb)?)),
     );
-}
-
-/// The parameters of the `recurrent` model.
-pub fn recurrent_params() -> Vec<ParamSpec> {
-    vec![
-        ParamSpec::new(
-            "cell",
-            "{ type = \"lstm\" }",
-            "the cell table: type (rnn, lstm, gru, ...), hidden, layers, bidirectional, recurrent_dropout",
-        ),
-        ParamSpec::new(
-            "embedding_dim",
-            "50",
-            "embedding width when no pretrained vectors are loaded (> 0)",
-        ),
-        ParamSpec::new(
-            "embedding_dropout",
-            "0.0",
-            "dropout on the embedded tokens, in [0, 1)",
-        ),
-        ParamSpec::new(
-            "dropout",
-            "0.5",
-            "dropout before the output layer, in [0, 1)",
-        ),
-        ParamSpec::new(
-            "layer_dropout",
-            "0.0",
-            "dropout between stacked layers (not after the last), in [0, 1)",
-        ),
-        ParamSpec::new(
-            "pooling",
-            "\"last\"",
-            "last (state at the true length), mean, max (over true tokens), last_padded (state after the padding)",
-        ),
-        ParamSpec::new(
-            "class_weights",
-            "[]",
-            "cross-entropy weight per class; [] for none",
-        ),
-    ]
-}
-
-/// The parameters of the `cnn` model.
-pub fn cnn_params() -> Vec<ParamSpec> {
-    vec![
-        ParamSpec::new("widths", "[3, 4, 5]", "filter widths (non-empty)"),
-        ParamSpec::new("maps", "100", "filters per width (> 0)"),
-        ParamSpec::new(
-            "embedding_dim",
-            "50",
-            "embedding width when no pretrained vectors are loaded (> 0)",
-        ),
-        ParamSpec::new(
-            "embedding_dropout",
-            "0.0",
-            "dropout on the embedded tokens, in [0, 1)",
-        ),
-        ParamSpec::new(
-            "dropout",
-            "0.5",
-            "dropout before the output layer, in [0, 1)",
-        ),
-        ParamSpec::new(
-            "kernel",
-            "\"fused\"",
-            "convolution and pooling: fused (one CPU op per width) or reference (candle ops)",
-        ),
-        ParamSpec::new(
-            "class_weights",
-            "[]",
-            "cross-entropy weight per class; [] for none",
-        ),
-    ]
-}
-
-fn make_rnn(p: &PluginParams, a: &CellArgs, pb: &mut ParamBuilder) -> Result<Box<dyn Cell>> {
-    let nl: Nonlinearity = p.choice("nonlinearity", &["tanh", "relu"])?.parse()?;
-    Ok(Box::new(rnn(
-        a.input_size,
-        a.hidden_size,
-        nl,
-        &a.suffix,
-        pb,
-    )?))
-}
-
-fn make_lstm(_: &PluginParams, a: &CellArgs, pb: &mut ParamBuilder) -> Result<Box<dyn Cell>> {
-    Ok(Box::new(lstm(a.input_size, a.hidden_size, &a.suffix, pb)?))
-}
-
-fn make_gru(_: &PluginParams, a: &CellArgs, pb: &mut ParamBuilder) -> Result<Box<dyn Cell>> {
-    Ok(Box::new(gru(a.input_size, a.hidden_size, &a.suffix, pb)?))
-}
-
-fn make_recurrent(
-    p: &PluginParams,
-    ctx: &ModelContext,
-    pb: &mut ParamBuilder,
-) -> Result<Box<dyn Model>> {
-    Ok(Box::new(recurrent_classifier(p, ctx, pb)?))
-}
-
-fn make_cnn(p: &PluginParams, ctx: &ModelContext, pb: &mut ParamBuilder) -> Result<Box<dyn Model>> {
-    Ok(Box::new(kim_cnn(p, ctx, pb)?))
 }
 
 /// Runs `build` with a builder over a fresh [`Params`] ([`ParamBuilder::fork`]: same generator,
@@ -227,10 +110,21 @@ pub(crate) fn check_lengths(lengths: &[usize], b: usize, t: usize) -> Result<()>
     Ok(())
 }
 
+/// Errors unless there are at least 2 classes (a model at config path `at`).
+pub(crate) fn check_classes(at: &str, num_classes: usize) -> Result<()> {
+    if num_classes < 2 {
+        return Err(Error::invalid(
+            at,
+            format!("{num_classes} classes: a classifier needs at least 2"),
+        ));
+    }
+    Ok(())
+}
+
 /// The `class_weights` tensor: `None` for an empty list, else one finite non-negative weight per
-/// class with a positive sum.
+/// class with a positive sum (`{at}.class_weights` in the errors).
 pub(crate) fn class_weights(
-    p: &PluginParams,
+    at: &str,
     weights: &[f64],
     num_classes: usize,
     dtype: DType,
@@ -239,16 +133,20 @@ pub(crate) fn class_weights(
     if weights.is_empty() {
         return Ok(None);
     }
-    p.check(
+    check_value(
+        at,
         "class_weights",
+        weights,
         weights.len() == num_classes,
         &format!(
             "{} weights for {num_classes} classes: give one per class, or [] for none",
             weights.len()
         ),
     )?;
-    p.check(
+    check_value(
+        at,
         "class_weights",
+        weights,
         weights.iter().all(|w| w.is_finite() && *w >= 0.0) && weights.iter().sum::<f64>() > 0.0,
         "weights must be finite, non-negative and not all zero",
     )?;

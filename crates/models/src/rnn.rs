@@ -3,13 +3,20 @@
 use std::str::FromStr;
 
 use candle_core::Tensor;
-use rnnlab_core::{Cell, CellState, Error, ParamBuilder, RecurrentWeight, Result, SeqOutput};
+use rnnlab_core::{
+    Cell, CellState, Error, ParamBuilder, PluginConfig, RecurrentWeight, Result, SeqOutput,
+};
+
+use crate::Kernel;
 
 use crate::fused::FusedCell;
 use crate::gated::{self, CellWeights, Gated};
 
-/// The activation of a vanilla RNN.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The activation of a vanilla RNN (`nonlinearity = "tanh"` or `"relu"`).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Nonlinearity {
     /// `tanh` (PyTorch's default).
     Tanh,
@@ -31,6 +38,27 @@ impl FromStr for Nonlinearity {
         }
     }
 }
+
+/// The keys of `type = "rnn"` (besides the shared cell keys).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RnnConfig {
+    /// Activation: tanh or relu.
+    pub nonlinearity: Nonlinearity,
+    /// Sequence pass: fused (the cell's own sequence kernel) or reference (step-by-step autograd).
+    pub kernel: Kernel,
+}
+
+impl Default for RnnConfig {
+    fn default() -> Self {
+        RnnConfig {
+            nonlinearity: Nonlinearity::Tanh,
+            kernel: Kernel::Fused,
+        }
+    }
+}
+
+impl PluginConfig for RnnConfig {}
 
 /// A vanilla RNN layer in one direction, with PyTorch's parameters `weight_ih_{suffix}` `[H, E]`,
 /// `weight_hh_{suffix}` `[H, H]`, `bias_ih_{suffix}` `[H]`, `bias_hh_{suffix}` `[H]`.

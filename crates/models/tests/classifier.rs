@@ -39,7 +39,7 @@ fn classifier(src: &str, dtype: DType) -> (RecurrentClassifier, Params) {
     let mut store = Params::new();
     let mut rng = seeded(9);
     let mut pb = ParamBuilder::new(&mut store, &mut rng, dtype, Device::Cpu);
-    let m = recurrent_classifier(&p, &ctx, &mut pb).unwrap();
+    let m = recurrent_classifier(&p.typed().unwrap(), p.path(), &ctx, &mut pb).unwrap();
     drop(pb);
     (m, store)
 }

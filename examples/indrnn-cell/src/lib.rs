@@ -8,16 +8,13 @@
 //! std::process::exit(rnnlab_cli::run(r));
 //! ```
 
-use std::sync::Arc;
-
 use candle_core::Tensor;
-use rnnlab_core::{
-    Cell, CellArgs, CellState, ParamBuilder, ParamSpec, PluginParams, PluginSpec, RecurrentWeight,
-    Registry, Result,
-};
+use rnnlab_core::{Cell, CellState, ParamBuilder, PluginConfig, RecurrentWeight, Registry, Result};
+use serde::{Deserialize, Serialize};
 
 /// The activation of an IndRNN cell.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum Activation {
     /// max(0, x), the paper's choice.
     Relu,
@@ -98,27 +95,33 @@ impl Cell for IndRnn {
     }
 }
 
+/// The keys of `type = "indrnn"` (besides the shared cell keys `hidden`, `layers`, ...).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IndRnnConfig {
+    /// relu or tanh.
+    pub activation: Activation,
+}
+
+impl Default for IndRnnConfig {
+    fn default() -> Self {
+        IndRnnConfig {
+            activation: Activation::Relu,
+        }
+    }
+}
+
+impl PluginConfig for IndRnnConfig {}
+
 /// Registers the `indrnn` cell.
 pub fn register(r: &mut Registry) {
-    r.cells.add(
-        PluginSpec {
-            name: "indrnn",
-            doc: "IndRNN (Li et al. 2018): a diagonal recurrent weight, each unit sees only its own past",
-            params: vec![ParamSpec::new("activation", "\"relu\"", "relu or tanh")],
+    r.cells.register(
+        "indrnn",
+        "IndRNN (Li et al. 2018): a diagonal recurrent weight, each unit sees only its own past",
+        IndRnnConfig::default(),
+        |c, a, pb| {
+            let cell = indrnn(a.input_size, a.hidden_size, c.activation, &a.suffix, pb)?;
+            Ok(Box::new(cell))
         },
-        Arc::new(|p: &PluginParams, args: &CellArgs, pb: &mut ParamBuilder| {
-            let activation = match p.choice("activation", &["relu", "tanh"])?.as_str() {
-                "tanh" => Activation::Tanh,
-                _ => Activation::Relu,
-            };
-            let cell = indrnn(
-                args.input_size,
-                args.hidden_size,
-                activation,
-                &args.suffix,
-                pb,
-            )?;
-            Ok(Box::new(cell) as Box<dyn Cell>)
-        }),
     );
 }
