@@ -151,52 +151,38 @@ mod tests {
     // Golden values from the script in adam.rs's tests (torch 2.15, float64).
 
     #[test]
-    fn default_adagrad_matches_torch() -> Result<()> {
-        // run(lambda p: torch.optim.Adagrad(p, lr=0.1))
-        let got = five_steps(
-            Box::new(
+    fn five_steps_match_torch() -> Result<()> {
+        let cases = [
+            // run(lambda p: torch.optim.Adagrad(p, lr=0.1))
+            (
                 AdagradConfig {
                     lr: 0.1,
                     ..AdagradConfig::default()
-                }
-                .build(),
+                },
+                [
+                    [0.3701718734906629, -0.9718893202297536],
+                    [1.8228137137653244, 0.16534071246321508],
+                ],
             ),
-            0.1,
-        )?;
-        assert_torch(
-            &got,
-            [
-                [0.3701718734906629, -0.9718893202297536],
-                [1.8228137137653244, 0.16534071246321508],
-            ],
-        );
-        Ok(())
-    }
-
-    #[test]
-    fn lr_decay_accumulator_and_weight_decay_match_torch() -> Result<()> {
-        // run(lambda p: torch.optim.Adagrad(p, lr=0.1, lr_decay=0.01,
-        //         initial_accumulator_value=0.1, eps=1e-10, weight_decay=0.1))
-        let got = five_steps(
-            Box::new(
+            // run(lambda p: torch.optim.Adagrad(p, lr=0.1, lr_decay=0.01,
+            //         initial_accumulator_value=0.1, eps=1e-10, weight_decay=0.1))
+            (
                 AdagradConfig {
                     lr: 0.1,
                     lr_decay: 0.01,
                     initial_accumulator_value: 0.1,
                     weight_decay: 0.1,
                     ..AdagradConfig::default()
-                }
-                .build(),
+                },
+                [
+                    [0.3663191701842149, -0.9535422671491586],
+                    [1.7881051124791927, 0.16409575263867426],
+                ],
             ),
-            0.1,
-        )?;
-        assert_torch(
-            &got,
-            [
-                [0.3663191701842149, -0.9535422671491586],
-                [1.7881051124791927, 0.16409575263867426],
-            ],
-        );
+        ];
+        for (cfg, want) in cases {
+            assert_torch(&five_steps(Box::new(cfg.build()), cfg.lr)?, want);
+        }
         Ok(())
     }
 }

@@ -181,76 +181,50 @@ mod tests {
     // Golden values from the script in adam.rs's tests (torch 2.15, float64).
 
     #[test]
-    fn default_rmsprop_matches_torch() -> Result<()> {
-        // run(lambda p: torch.optim.RMSprop(p, lr=0.01))
-        let got = five_steps(
-            Box::new(
+    fn five_steps_match_torch() -> Result<()> {
+        let cases = [
+            // run(lambda p: torch.optim.RMSprop(p, lr=0.01))
+            (
                 RmsPropConfig {
                     lr: 0.01,
                     ..RmsPropConfig::default()
-                }
-                .build(),
+                },
+                [
+                    [0.3702300981327752, -0.9724918096737535],
+                    [1.8227162916061044, 0.1652359892585754],
+                ],
             ),
-            0.01,
-        )?;
-        assert_torch(
-            &got,
-            [
-                [0.3702300981327752, -0.9724918096737535],
-                [1.8227162916061044, 0.1652359892585754],
-            ],
-        );
-        Ok(())
-    }
-
-    #[test]
-    fn centered_with_momentum_matches_torch() -> Result<()> {
-        // run(lambda p: torch.optim.RMSprop(p, lr=0.01, alpha=0.9, centered=True, momentum=0.9))
-        let got = five_steps(
-            Box::new(
+            // run(lambda p: torch.optim.RMSprop(p, lr=0.01, alpha=0.9, centered=True, momentum=0.9))
+            (
                 RmsPropConfig {
                     lr: 0.01,
                     alpha: 0.9,
                     centered: true,
                     momentum: 0.9,
                     ..RmsPropConfig::default()
-                }
-                .build(),
+                },
+                [
+                    [0.38438691090985194, -0.9300543116017058],
+                    [1.8146614833651156, 0.13821801204132272],
+                ],
             ),
-            0.01,
-        )?;
-        assert_torch(
-            &got,
-            [
-                [0.38438691090985194, -0.9300543116017058],
-                [1.8146614833651156, 0.13821801204132272],
-            ],
-        );
-        Ok(())
-    }
-
-    #[test]
-    fn weight_decay_with_momentum_matches_torch() -> Result<()> {
-        // run(lambda p: torch.optim.RMSprop(p, lr=0.01, weight_decay=0.1, momentum=0.5))
-        let got = five_steps(
-            Box::new(
+            // run(lambda p: torch.optim.RMSprop(p, lr=0.01, weight_decay=0.1, momentum=0.5))
+            (
                 RmsPropConfig {
                     lr: 0.01,
                     momentum: 0.5,
                     weight_decay: 0.1,
                     ..RmsPropConfig::default()
-                }
-                .build(),
+                },
+                [
+                    [0.3053027583967726, -0.9051286735656772],
+                    [1.6110581539088729, 0.0992733313370699],
+                ],
             ),
-            0.01,
-        )?;
-        assert_torch(
-            &got,
-            [
-                [0.3053027583967726, -0.9051286735656772],
-                [1.6110581539088729, 0.0992733313370699],
-            ],
-        );
+        ];
+        for (cfg, want) in cases {
+            assert_torch(&five_steps(Box::new(cfg.build()), cfg.lr)?, want);
+        }
         Ok(())
     }
 }

@@ -168,100 +168,62 @@ mod tests {
     // Golden values from the script in adam.rs's tests (torch 2.15, float64).
 
     #[test]
-    fn plain_sgd_matches_torch() -> Result<()> {
-        // run(lambda p: torch.optim.SGD(p, lr=0.1))
-        let got = five_steps(
-            Box::new(
+    fn five_steps_match_torch() -> Result<()> {
+        let cases = [
+            // run(lambda p: torch.optim.SGD(p, lr=0.1))
+            (
                 SgdConfig {
                     lr: 0.1,
                     ..SgdConfig::default()
-                }
-                .build(),
+                },
+                [
+                    [0.18999999999999997, -0.9600000000000001],
+                    [1.71, 0.009999999999999981],
+                ],
             ),
-            0.1,
-        )?;
-        assert_torch(
-            &got,
-            [
-                [0.18999999999999997, -0.9600000000000001],
-                [1.71, 0.009999999999999981],
-            ],
-        );
-        Ok(())
-    }
-
-    #[test]
-    fn momentum_matches_torch() -> Result<()> {
-        // run(lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9))
-        let got = five_steps(
-            Box::new(
+            // run(lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9))
+            (
                 SgdConfig {
                     lr: 0.1,
                     momentum: 0.9,
                     ..SgdConfig::default()
-                }
-                .build(),
+                },
+                [
+                    [0.02710000000000004, -0.60576],
+                    [1.241415, -0.6740900000000001],
+                ],
             ),
-            0.1,
-        )?;
-        assert_torch(
-            &got,
-            [
-                [0.02710000000000004, -0.60576],
-                [1.241415, -0.6740900000000001],
-            ],
-        );
-        Ok(())
-    }
-
-    #[test]
-    fn momentum_with_dampening_matches_torch() -> Result<()> {
-        // run(lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, dampening=0.5))
-        let got = five_steps(
-            Box::new(
+            // run(lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, dampening=0.5))
+            (
                 SgdConfig {
                     lr: 0.1,
                     momentum: 0.9,
                     dampening: 0.5,
                     ..SgdConfig::default()
-                }
-                .build(),
+                },
+                [
+                    [0.058794999999999924, -0.39337000000000005],
+                    [1.51833, -0.8263100000000002],
+                ],
             ),
-            0.1,
-        )?;
-        assert_torch(
-            &got,
-            [
-                [0.058794999999999924, -0.39337000000000005],
-                [1.51833, -0.8263100000000002],
-            ],
-        );
-        Ok(())
-    }
-
-    #[test]
-    fn nesterov_with_weight_decay_matches_torch() -> Result<()> {
-        // run(lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.1))
-        let got = five_steps(
-            Box::new(
+            // run(lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.1))
+            (
                 SgdConfig {
                     lr: 0.1,
                     momentum: 0.9,
                     nesterov: true,
                     weight_decay: 0.1,
                     ..SgdConfig::default()
-                }
-                .build(),
+                },
+                [
+                    [-0.29118990432373953, -0.49440055726852083],
+                    [0.7370913700755066, -0.7742302461008448],
+                ],
             ),
-            0.1,
-        )?;
-        assert_torch(
-            &got,
-            [
-                [-0.29118990432373953, -0.49440055726852083],
-                [0.7370913700755066, -0.7742302461008448],
-            ],
-        );
+        ];
+        for (cfg, want) in cases {
+            assert_torch(&five_steps(Box::new(cfg.build()), cfg.lr)?, want);
+        }
         Ok(())
     }
 
