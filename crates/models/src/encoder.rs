@@ -4,7 +4,7 @@
 use candle_core::Tensor;
 use rnnlab_core::{
     check_value, dropout, dropout_mask, reference_forward_seq, Cell, CellArgs, Error, ParamBuilder,
-    ParamSpec, PluginParams, RecurrentWeight, Registry, Result, Rng, SeqOutput,
+    ParamSpec, PluginConfig, PluginParams, RecurrentWeight, Registry, Result, Rng, SeqOutput,
 };
 
 /// The parameter prefix of the encoder's cells (`rnn.weight_ih_l0`, ...), as in PyTorch models.
@@ -66,6 +66,19 @@ impl std::str::FromStr for Kernel {
         }
     }
 }
+
+/// The keys of a cell whose only key of its own is `kernel` (`lstm`, `gru`), besides the shared
+/// cell keys.
+#[derive(
+    Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(deny_unknown_fields)]
+pub struct KernelConfig {
+    /// Sequence pass: fused (the cell's own sequence kernel) or reference (step-by-step autograd).
+    pub kernel: Kernel,
+}
+
+impl PluginConfig for KernelConfig {}
 
 /// Cells × layers × directions. The cells are in PyTorch's order: `l0`, `l0_reverse`, `l1`, ...
 pub struct Encoder {

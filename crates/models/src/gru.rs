@@ -3,24 +3,10 @@
 
 use candle_core::Tensor;
 use candle_nn::ops::sigmoid;
-use rnnlab_core::{
-    Cell, CellState, ParamBuilder, PluginConfig, RecurrentWeight, Result, SeqOutput,
-};
+use rnnlab_core::{Cell, CellState, ParamBuilder, RecurrentWeight, Result, SeqOutput};
 
 use crate::fused::FusedCell;
 use crate::gated::{self, CellWeights, Gated};
-
-/// The keys of `type = "gru"` (besides the shared cell keys).
-#[derive(
-    Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
-#[serde(deny_unknown_fields)]
-pub struct GruConfig {
-    /// Sequence pass: fused (the cell's own sequence kernel) or reference (step-by-step autograd).
-    pub kernel: crate::Kernel,
-}
-
-impl PluginConfig for GruConfig {}
 
 /// A GRU layer in one direction, with PyTorch's parameters `weight_ih_{suffix}` `[3H, E]`,
 /// `weight_hh_{suffix}` `[3H, H]`, `bias_ih_{suffix}` `[3H]`, `bias_hh_{suffix}` `[3H]`.

@@ -24,10 +24,12 @@ use rnnlab_core::{check_value, Error, ParamBuilder, Params, Registry, Result};
 pub use classifier::{recurrent_classifier, Pooling, RecurrentClassifier, RecurrentConfig};
 pub use cnn::{kim_cnn, CnnConfig, KimCnn};
 pub use embedding::{embedding, embedding_from_context, pretrained_embedding, Embedding};
-pub use encoder::{encoder, shared_cell_params, Encoder, EncoderOutput, Kernel, PREFIX};
-pub use gru::{gru, Gru, GruConfig};
+pub use encoder::{
+    encoder, shared_cell_params, Encoder, EncoderOutput, Kernel, KernelConfig, PREFIX,
+};
+pub use gru::{gru, Gru};
 pub use linear::{linear, Linear};
-pub use lstm::{lstm, Lstm, LstmConfig};
+pub use lstm::{lstm, Lstm};
 pub use rnn::{rnn, Nonlinearity, Rnn, RnnConfig};
 
 /// Registers the cells `rnn`, `lstm`, `gru` (with the shared cell keys `hidden`, `layers`,
@@ -52,13 +54,13 @@ pub fn register(r: &mut Registry) {
     r.cells.register(
         "lstm",
         "LSTM as torch.nn.LSTM (gates i, f, g, o)",
-        LstmConfig::default(),
+        KernelConfig::default(),
         |_, a, pb| Ok(Box::new(lstm(a.input_size, a.hidden_size, &a.suffix, pb)?)),
     );
     r.cells.register(
         "gru",
         "GRU as torch.nn.GRU (gates r, z, n)",
-        GruConfig::default(),
+        KernelConfig::default(),
         |_, a, pb| Ok(Box::new(gru(a.input_size, a.hidden_size, &a.suffix, pb)?)),
     );
     r.models.register(
