@@ -2,7 +2,7 @@
 //! exactly the names its epoch records hold, for the trainer and every built-in monitor.
 
 use candle_core::{DType, Device};
-use rnnlab_core::{Chain, ModelContext, ParamBuilder, Params, Trainer, TrainerConfig};
+use rnnlab_core::{Chain, ModelContext, ParamInit, Trainer, TrainerConfig};
 use rnnlab_data::{BatchOptions, Example, TextBatches};
 
 fn table(text: &str) -> toml::Table {
@@ -28,7 +28,6 @@ fn data() -> TextBatches {
 fn listed_names_are_the_logged_names() {
     let registry = rnnlab_cli::registry();
     let mut rng = rnnlab_core::seeded(1);
-    let mut params = Params::new();
     let model = {
         let ctx = ModelContext {
             vocab_size: 8,
@@ -42,8 +41,12 @@ fn listed_names_are_the_logged_names() {
             "type = \"recurrent\"\nembedding_dim = 3\ncell = { type = \"gru\", hidden = 4, bidirectional = true }",
         );
         let (ctor, p) = registry.models.resolve(&t, "model", None).unwrap();
-        let mut pb = ParamBuilder::new(&mut params, &mut rng, DType::F32, Device::Cpu);
-        ctor(&p, &ctx, &mut pb).unwrap()
+        ctor(
+            &p,
+            &ctx,
+            &mut ParamInit::new(&mut rng, DType::F32, Device::Cpu),
+        )
+        .unwrap()
     };
     let links = ["type = \"adam\"", "type = \"ema\"\ndecay = 0.5"]
         .iter()

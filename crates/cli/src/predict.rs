@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device, Tensor, D};
-use rnnlab_core::{checkpoint, Batch, Model, ModelContext, ParamBuilder, Params, Registry};
+use rnnlab_core::{checkpoint, Batch, Model, ModelContext, ParamInit, Registry};
 
 use crate::config::{self, Source};
 
@@ -75,12 +75,10 @@ pub fn load_run(registry: &Registry, run: &Path, which: &str) -> Result<LoadedRu
             .unwrap_or(rnnlab_data::tokenizer::PAD_ID),
         registry,
     };
-    let mut params = Params::new();
     let mut rng = rnnlab_core::seeded(cfg.seed);
-    let mut pb =
-        ParamBuilder::from_weights(&mut params, &mut rng, &weights, DType::F32, Device::Cpu);
+    let mut init = ParamInit::from_weights(&mut rng, &weights, DType::F32, Device::Cpu);
     let (model, _) = registry
-        .model(&cfg.model, &ctx, &mut pb)
+        .model(&cfg.model, &ctx, &mut init)
         .map_err(|e| anyhow!("{}: {e}", ckpt_path.display()))?;
     let unknown = model.params().unknown_in(&weights);
     if !unknown.is_empty() {

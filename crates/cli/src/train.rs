@@ -7,8 +7,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device};
 use rnnlab_core::{
-    checkpoint, read_metrics, Chain, Confusion, Evaluation, Mode, ModelContext, ParamBuilder,
-    Params, Registry, ResumePoint, StateDict, Trainer, TrainerConfig, SNAPSHOT,
+    checkpoint, read_metrics, Chain, Confusion, Evaluation, Mode, ModelContext, ParamInit,
+    Registry, ResumePoint, StateDict, Trainer, TrainerConfig, SNAPSHOT,
 };
 
 use crate::config::{self, PipelineConfig, Source};
@@ -211,12 +211,11 @@ impl RunContext<'_> {
         let prepared = rnnlab_data::prepare_with(&cfg.data, reader.as_ref(), &mut rng)
             .map_err(|e| anyhow!("data: {e}"))?;
         warn_truncated(&prepared.report, cfg.data.tokenizer.max_len);
-        let mut params = Params::new();
         let model = {
             let ctx = model_context(&prepared, registry);
-            let mut pb = ParamBuilder::new(&mut params, &mut rng, DType::F32, Device::Cpu);
+            let mut init = ParamInit::new(&mut rng, DType::F32, Device::Cpu);
             let (model, _) = registry
-                .model(&cfg.model, &ctx, &mut pb)
+                .model(&cfg.model, &ctx, &mut init)
                 .map_err(|e| self.located(e))?;
             model
         };
@@ -443,10 +442,11 @@ pub fn check(registry: &Registry, source: Source, sets: &[String]) -> Result<Pip
         pad_id: 0,
         registry,
     };
-    let mut params = Params::new();
     let mut rng = rnnlab_core::seeded(cfg.seed);
-    let mut pb = ParamBuilder::new(&mut params, &mut rng, DType::F32, Device::Cpu);
-    registry.model(&cfg.model, &ctx, &mut pb).map_err(located)?;
+    let mut init = ParamInit::new(&mut rng, DType::F32, Device::Cpu);
+    registry
+        .model(&cfg.model, &ctx, &mut init)
+        .map_err(located)?;
     Ok(cfg)
 }
 

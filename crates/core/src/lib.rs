@@ -30,7 +30,7 @@ pub use model::{cross_entropy, Batch, BatchSource, EvalSplit, Model};
 pub use monitor::{MetricContext, Watched};
 pub use params::{
     dropout, dropout_mask, normal_tensor, squared_norm, uniform_tensor, Grads, Param, ParamBuilder,
-    Params,
+    ParamInit, Params,
 };
 pub use reader::{DataKeys, ReadContext, Reader, ReaderCtor, Row, RowLog, Skipped};
 pub use registry::{

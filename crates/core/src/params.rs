@@ -252,6 +252,66 @@ pub fn squared_norm(t: &Tensor) -> Result<f64> {
         .to_scalar::<f64>()?)
 }
 
+/// Where a model's parameters come from, as candle-nn's `VarBuilder` backends: drawn from the
+/// run's generator ([`ParamInit::new`]) or taken from a checkpoint's weights
+/// ([`ParamInit::from_weights`]). A model constructor makes its own [`Params`] and a
+/// [`ParamBuilder`] over it with [`ParamInit::builder`]: that store is the model's one
+/// parameter store ([`crate::Model::params`]).
+pub struct ParamInit<'a> {
+    rng: &'a mut Rng,
+    weights: Option<&'a BTreeMap<String, Tensor>>,
+    dtype: DType,
+    device: Device,
+}
+
+impl<'a> ParamInit<'a> {
+    /// Fresh parameters, drawn from `rng`.
+    pub fn new(rng: &'a mut Rng, dtype: DType, device: Device) -> Self {
+        ParamInit {
+            rng,
+            weights: None,
+            dtype,
+            device,
+        }
+    }
+
+    /// The parameters of `weights` (a checkpoint, by full name); `rng` still feeds plugins that
+    /// draw (the drawn values are dropped). See [`ParamBuilder::from_weights`].
+    pub fn from_weights(
+        rng: &'a mut Rng,
+        weights: &'a BTreeMap<String, Tensor>,
+        dtype: DType,
+        device: Device,
+    ) -> Self {
+        ParamInit {
+            weights: Some(weights),
+            ..ParamInit::new(rng, dtype, device)
+        }
+    }
+
+    /// The parameters' dtype.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The parameters' device.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// A builder that adds to `params` (the model's store), from this source.
+    pub fn builder<'b>(&'b mut self, params: &'b mut Params) -> ParamBuilder<'b> {
+        ParamBuilder {
+            params,
+            rng: self.rng,
+            prefix: String::new(),
+            dtype: self.dtype,
+            device: self.device.clone(),
+            weights: self.weights,
+        }
+    }
+}
+
 /// Creates parameters under a name prefix, as candle-nn's `VarBuilder`: either drawing every
 /// initial value from the run's generator ([`ParamBuilder::new`]), or taking each from a
 /// checkpoint's weights by its full name ([`ParamBuilder::from_weights`]), so that one
@@ -263,8 +323,6 @@ pub struct ParamBuilder<'a> {
     dtype: DType,
     device: Device,
     weights: Option<&'a BTreeMap<String, Tensor>>,
-    /// Where this builder's names sit among the weights' names (see [`ParamBuilder::fork`]).
-    base: String,
 }
 
 impl<'a> ParamBuilder<'a> {
@@ -277,7 +335,6 @@ impl<'a> ParamBuilder<'a> {
             dtype,
             device,
             weights: None,
-            base: String::new(),
         }
     }
 
@@ -304,30 +361,9 @@ impl<'a> ParamBuilder<'a> {
         self.weights?.get(&self.weight_name(name))
     }
 
-    /// A builder over another store, with this one's generator, dtype, device and weights, whose
-    /// names start afresh at this builder's prefix: for a module that keeps its own store of the
-    /// parameters it then adds here.
-    pub fn fork<'b>(&'b mut self, params: &'b mut Params) -> ParamBuilder<'b> {
-        let base = self.weight_name("");
-        ParamBuilder {
-            params,
-            rng: self.rng,
-            prefix: String::new(),
-            dtype: self.dtype,
-            device: self.device.clone(),
-            weights: self.weights,
-            base: base.trim_end_matches('.').to_string(),
-        }
-    }
-
-    /// The name of the parameter `name` among the weights.
+    /// The name of the parameter `name` among the weights (its full name).
     fn weight_name(&self, name: &str) -> String {
-        let full = self.full_name(name);
-        match (self.base.is_empty(), full.is_empty()) {
-            (true, _) => full,
-            (false, true) => format!("{}.", self.base),
-            (false, false) => format!("{}.{full}", self.base),
-        }
+        self.full_name(name)
     }
 
     /// A builder whose names start with `prefix.` (nested prefixes join with dots).
@@ -344,7 +380,6 @@ impl<'a> ParamBuilder<'a> {
             dtype: self.dtype,
             device: self.device.clone(),
             weights: self.weights,
-            base: self.base.clone(),
         }
     }
 

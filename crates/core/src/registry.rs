@@ -12,7 +12,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::{
     error::{suggest, UnknownName},
-    Callback, Cell, Error, Link, Model, ParamBuilder, ReaderCtor, Result, Scheduler,
+    Callback, Cell, Error, Link, Model, ParamBuilder, ParamInit, ReaderCtor, Result, Scheduler,
 };
 
 /// One parameter a plugin takes.
@@ -415,7 +415,7 @@ pub type CellCtor =
     Arc<dyn Fn(&PluginParams, &CellArgs, &mut ParamBuilder) -> Result<Box<dyn Cell>> + Send + Sync>;
 /// Builds a model.
 pub type ModelCtor = Arc<
-    dyn Fn(&PluginParams, &ModelContext, &mut ParamBuilder) -> Result<Box<dyn Model>> + Send + Sync,
+    dyn Fn(&PluginParams, &ModelContext, &mut ParamInit) -> Result<Box<dyn Model>> + Send + Sync,
 >;
 /// Builds an entry of `optim.transforms`: a gradient transform or a weight hook.
 pub type TransformCtor = Arc<dyn Fn(&PluginParams) -> Result<Link> + Send + Sync>;
@@ -614,21 +614,22 @@ impl Table<CellCtor> {
 
 impl Table<ModelCtor> {
     /// Registers the model `name` with the typed config `C`, as [`Table::register`] does for
-    /// the other kinds; `build` also gets the config path (`model`), the data's context and the
-    /// parameter builder.
+    /// the other kinds; `build` also gets the config path (`model`), the data's context and
+    /// where the parameters come from (fresh or a checkpoint): the model makes its store with
+    /// [`ParamInit::builder`].
     pub fn register<C: PluginConfig>(
         &mut self,
         name: &'static str,
         doc: &'static str,
         defaults: C,
-        build: impl Fn(C, &str, &ModelContext, &mut ParamBuilder) -> Result<Box<dyn Model>>
+        build: impl Fn(C, &str, &ModelContext, &mut ParamInit) -> Result<Box<dyn Model>>
             + Send
             + Sync
             + 'static,
     ) {
         let spec = PluginSpec::typed(name, doc, &defaults);
-        let ctor = move |p: &PluginParams, ctx: &ModelContext, pb: &mut ParamBuilder| {
-            build(p.typed()?, p.path(), ctx, pb)
+        let ctor = move |p: &PluginParams, ctx: &ModelContext, init: &mut ParamInit| {
+            build(p.typed()?, p.path(), ctx, init)
         };
         self.add(spec, Arc::new(ctor));
     }
@@ -688,17 +689,18 @@ impl Registry {
         }
     }
 
-    /// Builds the model of a `[model]` table (type `recurrent` when none is given) with `pb`:
-    /// fresh ([`ParamBuilder::new`]) or from a checkpoint ([`ParamBuilder::from_weights`]). The
-    /// one way train, eval, predict and bench build a model.
+    /// Builds the model of a `[model]` table (type `recurrent` when none is given) from `init`:
+    /// fresh ([`ParamInit::new`]) or from a checkpoint ([`ParamInit::from_weights`]). The one
+    /// way train, eval, predict and bench build a model; its parameters live in one store, the
+    /// model's own ([`Model::params`]).
     pub fn model(
         &self,
         table: &toml::Table,
         ctx: &ModelContext,
-        pb: &mut ParamBuilder,
+        init: &mut ParamInit,
     ) -> Result<(Box<dyn Model>, PluginParams)> {
         let (ctor, p) = self.models.resolve(table, "model", Some("recurrent"))?;
-        Ok((ctor(&p, ctx, pb)?, p))
+        Ok((ctor(&p, ctx, init)?, p))
     }
 
     /// Builds a transform or weight hook from its config table.

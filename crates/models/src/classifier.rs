@@ -4,14 +4,12 @@ use std::str::FromStr;
 
 use candle_core::{DType, Tensor};
 use rnnlab_core::{
-    check_value, cross_entropy, dropout, length_mask, Batch, Error, Model, ModelContext,
-    ParamBuilder, Params, PluginConfig, RecurrentWeight, Registry, Result, Rng,
+    check_value, cross_entropy, dropout, length_mask, Batch, Error, Model, ModelContext, ParamInit,
+    Params, PluginConfig, RecurrentWeight, Registry, Result, Rng,
 };
 
 use crate::encoder::{check_dropout, encoder, Encoder};
-use crate::{
-    build_owned, check_classes, check_lengths, class_weights, embedding_from_context, linear,
-};
+use crate::{check_classes, check_lengths, class_weights, embedding_from_context, linear};
 use crate::{Embedding, Linear};
 
 /// How the encoder's outputs become one vector per sequence.
@@ -137,22 +135,24 @@ impl RecurrentConfig {
 }
 
 /// Builds a [`RecurrentClassifier`] from the `recurrent` model's keys at config path `at`
-/// (see [`crate::register`]). The model owns its parameters; they are also added to `pb`'s store
-/// (same variables) under its prefix.
+/// (see [`crate::register`]). The model owns its parameters (its one store, made
+/// from `init`).
 pub fn recurrent_classifier(
     c: &RecurrentConfig,
     at: &str,
     ctx: &ModelContext,
-    pb: &mut ParamBuilder,
+    init: &mut ParamInit,
 ) -> Result<RecurrentClassifier> {
     let cell = c.cell_table(at)?;
     check_classes(at, ctx.num_classes)?;
-    let dtype = pb.dtype();
-    let device = pb.device().clone();
+    let dtype = init.dtype();
+    let device = init.device().clone();
     let class_weights = class_weights(at, &c.class_weights, ctx.num_classes, dtype, &device)?;
     let cell_at = format!("{at}.cell");
     let registry: &Registry = ctx.registry;
-    let ((embedding, encoder, fc), params) = build_owned(pb, |pb| {
+    let mut params = Params::new();
+    let (embedding, encoder, fc) = {
+        let pb = &mut init.builder(&mut params);
         let embedding = embedding_from_context(ctx, c.embedding_dim, &mut pb.pp("embedding"))?;
         let encoder = encoder(
             &cell,
@@ -163,8 +163,8 @@ pub fn recurrent_classifier(
             pb,
         )?;
         let fc = linear(encoder.output_size(), ctx.num_classes, &mut pb.pp("fc"))?;
-        Ok((embedding, encoder, fc))
-    })?;
+        (embedding, encoder, fc)
+    };
     Ok(RecurrentClassifier {
         params,
         embedding,

@@ -4,15 +4,13 @@
 
 use candle_core::Tensor;
 use rnnlab_core::{
-    check_value, cross_entropy, dropout, Batch, Model, ModelContext, ParamBuilder, Params,
+    check_value, cross_entropy, dropout, Batch, Model, ModelContext, ParamInit, Params,
     PluginConfig, Result, Rng,
 };
 
 use crate::conv_pool::{conv_max_pool, reference_conv_max_pool};
 use crate::encoder::check_dropout;
-use crate::{
-    build_owned, check_classes, check_lengths, class_weights, embedding_from_context, fused, linear,
-};
+use crate::{check_classes, check_lengths, class_weights, embedding_from_context, fused, linear};
 use crate::{Embedding, Kernel, Linear};
 
 /// One convolution: `weight` `[maps, E, width]`, `bias` `[maps]`.
@@ -91,19 +89,22 @@ impl PluginConfig for CnnConfig {
 }
 
 /// Builds a [`KimCnn`] from the `cnn` model's keys at config path `at` (see
-/// [`crate::register`]). The model owns its parameters; they are also added to `pb`'s store
-/// (same variables) under its prefix.
+/// [`crate::register`]). The model owns its parameters (its one store, made
+/// from `init`).
 pub fn kim_cnn(
     c: &CnnConfig,
     at: &str,
     ctx: &ModelContext,
-    pb: &mut ParamBuilder,
+    init: &mut ParamInit,
 ) -> Result<KimCnn> {
     check_classes(at, ctx.num_classes)?;
-    let device = pb.device().clone();
-    let class_weights = class_weights(at, &c.class_weights, ctx.num_classes, pb.dtype(), &device)?;
+    let device = init.device().clone();
+    let class_weights =
+        class_weights(at, &c.class_weights, ctx.num_classes, init.dtype(), &device)?;
     let (widths, maps) = (&c.widths, c.maps);
-    let ((embedding, convs, fc), params) = build_owned(pb, |pb| {
+    let mut params = Params::new();
+    let (embedding, convs, fc) = {
+        let pb = &mut init.builder(&mut params);
         let embedding = embedding_from_context(ctx, c.embedding_dim, &mut pb.pp("embedding"))?;
         let e = embedding.dim();
         let mut convs = Vec::with_capacity(widths.len());
@@ -119,8 +120,8 @@ pub fn kim_cnn(
             });
         }
         let fc = linear(maps * widths.len(), ctx.num_classes, &mut pb.pp("fc"))?;
-        Ok((embedding, convs, fc))
-    })?;
+        (embedding, convs, fc)
+    };
     Ok(KimCnn {
         params,
         embedding,

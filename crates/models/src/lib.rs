@@ -19,7 +19,7 @@ mod rnn;
 mod rows;
 
 use candle_core::{DType, Device, Tensor};
-use rnnlab_core::{check_value, Error, ParamBuilder, Params, Registry, Result};
+use rnnlab_core::{check_value, Error, Registry, Result};
 
 pub use classifier::{recurrent_classifier, Pooling, RecurrentClassifier, RecurrentConfig};
 pub use cnn::{kim_cnn, CnnConfig, KimCnn};
@@ -67,33 +67,14 @@ pub fn register(r: &mut Registry) {
         "recurrent",
         "embedding → recurrent encoder (any cell, layers, directions) → pooling → dropout → linear",
         RecurrentConfig::default(),
-        |c, at, ctx, pb| Ok(Box::new(recurrent_classifier(&c, at, ctx, pb)?)),
+        |c, at, ctx, init| Ok(Box::new(recurrent_classifier(&c, at, ctx, init)?)),
     );
     r.models.register(
         "cnn",
         "Kim (2014) CNN: embedding → dropout → 1-D convolutions → ReLU → max over time → dropout → linear",
         CnnConfig::default(),
-        |c, at, ctx, pb| Ok(Box::new(kim_cnn(&c, at, ctx, pb)?)),
+        |c, at, ctx, init| Ok(Box::new(kim_cnn(&c, at, ctx, init)?)),
     );
-}
-
-/// Runs `build` with a builder over a fresh [`Params`] ([`ParamBuilder::fork`]: same generator,
-/// dtype, device and checkpoint weights as `pb`) and returns what it built with that store; every parameter is also added to `pb`'s store, as
-/// the same variable, so both see the same values.
-pub(crate) fn build_owned<T>(
-    pb: &mut ParamBuilder,
-    build: impl FnOnce(&mut ParamBuilder) -> Result<T>,
-) -> Result<(T, Params)> {
-    let mut params = Params::new();
-    let value = {
-        let mut own = pb.fork(&mut params);
-        build(&mut own)?
-    };
-    for p in params.iter() {
-        // `add` keeps a variable as is (no copy), so the two stores share it.
-        pb.add(&p.name, p.var.as_tensor().clone(), p.trainable)?;
-    }
-    Ok((value, params))
 }
 
 /// Errors unless there is one length per sequence, each in `1..=t`.

@@ -7,7 +7,7 @@ use common::{assert_close, batch, build_model, make_cell, rand, registry, values
 use rand::RngCore;
 use rnnlab_core::{
     cross_entropy, dropout_mask, reference_forward_seq, seeded, Batch, Model, ModelContext,
-    ParamBuilder, Params,
+    ParamBuilder, ParamInit, Params,
 };
 use rnnlab_models::{encoder, recurrent_classifier, RecurrentClassifier};
 
@@ -36,11 +36,10 @@ fn classifier(src: &str, dtype: DType) -> (RecurrentClassifier, Params) {
         pad_id: 0,
         registry: &r,
     };
-    let mut store = Params::new();
     let mut rng = seeded(9);
-    let mut pb = ParamBuilder::new(&mut store, &mut rng, dtype, Device::Cpu);
-    let m = recurrent_classifier(&p.typed().unwrap(), p.path(), &ctx, &mut pb).unwrap();
-    drop(pb);
+    let mut init = ParamInit::new(&mut rng, dtype, Device::Cpu);
+    let m = recurrent_classifier(&p.typed().unwrap(), p.path(), &ctx, &mut init).unwrap();
+    let store = m.params().clone();
     (m, store)
 }
 
@@ -269,12 +268,11 @@ fn pretrained_embedding_is_copied_and_frozen_on_request() {
             pad_id: 0,
             registry: &r,
         };
-        let mut store = Params::new();
         let mut rng = seeded(1);
         let m = ctor(
             &p,
             &ctx,
-            &mut ParamBuilder::new(&mut store, &mut rng, DType::F32, Device::Cpu),
+            &mut ParamInit::new(&mut rng, DType::F32, Device::Cpu),
         )
         .unwrap();
         let e = m.params().get("embedding.weight").unwrap();
@@ -296,12 +294,11 @@ fn pretrained_embedding_is_copied_and_frozen_on_request() {
         pad_id: 0,
         registry: &r,
     };
-    let mut store = Params::new();
     let mut rng = seeded(1);
     let e = ctor(
         &p,
         &ctx,
-        &mut ParamBuilder::new(&mut store, &mut rng, DType::F32, Device::Cpu),
+        &mut ParamInit::new(&mut rng, DType::F32, Device::Cpu),
     )
     .err()
     .unwrap();
@@ -551,12 +548,11 @@ fn registry_lists_documented_plugins() {
             pad_id: 0,
             registry: &r,
         };
-        let mut store = Params::new();
         let mut rng = seeded(0);
         ctor(
             &p,
             &ctx,
-            &mut ParamBuilder::new(&mut store, &mut rng, DType::F32, Device::Cpu),
+            &mut ParamInit::new(&mut rng, DType::F32, Device::Cpu),
         )
         .unwrap();
     }

@@ -12,8 +12,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use rand::Rng as _;
 use rnnlab_core::{
-    Batch, BatchSource, BatchStats, Callback, Chain, EvalSplit, ModelContext, ParamBuilder, Params,
-    Registry, Rng, TrainView, Trainer, TrainerConfig,
+    Batch, BatchSource, BatchStats, Callback, Chain, EvalSplit, ModelContext, ParamBuilder,
+    ParamInit, Params, Registry, Rng, TrainView, Trainer, TrainerConfig,
 };
 
 use super::{child, median, ratio, torch};
@@ -433,9 +433,8 @@ fn build_trainer(
     let base_lr = Registry::base_lr(&link_params)
         .ok_or_else(|| anyhow!("the transforms have no optimizer: {:?}", chain.names()))?;
     let (sched, _) = registry.scheduler(scheduler, "optim.scheduler", base_lr)?;
-    let mut params = Params::new();
-    let mut pb = ParamBuilder::new(&mut params, rng, DType::F32, Device::Cpu);
-    let (model, _) = registry.model(model, &ctx, &mut pb)?;
+    let mut init = ParamInit::new(rng, DType::F32, Device::Cpu);
+    let (model, _) = registry.model(model, &ctx, &mut init)?;
     let callbacks: Vec<Box<dyn Callback>> = match clock {
         Some(ends) => vec![Box::new(StepClock { ends })],
         None => Vec::new(),

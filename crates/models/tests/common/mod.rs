@@ -3,8 +3,8 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use rnnlab_core::{
-    seeded, uniform_tensor, Batch, Cell, Model, ModelContext, ParamBuilder, Params, Registry,
-    Result, Rng,
+    seeded, uniform_tensor, Batch, Cell, Model, ModelContext, ParamBuilder, ParamInit, Params,
+    Registry, Result, Rng,
 };
 
 /// A registry holding this crate's plugins.
@@ -33,10 +33,8 @@ pub fn build_model(
         pad_id: 0,
         registry: r,
     };
-    let mut store = Params::new();
     let mut rng = seeded(seed);
-    let mut pb = ParamBuilder::new(&mut store, &mut rng, dtype, Device::Cpu);
-    ctor(&p, &ctx, &mut pb)
+    ctor(&p, &ctx, &mut ParamInit::new(&mut rng, dtype, Device::Cpu))
 }
 
 /// Builds one cell (`rnn_tanh`, `rnn_relu`, `lstm`, `gru`) with the free constructors.
