@@ -9,19 +9,15 @@
 #![warn(missing_docs)]
 
 pub mod bench;
-pub mod config;
 pub mod data_cmd;
 pub mod diagnose;
 pub mod eval;
-pub mod interrupt;
 pub mod list;
 pub mod predict;
 pub mod report;
-pub mod run_dir;
 pub mod summary;
 pub mod sweep;
 mod sweep_cmd;
-pub mod train;
 pub mod watch;
 
 use std::path::PathBuf;
@@ -30,18 +26,9 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use rnnlab_core::Registry;
 
-pub use config::{load, PipelineConfig, Source};
-pub use train::{train, RunSummary, TrainOptions};
-
-/// Every built-in plugin: cells and models, transforms and schedulers, callbacks.
-pub fn registry() -> Registry {
-    let mut r = Registry::empty();
-    rnnlab_models::register(&mut r);
-    rnnlab_optim::register(&mut r);
-    rnnlab_callbacks::register(&mut r);
-    rnnlab_data::readers::register(&mut r);
-    r
-}
+// Assembling and training a pipeline: `rnnlab-pipeline`, re-exported at the paths it had here.
+pub use rnnlab_pipeline::{config, interrupt, registry, run_dir, train};
+pub use rnnlab_pipeline::{load, PipelineConfig, RunSummary, Source, TrainOptions};
 
 /// rnnlab: train recurrent text classifiers and find out why their training is unstable.
 ///
