@@ -10,12 +10,9 @@
 
 pub mod bench;
 pub mod data_cmd;
-pub mod diagnose;
 pub mod eval;
 pub mod list;
 pub mod predict;
-pub mod report;
-pub mod summary;
 pub mod sweep;
 mod sweep_cmd;
 pub mod watch;
@@ -29,6 +26,8 @@ use rnnlab_core::Registry;
 // Assembling and training a pipeline: `rnnlab-pipeline`, re-exported at the paths it had here.
 pub use rnnlab_pipeline::{config, interrupt, registry, run_dir, train};
 pub use rnnlab_pipeline::{load, PipelineConfig, RunSummary, Source, TrainOptions};
+// Diagnose, the reports and the end-of-run summary: `rnnlab-analysis`, at their old paths too.
+pub use rnnlab_analysis::{diagnose, report, summary};
 
 /// rnnlab: train recurrent text classifiers and find out why their training is unstable.
 ///
