@@ -1,5 +1,9 @@
 //! The `rnnlab` command line: assembles a pipeline from its config through a [`Registry`] and runs
-//! it. A downstream binary adds its own plugins and calls [`run`]:
+//! it. The commands and their arguments live here; the work is done by the libraries beside it:
+//! `rnnlab-pipeline` (config, training), `rnnlab-analysis` (diagnose, reports) and
+//! `rnnlab-bench` (`rnnlab bench`), re-exported as [`config`], [`train`](mod@train),
+//! [`diagnose`], [`report`], [`bench`], ... A downstream binary adds its own plugins and calls
+//! [`run`]:
 //!
 //! ```no_run
 //! let mut r = rnnlab_cli::registry();
@@ -8,7 +12,6 @@
 //! ```
 #![warn(missing_docs)]
 
-pub mod bench;
 pub mod data_cmd;
 pub mod eval;
 pub mod list;
@@ -28,6 +31,8 @@ pub use rnnlab_pipeline::{config, interrupt, registry, run_dir, train};
 pub use rnnlab_pipeline::{load, PipelineConfig, RunSummary, Source, TrainOptions};
 // Diagnose, the reports and the end-of-run summary: `rnnlab-analysis`, at their old paths too.
 pub use rnnlab_analysis::{diagnose, report, summary};
+// `rnnlab bench`'s measurements: `rnnlab-bench`.
+pub use rnnlab_bench as bench;
 
 /// rnnlab: train recurrent text classifiers and find out why their training is unstable.
 ///
@@ -348,4 +353,53 @@ pub fn init_tracing() {
         // No colour codes in log files (the sweep launchers' logs, Slurm's output files).
         .with_ansi(colour)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bench::BenchCommand;
+
+    #[test]
+    fn bench_options_parse_from_the_command_line() {
+        use clap::Parser;
+        let cli = crate::Cli::try_parse_from([
+            "rnnlab",
+            "bench",
+            "step",
+            "--cells",
+            "lstm, gru",
+            "--kernels",
+            "fused",
+            "--iters",
+            "7",
+        ])
+        .unwrap();
+        let crate::Command::Bench {
+            cmd: BenchCommand::Step(o),
+        } = cli.command
+        else {
+            panic!("not bench step: {:?}", cli.command);
+        };
+        assert_eq!(o.cells, ["lstm", "gru"]);
+        assert_eq!(o.kernels, ["fused"]);
+        assert_eq!((o.iters, o.batch, o.steps, o.real_steps), (7, 64, 32, 100));
+
+        let cli = crate::Cli::try_parse_from([
+            "rnnlab", "bench", "epoch", "--seeds", "3", "--set", "a=1", "--set", "b=2",
+        ])
+        .unwrap();
+        let crate::Command::Bench {
+            cmd: BenchCommand::Epoch(o),
+        } = cli.command
+        else {
+            panic!("not bench epoch: {:?}", cli.command);
+        };
+        assert_eq!(o.cells, ["rnn", "lstm", "gru"]);
+        assert_eq!((o.seeds, o.first_seed, o.epochs), (3, 42, 3));
+        assert_eq!(o.sets, ["a=1", "b=2"]);
+        assert_eq!(o.kernel, "fused");
+        let e = crate::Cli::try_parse_from(["rnnlab", "bench", "step", "--cells", ","]);
+        assert!(e.is_err());
+    }
 }
