@@ -17,7 +17,7 @@ use rnnlab_core::{read_metrics, Confusion, Evaluation, Registry};
 use rnnlab_data::{DataConfig, DataError, Example, LabelMap, ReadContext, Reader, RowLog, Skipped};
 
 use crate::config::{self, Source};
-use crate::predict;
+use crate::{predict, run_dir};
 
 /// The shared `[data]` keys that `rnnlab eval --set` may change; the reader's own keys (`text`,
 /// `label`, `delimiter`, ...) may be changed too.
@@ -384,7 +384,7 @@ fn checkpoint_epoch(run: &Path, which: &str, monitor: &str, max: bool) -> Option
         return history.last().and_then(epoch);
     }
     // The trainer's record of the best epoch; a run folder from before it: the metrics.
-    if let Some(e) = best_record(run).and_then(|r| r["epoch"].as_u64()) {
+    if let Some(e) = run_dir::best_record(run).and_then(|r| r["epoch"].as_u64()) {
         return Some(e as usize);
     }
     let mut best: Option<(f64, usize)> = None;
@@ -398,13 +398,6 @@ fn checkpoint_epoch(run: &Path, which: &str, monitor: &str, max: bool) -> Option
         }
     }
     best.map(|b| b.1)
-}
-
-/// `checkpoints/best.json`, which the trainer writes with `best.safetensors`.
-pub fn best_record(run: &Path) -> Option<serde_json::Value> {
-    let text =
-        std::fs::read_to_string(run.join("checkpoints").join(rnnlab_core::BEST_RECORD)).ok()?;
-    serde_json::from_str(&text).ok()
 }
 
 /// Evaluates `run`'s checkpoint on the file `data`.

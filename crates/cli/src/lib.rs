@@ -1,5 +1,9 @@
 //! The `rnnlab` command line: assembles a pipeline from its config through a [`Registry`] and runs
-//! it. A downstream binary adds its own plugins and calls [`run`]:
+//! it. The commands and their arguments live here; the work is done by the libraries beside it:
+//! `rnnlab-pipeline` (config, training), `rnnlab-analysis` (diagnose, reports) and
+//! `rnnlab-bench` (`rnnlab bench`), re-exported as [`config`], [`train`](mod@train),
+//! [`diagnose`], [`report`], [`bench`], ... A downstream binary adds its own plugins and calls
+//! [`run`]:
 //!
 //! ```no_run
 //! let mut r = rnnlab_cli::registry();
@@ -8,20 +12,12 @@
 //! ```
 #![warn(missing_docs)]
 
-pub mod bench;
-pub mod config;
 pub mod data_cmd;
-pub mod diagnose;
 pub mod eval;
-pub mod interrupt;
 pub mod list;
 pub mod predict;
-pub mod report;
-pub mod run_dir;
-pub mod summary;
 pub mod sweep;
 mod sweep_cmd;
-pub mod train;
 pub mod watch;
 
 use std::path::PathBuf;
@@ -30,18 +26,13 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use rnnlab_core::Registry;
 
-pub use config::{load, PipelineConfig, Source};
-pub use train::{train, RunSummary, TrainOptions};
-
-/// Every built-in plugin: cells and models, transforms and schedulers, callbacks.
-pub fn registry() -> Registry {
-    let mut r = Registry::empty();
-    rnnlab_models::register(&mut r);
-    rnnlab_optim::register(&mut r);
-    rnnlab_callbacks::register(&mut r);
-    rnnlab_data::readers::register(&mut r);
-    r
-}
+// Assembling and training a pipeline: `rnnlab-pipeline`, re-exported at the paths it had here.
+pub use rnnlab_pipeline::{config, interrupt, registry, run_dir, train};
+pub use rnnlab_pipeline::{load, PipelineConfig, RunSummary, Source, TrainOptions};
+// Diagnose, the reports and the end-of-run summary: `rnnlab-analysis`, at their old paths too.
+pub use rnnlab_analysis::{diagnose, report, summary};
+// `rnnlab bench`'s measurements: `rnnlab-bench`.
+pub use rnnlab_bench as bench;
 
 /// rnnlab: train recurrent text classifiers and find out why their training is unstable.
 ///
@@ -362,4 +353,53 @@ pub fn init_tracing() {
         // No colour codes in log files (the sweep launchers' logs, Slurm's output files).
         .with_ansi(colour)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bench::BenchCommand;
+
+    #[test]
+    fn bench_options_parse_from_the_command_line() {
+        use clap::Parser;
+        let cli = crate::Cli::try_parse_from([
+            "rnnlab",
+            "bench",
+            "step",
+            "--cells",
+            "lstm, gru",
+            "--kernels",
+            "fused",
+            "--iters",
+            "7",
+        ])
+        .unwrap();
+        let crate::Command::Bench {
+            cmd: BenchCommand::Step(o),
+        } = cli.command
+        else {
+            panic!("not bench step: {:?}", cli.command);
+        };
+        assert_eq!(o.cells, ["lstm", "gru"]);
+        assert_eq!(o.kernels, ["fused"]);
+        assert_eq!((o.iters, o.batch, o.steps, o.real_steps), (7, 64, 32, 100));
+
+        let cli = crate::Cli::try_parse_from([
+            "rnnlab", "bench", "epoch", "--seeds", "3", "--set", "a=1", "--set", "b=2",
+        ])
+        .unwrap();
+        let crate::Command::Bench {
+            cmd: BenchCommand::Epoch(o),
+        } = cli.command
+        else {
+            panic!("not bench epoch: {:?}", cli.command);
+        };
+        assert_eq!(o.cells, ["rnn", "lstm", "gru"]);
+        assert_eq!((o.seeds, o.first_seed, o.epochs), (3, 42, 3));
+        assert_eq!(o.sets, ["a=1", "b=2"]);
+        assert_eq!(o.kernel, "fused");
+        let e = crate::Cli::try_parse_from(["rnnlab", "bench", "step", "--cells", ","]);
+        assert!(e.is_err());
+    }
 }

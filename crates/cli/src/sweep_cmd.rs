@@ -141,7 +141,8 @@ pub fn run(registry: &Registry, args: SweepArgs) -> Result<()> {
         Some(SweepCommand::Report { file, out, window }) => {
             let plan = sweep::load(registry, &file)?;
             let window = window.or(plan.sweep.window).unwrap_or(10);
-            print!("{}", report::run(&plan, out.as_deref(), window)?);
+            let runs = plan.report_runs();
+            print!("{}", report::run(&runs, out.as_deref(), window)?);
             Ok(())
         }
         Some(SweepCommand::Eval {

@@ -3,7 +3,6 @@
 //! `rnnlab sweep report` shows each name as a column. Made for a held-out test set, e.g. SST's
 //! test sentences for runs trained on the Kaggle phrases.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -12,9 +11,7 @@ use rnnlab_core::Registry;
 use super::status::{self, RunStatus};
 use super::{Plan, PlannedRun};
 use crate::eval::{evaluate_file, EvalOptions};
-
-/// The folder of a run that holds its evaluations.
-pub const EVALS_DIR: &str = "evals";
+pub use rnnlab_analysis::sweep_report::EVALS_DIR;
 
 /// What `rnnlab sweep eval` was asked to do.
 #[derive(Clone, Debug)]
@@ -133,60 +130,5 @@ pub fn run(
         count(|o| matches!(o, Outcome::Kept)),
         count(|o| matches!(o, Outcome::Skipped(_)))
     );
-    Ok(out)
-}
-
-/// One stored evaluation of a run, as the report reads it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct StoredEval {
-    /// Accuracy in percent.
-    pub accuracy: f64,
-    /// The data file's name (without its folder).
-    pub data: String,
-    /// `best` or `last`.
-    pub checkpoint: String,
-}
-
-/// Every `evals/*.json` of `run`, by name; a file that cannot be read is an error naming it.
-pub fn stored(run: &Path) -> Result<BTreeMap<String, StoredEval>> {
-    let dir = run.join(EVALS_DIR);
-    let mut out = BTreeMap::new();
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Ok(out);
-    };
-    for entry in entries {
-        let path = entry?.path();
-        if path.extension().is_none_or(|e| e != "json") {
-            continue;
-        }
-        let Some(name) = path.file_stem().map(|s| s.to_string_lossy().into_owned()) else {
-            continue;
-        };
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        let v: serde_json::Value =
-            serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
-        let Some(accuracy) = v["accuracy"].as_f64() else {
-            bail!("{}: no number `accuracy`", path.display());
-        };
-        let data = v["data"]
-            .as_str()
-            .map(|d| {
-                Path::new(d)
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| d.to_string())
-            })
-            .unwrap_or_default();
-        let checkpoint = v["checkpoint"].as_str().unwrap_or("best").to_string();
-        out.insert(
-            name,
-            StoredEval {
-                accuracy,
-                data,
-                checkpoint,
-            },
-        );
-    }
     Ok(out)
 }

@@ -9,9 +9,11 @@
 pub mod evaluate;
 pub mod exec;
 pub mod local;
-pub mod report;
 pub mod slurm;
 pub mod status;
+
+/// `rnnlab sweep report`'s table and figures: the analysis crate's, over [`Plan::report_runs`].
+pub use rnnlab_analysis::sweep_report as report;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -124,6 +126,24 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The run folders by variant, named by the sweep file's stem, as [`report`] reads them.
+    pub fn report_runs(&self) -> report::SweepRuns {
+        let name = self
+            .file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let variants = self
+            .variants
+            .iter()
+            .map(|v| {
+                let runs = self.runs.iter().filter(|r| &r.variant == v);
+                (v.clone(), runs.map(|r| (r.seed, r.dir.clone())).collect())
+            })
+            .collect();
+        report::SweepRuns { name, variants }
+    }
+
     /// The run named `id` (`<variant>/seed-<seed>`).
     pub fn run(&self, id: &str) -> Result<&PlannedRun> {
         self.runs.iter().find(|r| r.id == id).ok_or_else(|| {

@@ -1,4 +1,5 @@
-//! `rnnlab bench ...`: measurements that do not belong in the test suite.
+//! rnnlab benchmarks, `rnnlab bench ...`: measurements that do not belong in the test suite. The
+//! command line parses a [`BenchCommand`] (its options are clap `Args`) and calls [`run`].
 //!
 //! - `rnnlab bench glove FILE`: the project's loader against `gzip -dc FILE > /dev/null`.
 //! - `rnnlab bench step`: one training step at batch 64 × 32 steps per cell, fused and reference
@@ -7,6 +8,7 @@
 //! - `rnnlab bench epoch`: epochs of the real task against `torch_reference.py`: time, accuracy,
 //!   peak memory ([`epoch`]).
 //! - `rnnlab bench callbacks`: what the default callbacks cost per epoch ([`callbacks`]).
+#![warn(missing_docs)]
 
 pub mod callbacks;
 pub mod child;
@@ -208,49 +210,6 @@ pub fn bench_glove(file: &Path, reps: usize) -> Result<GloveBench> {
 mod tests {
     use super::*;
     use std::io::Write;
-
-    #[test]
-    fn bench_options_parse_from_the_command_line() {
-        use clap::Parser;
-        let cli = crate::Cli::try_parse_from([
-            "rnnlab",
-            "bench",
-            "step",
-            "--cells",
-            "lstm, gru",
-            "--kernels",
-            "fused",
-            "--iters",
-            "7",
-        ])
-        .unwrap();
-        let crate::Command::Bench {
-            cmd: BenchCommand::Step(o),
-        } = cli.command
-        else {
-            panic!("not bench step: {:?}", cli.command);
-        };
-        assert_eq!(o.cells, ["lstm", "gru"]);
-        assert_eq!(o.kernels, ["fused"]);
-        assert_eq!((o.iters, o.batch, o.steps, o.real_steps), (7, 64, 32, 100));
-
-        let cli = crate::Cli::try_parse_from([
-            "rnnlab", "bench", "epoch", "--seeds", "3", "--set", "a=1", "--set", "b=2",
-        ])
-        .unwrap();
-        let crate::Command::Bench {
-            cmd: BenchCommand::Epoch(o),
-        } = cli.command
-        else {
-            panic!("not bench epoch: {:?}", cli.command);
-        };
-        assert_eq!(o.cells, ["rnn", "lstm", "gru"]);
-        assert_eq!((o.seeds, o.first_seed, o.epochs), (3, 42, 3));
-        assert_eq!(o.sets, ["a=1", "b=2"]);
-        assert_eq!(o.kernel, "fused");
-        let e = crate::Cli::try_parse_from(["rnnlab", "bench", "step", "--cells", ","]);
-        assert!(e.is_err());
-    }
 
     #[test]
     fn median_and_ratio() {

@@ -10,7 +10,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 use super::{child, epoch, median};
-use crate::config;
+use rnnlab_pipeline::config;
 
 /// What `rnnlab bench callbacks` runs.
 #[derive(Clone, Debug, clap::Args)]

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use rnnlab_core::EpochMetrics;
 
 use crate::diagnose::{self, Cause, Thresholds};
-use crate::train::RunSummary;
+use rnnlab_pipeline::RunSummary;
 
 /// Epochs the swing is measured over (diagnose's default window).
 const WINDOW: usize = 10;

@@ -1,5 +1,6 @@
 //! Run folders: claiming one for a run, and the lock a training process holds on it for its
-//! whole life, so that two runs (or a run and a resume) never write into one folder.
+//! whole life, so that two runs (or a run and a resume) never write into one folder; the record
+//! of its best checkpoint.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -129,6 +130,13 @@ pub fn claim_new(base: &Path) -> Result<RunLock> {
         }
     }
     unreachable!("the loop returns")
+}
+
+/// `checkpoints/best.json`, which the trainer writes with `best.safetensors`.
+pub fn best_record(run: &Path) -> Option<serde_json::Value> {
+    let text =
+        std::fs::read_to_string(run.join("checkpoints").join(rnnlab_core::BEST_RECORD)).ok()?;
+    serde_json::from_str(&text).ok()
 }
 
 #[cfg(test)]

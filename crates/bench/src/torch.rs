@@ -123,12 +123,12 @@ fn json_lines(s: &str) -> impl Iterator<Item = (usize, &str)> {
 
 /// `torch_reference.py` beside the data folder: `<RNNLAB_DATA>/../peers/torch_reference.py`.
 pub fn default_peer() -> PathBuf {
-    crate::config::data_dir().join("../peers/torch_reference.py")
+    rnnlab_pipeline::config::data_dir().join("../peers/torch_reference.py")
 }
 
 /// The peer's real data, as the pipelines read it: the RT phrases file and GloVe 6B 50d.
 pub fn peer_data() -> (PathBuf, PathBuf) {
-    let d = crate::config::data_dir();
+    let d = rnnlab_pipeline::config::data_dir();
     (
         d.join("rt-kaggle-phrases/train.tsv"),
         d.join("glove-6b-50d/glove.6B.50d.txt.gz"),

@@ -17,7 +17,7 @@ use rnnlab_core::{
 };
 
 use super::{child, median, ratio, torch};
-use crate::config::{self, Source};
+use rnnlab_pipeline::config::{self, Source};
 
 /// Vocabulary rows of the synthetic step's embedding.
 pub const VOCAB: usize = 16_000;
@@ -594,7 +594,7 @@ fn real_rnnlab(
     };
     let (_, prepared, rng_after) = &mut cache[k];
     let mut rng = rng_after.clone();
-    let ctx = crate::train::model_context(prepared, registry);
+    let ctx = rnnlab_pipeline::train::model_context(prepared, registry);
     let mut trainer = build_trainer(
         registry,
         &cfg.model,
@@ -679,7 +679,7 @@ fn validate(o: &StepOptions) -> Result<()> {
 pub fn bench_step(registry: &Registry, o: &StepOptions) -> Result<StepBench> {
     validate(o)?;
     // The same thread set-up as `rnnlab train`: a pool of `--threads` threads.
-    crate::train::thread_pool(o.threads)?.install(|| bench_step_in_pool(registry, o))
+    rnnlab_pipeline::train::thread_pool(o.threads)?.install(|| bench_step_in_pool(registry, o))
 }
 
 fn bench_step_in_pool(registry: &Registry, o: &StepOptions) -> Result<StepBench> {

@@ -1,19 +1,18 @@
 //! `rnnlab sweep report`: one row per variant, mean ± std over its seeds, from the run folders'
-//! `metrics.jsonl` (and `provenance.json` for the parameter count) alone, so folders copied
-//! back from a cluster report the same. Markdown, CSV, and figures overlaying the variants
-//! (mean curve, band from the lowest to the highest seed).
+//! `metrics.jsonl` (and `provenance.json` for the parameter count, `evals/*.json` for the stored
+//! evaluations) alone, so folders copied back from a cluster report the same. Markdown, CSV, and
+//! figures overlaying the variants (mean curve, band from the lowest to the highest seed). The
+//! command names the folders ([`SweepRuns`]); nothing here reads the sweep file.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use rnnlab_callbacks::plot::{self, LineChart, Series};
 use rnnlab_callbacks::stability::series_stability;
 use rnnlab_core::{read_metrics, EpochMetrics};
 
-use super::evaluate::{self, StoredEval};
-use super::Plan;
 use crate::report::{final_radius, mean};
 
 /// The figures of one run that the table averages.
@@ -121,14 +120,23 @@ pub struct VariantRuns {
     pub figures: Vec<RunFigures>,
 }
 
-/// Reads every run folder of `plan` that has a `metrics.jsonl`.
-pub fn load(plan: &Plan, window: usize) -> Result<Vec<VariantRuns>> {
+/// A sweep's run folders, as the report reads them.
+#[derive(Clone, Debug, Default)]
+pub struct SweepRuns {
+    /// The sweep's name (its file's stem): the report's title.
+    pub name: String,
+    /// Each variant in order, with the seed and folder of each of its runs.
+    pub variants: Vec<(String, Vec<(u64, PathBuf)>)>,
+}
+
+/// Reads every run folder of `sweep` that has a `metrics.jsonl`.
+pub fn load(sweep: &SweepRuns, window: usize) -> Result<Vec<VariantRuns>> {
     let mut out = Vec::new();
-    for v in &plan.variants {
+    for (v, planned) in &sweep.variants {
         let mut runs = Vec::new();
         let mut figures = Vec::new();
-        for r in plan.runs.iter().filter(|r| &r.variant == v) {
-            let path = r.dir.join("metrics.jsonl");
+        for (seed, dir) in planned {
+            let path = dir.join("metrics.jsonl");
             if !path.is_file() {
                 continue;
             }
@@ -138,10 +146,10 @@ pub fn load(plan: &Plan, window: usize) -> Result<Vec<VariantRuns>> {
                 continue;
             }
             let mut f = run_figures(&history, window);
-            f.params = trainable_params(&r.dir);
-            f.evals = evaluate::stored(&r.dir)?;
+            f.params = trainable_params(dir);
+            f.evals = stored(dir)?;
             figures.push(f);
-            runs.push((r.seed, history));
+            runs.push((*seed, history));
         }
         out.push(VariantRuns {
             name: v.clone(),
@@ -156,6 +164,64 @@ fn trainable_params(run: &Path) -> Option<f64> {
     let text = std::fs::read_to_string(run.join("provenance.json")).ok()?;
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
     v.get("trainable_params")?.as_f64()
+}
+
+/// The folder of a run that holds its evaluations (`rnnlab sweep eval` writes them).
+pub const EVALS_DIR: &str = "evals";
+
+/// One stored evaluation of a run, as the report reads it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredEval {
+    /// Accuracy in percent.
+    pub accuracy: f64,
+    /// The data file's name (without its folder).
+    pub data: String,
+    /// `best` or `last`.
+    pub checkpoint: String,
+}
+
+/// Every `evals/*.json` of `run`, by name; a file that cannot be read is an error naming it.
+pub fn stored(run: &Path) -> Result<BTreeMap<String, StoredEval>> {
+    let dir = run.join(EVALS_DIR);
+    let mut out = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(out);
+    };
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let Some(name) = path.file_stem().map(|s| s.to_string_lossy().into_owned()) else {
+            continue;
+        };
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+        let Some(accuracy) = v["accuracy"].as_f64() else {
+            bail!("{}: no number `accuracy`", path.display());
+        };
+        let data = v["data"]
+            .as_str()
+            .map(|d| {
+                Path::new(d)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| d.to_string())
+            })
+            .unwrap_or_default();
+        let checkpoint = v["checkpoint"].as_str().unwrap_or("best").to_string();
+        out.insert(
+            name,
+            StoredEval {
+                accuracy,
+                data,
+                checkpoint,
+            },
+        );
+    }
+    Ok(out)
 }
 
 /// A column of the table: header, CSV name, the figure, decimals.
@@ -515,14 +581,9 @@ pub fn figures(variants: &[VariantRuns], dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// The Markdown report of `plan`: title, table, legend.
-pub fn markdown(plan: &Plan, variants: &[VariantRuns], window: usize) -> String {
-    let stem = plan
-        .file
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut s = format!("## Sweep `{stem}`\n\n");
+/// The Markdown report of `sweep`: title, table, legend.
+pub fn markdown(sweep: &SweepRuns, variants: &[VariantRuns], window: usize) -> String {
+    let mut s = format!("## Sweep `{}`\n\n", sweep.name);
     s.push_str(&table(variants, window));
     s.push('\n');
     let mut legend = legend(window);
@@ -538,9 +599,9 @@ pub fn markdown(plan: &Plan, variants: &[VariantRuns], window: usize) -> String 
 
 /// `rnnlab sweep report`: prints the Markdown; with `out`, writes `sweep.md`, `sweep.csv` and
 /// `plots/` there.
-pub fn run(plan: &Plan, out: Option<&Path>, window: usize) -> Result<String> {
-    let variants = load(plan, window)?;
-    let md = markdown(plan, &variants, window);
+pub fn run(sweep: &SweepRuns, out: Option<&Path>, window: usize) -> Result<String> {
+    let variants = load(sweep, window)?;
+    let md = markdown(sweep, &variants, window);
     if let Some(dir) = out {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let files = figures(&variants, &dir.join("plots"))?;

@@ -10,7 +10,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use rnnlab_core::EpochMetrics;
 
 use super::{child, ratio, torch};
-use crate::config;
+use rnnlab_pipeline::config;
 
 /// What `rnnlab bench epoch` runs (its command-line options).
 #[derive(Clone, Debug, clap::Args)]

@@ -51,7 +51,7 @@ impl RunSummary {
     /// The first epoch with the best value of the monitored metric: (value, epoch), from the
     /// trainer's `checkpoints/best.json` (else from the history).
     pub fn best(&self) -> Option<(f64, f64)> {
-        if let Some(r) = crate::eval::best_record(&self.run_dir) {
+        if let Some(r) = run_dir::best_record(&self.run_dir) {
             if r["monitor"].as_str() == Some(self.monitor.as_str()) {
                 if let (Some(v), Some(e)) = (r["value"].as_f64(), r["epoch"].as_f64()) {
                     return Some((v, e));
@@ -158,7 +158,7 @@ pub fn train(registry: &Registry, opts: &TrainOptions) -> Result<RunSummary> {
 /// A rayon pool of `threads` threads (0: rayon's default, all cores), in which a run's matrix
 /// products and fused recurrent kernels run. Candle's element-wise ops use candle's own pool,
 /// sized by `CANDLE_NUM_THREADS`.
-pub(crate) fn thread_pool(threads: usize) -> Result<rayon::ThreadPool> {
+pub fn thread_pool(threads: usize) -> Result<rayon::ThreadPool> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("rnnlab-{i}"))
@@ -832,7 +832,7 @@ fn resumed_provenance(run: &Path, threads: usize, after_epoch: usize) -> serde_j
 
 /// What a model constructor needs to know of the prepared data: vocabulary, classes, pretrained
 /// rows, padding id.
-pub(crate) fn model_context<'a>(
+pub fn model_context<'a>(
     prepared: &rnnlab_data::Prepared,
     registry: &'a Registry,
 ) -> ModelContext<'a> {

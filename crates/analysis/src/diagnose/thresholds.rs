@@ -91,16 +91,16 @@ impl Thresholds {
             }
         }
         for s in sets {
-            let (k, v) = crate::config::parse_set(s)?;
+            let (k, v) = rnnlab_pipeline::config::parse_set(s)?;
             let k = k.trim_start_matches("diagnose.");
             b = b
-                .set_override(k, crate::config::to_config_value(&v))
+                .set_override(k, rnnlab_pipeline::config::to_config_value(&v))
                 .with_context(|| format!("--set {s}"))?;
         }
         let t: Thresholds = b.build().and_then(|c| c.try_deserialize()).map_err(|e| {
             anyhow!(
                 "diagnose thresholds: {}",
-                crate::config::with_suggestion(&e.to_string())
+                rnnlab_pipeline::config::with_suggestion(&e.to_string())
             )
         })?;
         t.checked()

@@ -479,7 +479,7 @@ fn config_path(key: &str) -> String {
 }
 
 /// A TOML value as the `config` crate's.
-pub(crate) fn to_config_value(v: &toml::Value) -> config::Value {
+pub fn to_config_value(v: &toml::Value) -> config::Value {
     use config::ValueKind;
     let kind = match v {
         toml::Value::String(s) => ValueKind::String(s.clone()),

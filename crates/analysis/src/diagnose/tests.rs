@@ -1,6 +1,7 @@
 //! The rules on known histories, on planted runs and on the real task.
 
 use super::*;
+use rnnlab_pipeline::{config, registry, train, TrainOptions};
 
 fn epoch(e: usize, pairs: &[(&str, f64)]) -> EpochMetrics {
     let mut m = EpochMetrics::new();
@@ -113,7 +114,7 @@ fn train_demo(out: &Path, sets: &[&str]) -> Vec<EpochMetrics> {
         all.push("data.size=1500".to_string());
     }
     all.extend(sets.iter().map(|s| s.to_string()));
-    let opts = crate::TrainOptions {
+    let opts = TrainOptions {
         pipeline: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipelines/demo.toml")),
         sets: all,
         out: Some(out.to_path_buf()),
@@ -121,7 +122,7 @@ fn train_demo(out: &Path, sets: &[&str]) -> Vec<EpochMetrics> {
         progress: false,
         ..Default::default()
     };
-    crate::train(&crate::registry(), &opts).unwrap().history
+    train(&registry(), &opts).unwrap().history
 }
 
 #[test]
@@ -167,7 +168,7 @@ fn a_planted_explosion_is_named_with_its_numbers_and_a_healthy_run_is_not() {
 /// The pipeline of `run` as TOML, with `sets` layered on.
 fn layered(run: &Path, sets: &[String]) -> String {
     let path = run.join("config.resolved.toml");
-    let cfg = crate::config::load(crate::config::Source::File(&path), sets)
+    let cfg = config::load(config::Source::File(&path), sets)
         .unwrap_or_else(|e| panic!("{sets:?}: {e:#}"));
     toml::to_string(&cfg).unwrap()
 }
@@ -245,7 +246,7 @@ fn every_printed_fix_is_a_complete_new_override_set_that_trains() {
             let out = dir.path().join(format!("{name}-fix{tried}"));
             let mut sets = fix.sets.clone();
             sets.push("train.epochs=1".into());
-            let opts = crate::TrainOptions {
+            let opts = TrainOptions {
                 pipeline: Some(run.join("config.resolved.toml")),
                 sets,
                 out: Some(out),
@@ -253,8 +254,7 @@ fn every_printed_fix_is_a_complete_new_override_set_that_trains() {
                 progress: false,
                 ..Default::default()
             };
-            crate::train(&crate::registry(), &opts)
-                .unwrap_or_else(|e| panic!("{name}: {fix}: {e:#}"));
+            train(&registry(), &opts).unwrap_or_else(|e| panic!("{name}: {fix}: {e:#}"));
             tried += 1;
         }
     }
