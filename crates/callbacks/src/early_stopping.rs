@@ -1,11 +1,9 @@
 //! `early_stopping`: stops training when a monitored metric has not improved for `patience` epochs,
 //! as Lightning's `EarlyStopping`.
 
-use std::sync::Arc;
-
 use rnnlab_core::{
-    check_value, Callback, Control, EpochMetrics, Error, Mode, PluginConfig, PluginParams,
-    PluginSpec, Registry, Result, StateDict, TrainView, Watched,
+    check_value, Callback, Control, EpochMetrics, Error, Mode, PluginConfig, Registry, Result,
+    StateDict, TrainView, Watched,
 };
 use serde::{Deserialize, Serialize};
 
@@ -133,22 +131,19 @@ impl PluginConfig for EarlyStoppingConfig {
     }
 }
 
-/// Registers `early_stopping`. Its constructor also takes the config path (for `mode`'s error and
-/// the monitor's), so it is added with [`PluginSpec::typed`] rather than `register`.
+/// Registers `early_stopping` (with its config path, which the missing-metric and `mode` errors
+/// name).
 pub fn register(r: &mut Registry) {
-    r.callbacks.add(
-        PluginSpec::typed(
-            "early_stopping",
-            "stop when a metric has not improved by min_delta for patience epochs",
-            &EarlyStoppingConfig::default(),
-        ),
-        Arc::new(|p: &PluginParams| {
-            let c: EarlyStoppingConfig = p.typed()?;
-            let mode = Mode::resolve(&c.mode, &c.monitor, &p.at("mode"))?;
+    r.callbacks.register_at(
+        "early_stopping",
+        "stop when a metric has not improved by min_delta for patience epochs",
+        EarlyStoppingConfig::default(),
+        |c, at| {
+            let mode = Mode::resolve(&c.mode, &c.monitor, &format!("{at}.mode"))?;
             let mut cb = early_stopping(&c.monitor, mode, c.patience, c.min_delta);
-            cb.monitor_at = p.at("monitor");
+            cb.monitor_at = format!("{at}.monitor");
             Ok(Box::new(cb) as Box<dyn Callback>)
-        }),
+        },
     );
 }
 

@@ -551,6 +551,22 @@ impl<T: 'static> Table<Ctor<T>> {
         let spec = PluginSpec::typed(name, doc, &defaults);
         self.add(spec, Arc::new(move |p: &PluginParams| build(p.typed()?)));
     }
+
+    /// [`Table::register`] for a plugin that keeps its config path (`callbacks[2]`) for an
+    /// error it may raise while running: `build` also gets the path.
+    pub fn register_at<C: PluginConfig>(
+        &mut self,
+        name: &'static str,
+        doc: &'static str,
+        defaults: C,
+        build: impl Fn(C, &str) -> Result<T> + Send + Sync + 'static,
+    ) {
+        let spec = PluginSpec::typed(name, doc, &defaults);
+        self.add(
+            spec,
+            Arc::new(move |p: &PluginParams| build(p.typed()?, p.path())),
+        );
+    }
 }
 
 /// What a scheduler is built from besides its typed config.
