@@ -97,6 +97,16 @@ impl Error {
     }
 }
 
+/// "`x` is not one of a, b, c" with the nearest of `known` suggested ([`suggest`]): how every
+/// refused choice (a plugin key's value, a mode) is worded.
+pub fn not_one_of(given: &str, known: &[&str]) -> String {
+    format!(
+        "`{given}` is not one of {}{}",
+        known.join(", "),
+        suggest(given, known.iter().copied())
+    )
+}
+
 /// ", did you mean `x`?" for the known name closest to `name`, or "" when none is close.
 pub fn suggest<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> String {
     let best = known

@@ -5,7 +5,8 @@
 use std::collections::BTreeSet;
 
 use crate::{
-    error::suggest, BatchSource, Error, EvalSplit, Mode, Params, RecurrentWeight, Result, Trainer,
+    error::{not_one_of, suggest},
+    BatchSource, Error, EvalSplit, Mode, Params, RecurrentWeight, Result, Trainer,
 };
 
 impl Mode {
@@ -31,10 +32,7 @@ impl Mode {
             other => {
                 return Err(Error::invalid(
                     at,
-                    format!(
-                        "`{other}` is not one of auto, max, min{}",
-                        suggest(other, ["auto", "max", "min"])
-                    ),
+                    not_one_of(other, &["auto", "max", "min"]),
                 ))
             }
         };

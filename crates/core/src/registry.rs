@@ -11,7 +11,7 @@ use schemars::JsonSchema;
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::{
-    error::{suggest, UnknownName},
+    error::{not_one_of, suggest, UnknownName},
     Callback, Cell, Error, Link, Model, ParamBuilder, ParamInit, ReaderCtor, Result, Scheduler,
 };
 
@@ -314,14 +314,7 @@ impl PluginParams {
         if choices.contains(&s) {
             Ok(s.to_string())
         } else {
-            Err(Error::invalid(
-                self.at(key),
-                format!(
-                    "`{s}` is not one of {}{}",
-                    choices.join(", "),
-                    suggest(s, choices.iter().copied())
-                ),
-            ))
+            Err(Error::invalid(self.at(key), not_one_of(s, choices)))
         }
     }
 
@@ -660,11 +653,7 @@ fn with_variant_suggestion(message: &str) -> String {
     }
     let quoted: Vec<&str> = message.split('`').skip(1).step_by(2).collect();
     match quoted.split_first() {
-        Some((given, known)) if !known.is_empty() => format!(
-            "`{given}` is not one of {}{}",
-            known.join(", "),
-            suggest(given, known.iter().copied())
-        ),
+        Some((given, known)) if !known.is_empty() => not_one_of(given, known),
         _ => message.to_string(),
     }
 }
