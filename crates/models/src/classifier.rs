@@ -1,7 +1,5 @@
 //! The recurrent classifier: embedding → encoder → pooling → dropout → linear.
 
-use std::str::FromStr;
-
 use candle_core::{DType, Tensor};
 use rnnlab_core::{
     check_value, cross_entropy, dropout, length_mask, Batch, Error, Model, ModelContext, ParamInit,
@@ -27,28 +25,6 @@ pub enum Pooling {
     /// The final state after reading the padding too, as a hand-written model that takes `h_n`
     /// of an unpacked padded batch.
     LastPadded,
-}
-
-impl Pooling {
-    /// The config names, in order.
-    pub const NAMES: [&'static str; 4] = ["last", "mean", "max", "last_padded"];
-}
-
-impl FromStr for Pooling {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "last" => Ok(Pooling::Last),
-            "mean" => Ok(Pooling::Mean),
-            "max" => Ok(Pooling::Max),
-            "last_padded" => Ok(Pooling::LastPadded),
-            other => Err(Error::invalid(
-                "pooling",
-                format!("`{other}` is not one of {}", Pooling::NAMES.join(", ")),
-            )),
-        }
-    }
 }
 
 /// A recurrent text classifier with PyTorch's parameter names: `embedding.weight`, `rnn.*`,

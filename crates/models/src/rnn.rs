@@ -1,10 +1,8 @@
 //! The vanilla (Elman) RNN cell, as `torch.nn.RNN`: `h' = act(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh)`.
 
-use std::str::FromStr;
-
 use candle_core::Tensor;
 use rnnlab_core::{
-    Cell, CellState, Error, ParamBuilder, PluginConfig, RecurrentWeight, Result, SeqOutput,
+    Cell, CellState, ParamBuilder, PluginConfig, RecurrentWeight, Result, SeqOutput,
 };
 
 use crate::Kernel;
@@ -22,21 +20,6 @@ pub enum Nonlinearity {
     Tanh,
     /// `relu`.
     Relu,
-}
-
-impl FromStr for Nonlinearity {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "tanh" => Ok(Nonlinearity::Tanh),
-            "relu" => Ok(Nonlinearity::Relu),
-            other => Err(Error::invalid(
-                "nonlinearity",
-                format!("`{other}` is not one of tanh, relu"),
-            )),
-        }
-    }
 }
 
 /// The keys of `type = "rnn"` (besides the shared cell keys).
