@@ -1,13 +1,12 @@
 //! `spectral`: per epoch, the spectral radius and the largest singular value of every recurrent
 //! matrix, per gate block (rows `g·H..(g+1)·H` of `weight_hh [G·H, H]`).
 
+use crate::linalg::{sigma_max, spectral_radius};
 use candle_core::DType;
 use rnnlab_core::{
     check_value, Callback, Control, EpochMetrics, PluginConfig, Registry, Result, TrainView,
 };
 use serde::{Deserialize, Serialize};
-
-use crate::linalg::{sigma_max, spectral_radius, Square};
 
 /// Radius and σ_max of one gate block.
 #[derive(Clone, Debug, PartialEq)]
@@ -65,10 +64,7 @@ pub fn gate_spectra(
                     let (radius, sigma) = if h > max_dim {
                         (f64::NAN, f64::NAN)
                     } else {
-                        (
-                            spectral_radius(&Square::new(h, block.to_vec())),
-                            sigma_max(block, h, h),
-                        )
+                        (spectral_radius(block, h), sigma_max(block, h, h))
                     };
                     GateSpectrum {
                         gate: g.clone(),
