@@ -276,7 +276,7 @@ impl<'a> ParamInit<'a> {
     }
 
     /// The parameters of `weights` (a checkpoint, by full name); `rng` still feeds plugins that
-    /// draw (the drawn values are dropped). See [`ParamBuilder::from_weights`].
+    /// draw (the drawn values are dropped); each weight must be there with the shape the model asks for.
     pub fn from_weights(
         rng: &'a mut Rng,
         weights: &'a BTreeMap<String, Tensor>,
@@ -302,19 +302,15 @@ impl<'a> ParamInit<'a> {
     /// A builder that adds to `params` (the model's store), from this source.
     pub fn builder<'b>(&'b mut self, params: &'b mut Params) -> ParamBuilder<'b> {
         ParamBuilder {
-            params,
-            rng: self.rng,
-            prefix: String::new(),
-            dtype: self.dtype,
-            device: self.device.clone(),
             weights: self.weights,
+            ..ParamBuilder::new(params, self.rng, self.dtype, self.device.clone())
         }
     }
 }
 
 /// Creates parameters under a name prefix, as candle-nn's `VarBuilder`: either drawing every
-/// initial value from the run's generator ([`ParamBuilder::new`]), or taking each from a
-/// checkpoint's weights by its full name ([`ParamBuilder::from_weights`]), so that one
+/// initial value from the run's generator ([`ParamBuilder::new`], [`ParamInit::new`]), or taking
+/// each from a checkpoint's weights by its full name ([`ParamInit::from_weights`]), so that one
 /// constructor both builds a fresh model and loads a trained one.
 pub struct ParamBuilder<'a> {
     params: &'a mut Params,
@@ -335,22 +331,6 @@ impl<'a> ParamBuilder<'a> {
             dtype,
             device,
             weights: None,
-        }
-    }
-
-    /// A builder that adds to `params` the tensors of `weights` (a checkpoint, by full parameter
-    /// name) in place of drawn values: each must be there with the shape the model asks for.
-    /// `rng` still feeds plugins that draw (the drawn values are dropped).
-    pub fn from_weights(
-        params: &'a mut Params,
-        rng: &'a mut Rng,
-        weights: &'a BTreeMap<String, Tensor>,
-        dtype: DType,
-        device: Device,
-    ) -> Self {
-        ParamBuilder {
-            weights: Some(weights),
-            ..ParamBuilder::new(params, rng, dtype, device)
         }
     }
 
@@ -557,8 +537,8 @@ mod tests {
 
         let mut loaded = Params::new();
         let mut other = crate::seeded(99);
-        let mut pb =
-            ParamBuilder::from_weights(&mut loaded, &mut other, &weights, DType::F32, Device::Cpu);
+        let mut init = ParamInit::from_weights(&mut other, &weights, DType::F32, Device::Cpu);
+        let mut pb = init.builder(&mut loaded);
         assert_eq!(
             pb.pp("layer").stored("w").map(|t| t.dims().to_vec()),
             Some(vec![2, 3])
@@ -577,7 +557,8 @@ mod tests {
         // What a checkpoint lacks, or shapes otherwise, is an error naming the parameter.
         let load_error = |w: &BTreeMap<String, Tensor>| -> String {
             let (mut p, mut rng) = (Params::new(), crate::seeded(1));
-            let mut pb = ParamBuilder::from_weights(&mut p, &mut rng, w, DType::F32, Device::Cpu);
+            let mut init = ParamInit::from_weights(&mut rng, w, DType::F32, Device::Cpu);
+            let mut pb = init.builder(&mut p);
             build(&mut pb).unwrap_err().to_string()
         };
         let mut partial = weights.clone();
