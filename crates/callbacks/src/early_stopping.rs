@@ -2,8 +2,8 @@
 //! as Lightning's `EarlyStopping`.
 
 use rnnlab_core::{
-    check_value, Callback, Control, EpochMetrics, Error, Mode, PluginConfig, Registry, Result,
-    StateDict, TrainView, Watched,
+    check_value, Callback, Control, EpochMetrics, Error, Mode, ModeSetting, PluginConfig, Registry,
+    Result, StateDict, TrainView, Watched,
 };
 use serde::{Deserialize, Serialize};
 
@@ -105,7 +105,7 @@ pub struct EarlyStoppingConfig {
     pub monitor: String,
     /// max or min: which way the metric improves; auto: min when the monitor's name contains
     /// `loss`, else max.
-    pub mode: String,
+    pub mode: ModeSetting,
     /// Epochs without improvement before stopping (>= 1).
     pub patience: usize,
     /// Smallest change that counts as improvement (>= 0).
@@ -116,7 +116,7 @@ impl Default for EarlyStoppingConfig {
     fn default() -> Self {
         EarlyStoppingConfig {
             monitor: "val_acc".into(),
-            mode: "auto".into(),
+            mode: ModeSetting::Auto,
             patience: 5,
             min_delta: 0.0,
         }
@@ -139,7 +139,7 @@ pub fn register(r: &mut Registry) {
         "stop when a metric has not improved by min_delta for patience epochs",
         EarlyStoppingConfig::default(),
         |c, at| {
-            let mode = Mode::resolve(&c.mode, &c.monitor, &format!("{at}.mode"))?;
+            let mode = Mode::resolve(c.mode, &c.monitor, &format!("{at}.mode"));
             let mut cb = early_stopping(&c.monitor, mode, c.patience, c.min_delta);
             cb.monitor_at = format!("{at}.monitor");
             Ok(Box::new(cb) as Box<dyn Callback>)

@@ -27,16 +27,16 @@ pub use cell::{length_mask, reference_forward_seq, Cell, CellState, RecurrentWei
 pub use error::{not_one_of, suggest, Error, Result, UnknownName};
 pub use metrics::{parse_metrics, quantile, read_metrics, Confusion, EpochMetrics, MetricsWriter};
 pub use model::{cross_entropy, Batch, BatchSource, EvalSplit, Model};
-pub use monitor::{MetricContext, Watched};
+pub use monitor::{MetricContext, ModeSetting, Watched};
 pub use params::{
     dropout, dropout_mask, normal_tensor, squared_norm, uniform_tensor, Grads, Param, ParamBuilder,
     ParamInit, Params,
 };
 pub use reader::{DataKeys, ReadContext, Reader, ReaderCtor, Row, RowLog, Skipped};
 pub use registry::{
-    check_value, required, CallbackCtor, CellArgs, CellCtor, Ctor, Entry, ModelContext, ModelCtor,
-    ParamSpec, PluginConfig, PluginParams, PluginSpec, Registry, SchedulerArgs, SchedulerCtor,
-    Table, TransformCtor,
+    check_value, required, reword_unknown_variant, CallbackCtor, CellArgs, CellCtor, Ctor, Entry,
+    ModelContext, ModelCtor, ParamSpec, PluginConfig, PluginParams, PluginSpec, Registry,
+    SchedulerArgs, SchedulerCtor, Table, TransformCtor,
 };
 pub use scheduler::{Interval, Scheduler};
 pub use state::StateDict;

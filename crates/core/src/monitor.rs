@@ -5,9 +5,44 @@
 use std::collections::BTreeSet;
 
 use crate::{
-    error::{not_one_of, suggest},
-    BatchSource, Error, EvalSplit, Mode, Params, RecurrentWeight, Result, Trainer,
+    error::suggest, BatchSource, Error, EvalSplit, Mode, Params, RecurrentWeight, Result, Trainer,
 };
+
+/// A config's `mode` key (`train.mode`, `early_stopping.mode`, `reduce_on_plateau.mode`): which
+/// way the monitored metric improves, or `auto` to follow its name; [`Mode::resolve`] turns it
+/// into a [`Mode`].
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ModeSetting {
+    /// Min when the metric's name contains `loss`, else max.
+    #[default]
+    Auto,
+    /// Larger is better.
+    Max,
+    /// Smaller is better.
+    Min,
+}
+
+impl ModeSetting {
+    /// The mode this setting gives `metric`, silently (a run's own config, read again).
+    pub fn for_metric(self, metric: &str) -> Mode {
+        match self {
+            ModeSetting::Auto => Mode::for_metric(metric),
+            ModeSetting::Max => Mode::Max,
+            ModeSetting::Min => Mode::Min,
+        }
+    }
+}
 
 impl Mode {
     /// The way a metric's name says it improves: down for losses (a name containing `loss`), up
@@ -20,33 +55,24 @@ impl Mode {
         }
     }
 
-    /// The mode a config gives for `metric` at `at`: `max`, `min`, or `auto` (as
+    /// The mode a config at `at` sets for `metric`: `max`, `min`, or `auto` (as
     /// [`Mode::for_metric`]). An explicit mode against the name's direction is allowed but
     /// warned about.
-    pub fn resolve(mode: &str, metric: &str, at: &str) -> Result<Mode> {
+    pub fn resolve(setting: ModeSetting, metric: &str, at: &str) -> Mode {
         let inferred = Mode::for_metric(metric);
-        let given = match mode {
-            "auto" => return Ok(inferred),
-            "max" => Mode::Max,
-            "min" => Mode::Min,
-            other => {
-                return Err(Error::invalid(
-                    at,
-                    not_one_of(other, &["auto", "max", "min"]),
-                ))
-            }
-        };
+        let given = setting.for_metric(metric);
         if given != inferred {
             tracing::warn!(
-                "`{at}` = \"{mode}\" for `{metric}`, whose name says it improves the other way \
+                "`{at}` = \"{}\" for `{metric}`, whose name says it improves the other way \
                  ({}); set `{at}` = \"auto\" to follow the name",
+                given.as_str(),
                 match inferred {
                     Mode::Min => "down, as a loss",
                     Mode::Max => "up",
                 }
             );
         }
-        Ok(given)
+        given
     }
 
     /// `max` or `min`.
@@ -306,10 +332,10 @@ mod tests {
         assert_eq!(Mode::for_metric("raw_test_loss"), Mode::Min);
         assert_eq!(Mode::for_metric("val_acc"), Mode::Max);
         assert_eq!(Mode::for_metric("val_macro_f1"), Mode::Max);
-        assert_eq!(Mode::resolve("auto", "val_loss", "x").unwrap(), Mode::Min);
-        assert_eq!(Mode::resolve("max", "val_loss", "x").unwrap(), Mode::Max);
-        let e = Mode::resolve("maximum", "val_acc", "train.mode").unwrap_err();
-        assert!(e.to_string().contains("`train.mode`"), "{e}");
+        assert_eq!(Mode::resolve(ModeSetting::Auto, "val_loss", "x"), Mode::Min);
+        assert_eq!(Mode::resolve(ModeSetting::Auto, "val_acc", "x"), Mode::Max);
+        assert_eq!(Mode::resolve(ModeSetting::Max, "val_loss", "x"), Mode::Max);
+        assert_eq!(Mode::resolve(ModeSetting::Min, "val_acc", "x"), Mode::Min);
     }
 
     #[test]

@@ -244,7 +244,7 @@ impl PluginParams {
                     "." | "" => self.at.clone(),
                     key => format!("{}.{key}", self.at),
                 };
-                Error::invalid(at, with_variant_suggestion(e.inner().message()))
+                Error::invalid(at, reword_unknown_variant(e.inner().message()))
             },
         )?;
         c.validate(&self.at)?;
@@ -647,7 +647,7 @@ impl Table<ModelCtor> {
 /// serde's "unknown variant `mena`, expected one of `last`, `mean`, ..." in the words of
 /// [`PluginParams::choice`], with the nearest variant suggested as for unknown keys:
 /// "`mena` is not one of last, mean, max, did you mean `mean`?".
-fn with_variant_suggestion(message: &str) -> String {
+pub fn reword_unknown_variant(message: &str) -> String {
     if !message.starts_with("unknown variant") {
         return message.to_string();
     }
@@ -839,15 +839,15 @@ mod tests {
     fn a_misspelt_variant_gets_the_nearest_suggested() {
         let m = "unknown variant `mena`, expected one of `last`, `mean`, `max`, `last_padded`";
         assert_eq!(
-            with_variant_suggestion(m),
+            reword_unknown_variant(m),
             "`mena` is not one of last, mean, max, last_padded, did you mean `mean`?"
         );
         let m = "unknown variant `batch`, expected `step` or `epoch`";
         assert_eq!(
-            with_variant_suggestion(m),
+            reword_unknown_variant(m),
             "`batch` is not one of step, epoch",
             "nothing is close to `batch`"
         );
-        assert_eq!(with_variant_suggestion("invalid type"), "invalid type");
+        assert_eq!(reword_unknown_variant("invalid type"), "invalid type");
     }
 }

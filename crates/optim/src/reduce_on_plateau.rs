@@ -6,8 +6,8 @@
 //! A metric missing from the epoch's record is an error that names it.
 
 use rnnlab_core::{
-    check_value, EpochMetrics, Error, Interval, Mode, PluginConfig, Registry, Result, Scheduler,
-    StateDict, Watched,
+    check_value, EpochMetrics, Error, Interval, Mode, ModeSetting, PluginConfig, Registry, Result,
+    Scheduler, StateDict, Watched,
 };
 use serde::{Deserialize, Serialize};
 
@@ -162,7 +162,7 @@ pub struct ReduceOnPlateauConfig {
     pub monitor: String,
     /// max (accuracies), min (losses), or auto: min when the monitor's name contains `loss`,
     /// else max.
-    pub mode: String,
+    pub mode: ModeSetting,
     /// Factor of each reduction, in (0, 1).
     pub factor: f64,
     /// Epochs without improvement tolerated.
@@ -185,7 +185,7 @@ impl Default for ReduceOnPlateauConfig {
     fn default() -> Self {
         ReduceOnPlateauConfig {
             monitor: "val_acc".into(),
-            mode: "auto".into(),
+            mode: ModeSetting::Auto,
             factor: 0.1,
             patience: 10,
             threshold: 1e-4,
@@ -202,7 +202,6 @@ impl PluginConfig for ReduceOnPlateauConfig {
     fn validate(&self, at: &str) -> Result<()> {
         let m = &self.monitor;
         check_value(at, "monitor", m, !m.is_empty(), "must name a logged metric")?;
-        Mode::resolve(&self.mode, m, &format!("{at}.mode"))?;
         let f = self.factor;
         check_value(at, "factor", &f, f > 0.0 && f < 1.0, "must be in (0, 1)")?;
         check_non_negative(at, "threshold", self.threshold)?;
@@ -215,7 +214,7 @@ impl ReduceOnPlateauConfig {
     /// The scheduler these keys describe, at `base_lr`; `at` is the config path, which the
     /// missing-metric error names.
     pub fn build(&self, base_lr: f64, at: &str) -> Result<ReduceOnPlateau> {
-        let mode = Mode::resolve(&self.mode, &self.monitor, &format!("{at}.mode"))?;
+        let mode = Mode::resolve(self.mode, &self.monitor, &format!("{at}.mode"));
         Ok(ReduceOnPlateau {
             cfg: self.clone(),
             mode,

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
+use rnnlab_core::ModeSetting;
 use serde::{Deserialize, Serialize};
 
 /// The default pipeline compiled into the binary (`pipelines/quickstart.toml`): `rnnlab train`
@@ -133,8 +134,8 @@ pub struct TrainSection {
     pub monitor: String,
     /// `max`, `min`, or `auto` (min for a name containing `loss`, else max): which way
     /// `monitor` improves.
-    #[serde(default = "default_mode")]
-    pub mode: String,
+    #[serde(default)]
+    pub mode: ModeSetting,
     /// Show a progress bar when stderr is a terminal.
     #[serde(default = "default_true")]
     pub progress: bool,
@@ -147,11 +148,7 @@ pub struct TrainSection {
 impl TrainSection {
     /// Which way `monitor` improves: `mode`, with `auto` read from the metric's name.
     pub fn monitor_mode(&self) -> rnnlab_core::Mode {
-        match self.mode.as_str() {
-            "min" => rnnlab_core::Mode::Min,
-            "max" => rnnlab_core::Mode::Max,
-            _ => rnnlab_core::Mode::for_metric(&self.monitor),
-        }
+        self.mode.for_metric(&self.monitor)
     }
 }
 
@@ -161,7 +158,7 @@ impl Default for TrainSection {
             epochs: default_epochs(),
             threads: default_threads(),
             monitor: default_monitor(),
-            mode: default_mode(),
+            mode: ModeSetting::Auto,
             progress: true,
             default_callbacks: true,
         }
@@ -176,9 +173,6 @@ fn default_threads() -> usize {
 }
 fn default_monitor() -> String {
     "val_acc".into()
-}
-fn default_mode() -> String {
-    "auto".into()
 }
 fn default_true() -> bool {
     true
@@ -253,12 +247,6 @@ pub fn load(source: Source, sets: &[String]) -> Result<PipelineConfig> {
 fn validate(cfg: &PipelineConfig) -> Result<()> {
     if cfg.train.epochs == 0 {
         bail!("invalid value for `train.epochs`: 0: must be at least 1");
-    }
-    if !matches!(cfg.train.mode.as_str(), "auto" | "max" | "min") {
-        bail!(
-            "invalid value for `train.mode`: `{}` is not one of auto, max, min",
-            cfg.train.mode
-        );
     }
     if cfg.optim.transforms.is_empty() {
         bail!("`optim.transforms` is empty: it needs at least an optimizer (e.g. {{ type = \"adam\" }})");
@@ -547,8 +535,16 @@ pub fn expand_vars(s: &str, at: &str) -> Result<String> {
     Ok(out)
 }
 
-/// Appends ", did you mean `x`?" to serde's "unknown field `y`, expected one of ..." messages.
+/// Appends ", did you mean `x`?" to serde's "unknown field `y`, expected one of ..." messages,
+/// and words "unknown variant" as the typed plugin configs do ("`y` is not one of ...").
 pub fn with_suggestion(msg: &str) -> String {
+    if let Some(pos) = msg.find("unknown variant `") {
+        // the typed configs' wording, with the nearest value suggested
+        let (head, tail) = msg.split_at(pos);
+        let end = tail.find('\n').unwrap_or(tail.len());
+        let (line, rest) = tail.split_at(end);
+        return format!("{head}{}{rest}", rnnlab_core::reword_unknown_variant(line));
+    }
     let Some(pos) = msg.find("unknown field `") else {
         return msg.to_string();
     };
@@ -601,6 +597,32 @@ mod tests {
 
     /// A `--set` of a plugin table with another type replaces it (the RNN's `nonlinearity`
     /// goes with it); with the same type, it merges (the other keys stay).
+    #[test]
+    fn a_misspelt_mode_is_refused_with_its_line_and_the_near_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("p.toml");
+        let text = "[data]\ntype = \"demo\"\n[train]\nepochs = 1\nmode = \"maxi\"\n";
+        std::fs::write(&p, text).unwrap();
+        let e = load(Source::File(&p), &[]).unwrap_err().to_string();
+        assert!(e.contains("line 5"), "{e}");
+        assert!(
+            e.contains("`maxi` is not one of auto, max, min, did you mean `max`?"),
+            "{e}"
+        );
+        let sets = ["train.mode=mni".to_string()];
+        std::fs::write(&p, text.replace("maxi", "min")).unwrap();
+        assert_eq!(
+            load(Source::File(&p), &[]).unwrap().train.mode,
+            ModeSetting::Min
+        );
+        let e = load(Source::File(&p), &sets).unwrap_err().to_string();
+        assert!(
+            e.contains("`mni` is not one of auto, max, min, did you mean `min`?"),
+            "{e}"
+        );
+        assert!(e.contains("train.mode"), "{e}");
+    }
+
     #[test]
     fn a_set_table_of_another_type_replaces_the_plugin_table() {
         let dir = tempfile::tempdir().unwrap();

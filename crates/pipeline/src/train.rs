@@ -411,7 +411,7 @@ fn build_plugins(
         callbacks.push(cb);
         resolved_callbacks.push(p.table().clone());
     }
-    let mode = Mode::resolve(&cfg.train.mode, &cfg.train.monitor, "train.mode").map_err(located)?;
+    let mode = Mode::resolve(cfg.train.mode, &cfg.train.monitor, "train.mode");
     Ok(Plugins {
         reader,
         resolved_reader,
