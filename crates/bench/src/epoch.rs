@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{anyhow, bail, Context, Result};
-use rnnlab_core::EpochMetrics;
+use rnnlab_core::{not_one_of, EpochMetrics};
 
 use super::{child, ratio, torch};
 use rnnlab_pipeline::config;
@@ -281,7 +281,7 @@ fn peer_run(
 pub fn bench_epoch(o: &EpochOptions) -> Result<EpochBench> {
     for c in &o.cells {
         if super::step::gates(c).is_none() && c != "cnn" {
-            bail!("--cells: `{c}` is not one of rnn, lstm, gru, cnn");
+            bail!("--cells: {}", not_one_of(c, &["rnn", "lstm", "gru", "cnn"]));
         }
     }
     if o.epochs == 0 || o.seeds == 0 || o.threads == 0 {
@@ -590,7 +590,7 @@ mod tests {
         .unwrap_err();
         assert!(
             e.to_string()
-                .contains("`cnm` is not one of rnn, lstm, gru, cnn"),
+                .contains("`cnm` is not one of rnn, lstm, gru, cnn, did you mean `cnn`?"),
             "{e}"
         );
     }

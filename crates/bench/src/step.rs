@@ -12,8 +12,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use rand::Rng as _;
 use rnnlab_core::{
-    Batch, BatchSource, BatchStats, Callback, Chain, EvalSplit, ModelContext, ParamBuilder,
-    ParamInit, Params, Registry, Rng, TrainView, Trainer, TrainerConfig,
+    not_one_of, Batch, BatchSource, BatchStats, Callback, Chain, EvalSplit, ModelContext,
+    ParamBuilder, ParamInit, Params, Registry, Rng, TrainView, Trainer, TrainerConfig,
 };
 
 use super::{child, median, ratio, torch};
@@ -651,12 +651,12 @@ fn real_peer(
 fn validate(o: &StepOptions) -> Result<()> {
     for c in &o.cells {
         if gates(c).is_none() {
-            bail!("--cells: `{c}` is not one of rnn, lstm, gru");
+            bail!("--cells: {}", not_one_of(c, &["rnn", "lstm", "gru"]));
         }
     }
     for k in &o.kernels {
         if k != "fused" && k != "reference" {
-            bail!("--kernels: `{k}` is not one of fused, reference");
+            bail!("--kernels: {}", not_one_of(k, &["fused", "reference"]));
         }
     }
     if o.cells.is_empty() || o.kernels.is_empty() {
@@ -877,10 +877,18 @@ mod tests {
         };
         assert!(validate(&o).is_ok());
         o.cells = vec!["transformer".into()];
-        assert!(format!("{:#}", validate(&o).unwrap_err()).contains("transformer"));
+        let e = format!("{:#}", validate(&o).unwrap_err());
+        assert!(
+            e.contains("--cells: `transformer` is not one of rnn, lstm, gru"),
+            "{e}"
+        );
         o.cells = vec!["rnn".into()];
-        o.kernels = vec!["fast".into()];
-        assert!(validate(&o).is_err());
+        o.kernels = vec!["fuse".into()];
+        let e = format!("{:#}", validate(&o).unwrap_err());
+        assert!(
+            e.ends_with("`fuse` is not one of fused, reference, did you mean `fused`?"),
+            "{e}"
+        );
         o.kernels = vec!["reference".into()];
         o.iters = 0;
         assert!(format!("{:#}", validate(&o).unwrap_err()).contains("--iters"));
