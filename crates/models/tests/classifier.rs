@@ -6,8 +6,8 @@ use candle_core::{DType, Device, Tensor};
 use common::{assert_close, batch, build_model, make_cell, rand, registry, values};
 use rand::RngCore;
 use rnnlab_core::{
-    cross_entropy, dropout_mask, reference_forward_seq, seeded, Batch, Model, ModelContext,
-    ParamBuilder, ParamInit, Params,
+    cross_entropy, dropout_mask, reference_forward_seq, seeded, Batch, Grads, Model, ModelContext,
+    ParamBuilder, ParamInit, Params, Rng,
 };
 use rnnlab_models::{encoder, recurrent_classifier, RecurrentClassifier};
 
@@ -45,6 +45,22 @@ fn classifier(src: &str, dtype: DType) -> (RecurrentClassifier, Params) {
 
 fn one(seq: &[u32]) -> Batch {
     batch(&[seq.to_vec()], 0)
+}
+
+/// The gradients of one training pass of `m` on `b`, each asserted to be non-zero somewhere.
+fn nonzero_grads(m: &dyn Model, b: &Batch, rng: &mut Rng) -> Grads {
+    let loss = m
+        .loss(&m.forward(b, true, rng).unwrap(), &b.labels)
+        .unwrap();
+    let mut grads = loss.backward().unwrap();
+    let g = Grads::from_backward(m.params(), &mut grads).unwrap();
+    for (name, t) in g.iter() {
+        assert!(
+            values(t).iter().any(|v| *v != 0.0),
+            "{name} has no gradient"
+        );
+    }
+    g
 }
 
 #[test]
@@ -366,17 +382,7 @@ fn training_mode_draws_dropout_from_the_run_generator() {
     assert_ne!(a, other);
     assert_eq!(eval1, eval2);
     // Backward reaches every trainable parameter.
-    let loss = m
-        .loss(&m.forward(&b, true, &mut seeded(3)).unwrap(), &b.labels)
-        .unwrap();
-    let mut grads = loss.backward().unwrap();
-    let g = rnnlab_core::Grads::from_backward(m.params(), &mut grads).unwrap();
-    for (name, t) in g.iter() {
-        assert!(
-            values(t).iter().any(|v| *v != 0.0),
-            "{name} has no gradient"
-        );
-    }
+    nonzero_grads(m.as_ref(), &b, &mut seeded(3));
 }
 
 #[test]
@@ -488,18 +494,8 @@ fn cnn_padding_does_not_change_the_logits() {
         "cnn longer padding",
     );
     // Backward reaches every parameter.
-    let loss = m
-        .loss(&m.forward(&b, true, &mut rng).unwrap(), &b.labels)
-        .unwrap();
-    let mut grads = loss.backward().unwrap();
-    let g = rnnlab_core::Grads::from_backward(m.params(), &mut grads).unwrap();
+    let g = nonzero_grads(m.as_ref(), &b, &mut rng);
     assert_eq!(g.len(), 9);
-    for (name, t) in g.iter() {
-        assert!(
-            values(t).iter().any(|v| *v != 0.0),
-            "{name} has no gradient"
-        );
-    }
 }
 
 #[test]
