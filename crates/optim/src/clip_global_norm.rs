@@ -125,6 +125,7 @@ pub fn register(r: &mut Registry) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::util::transform_test::{assert_within, step_ctx};
     use candle_core::{Device, Tensor};
 
     #[test]
@@ -174,12 +175,7 @@ mod tests {
         // a.grad -> [[1.761660451647583, -2.348880602196777], [0.5872201505491943, 1.1744403010983886]]
         let mut g = fixture();
         let mut report = StepReport::default();
-        let ctx = StepContext {
-            step: 0,
-            epoch: 1,
-            lr: 0.1,
-            loss: 1.0,
-        };
+        let ctx = step_ctx(0, 0.1);
         clip_global_norm(5.0, NormType::L2).apply(&mut g, &Params::new(), &ctx, &mut report)?;
         assert!((report.figures[0].1 - 8.514693182963201).abs() < 1e-12);
         assert!(report.clipped);
@@ -188,11 +184,7 @@ mod tests {
             [1.761660451647583, -2.348880602196777],
             [0.5872201505491943, 1.1744403010983886],
         ];
-        for r in 0..2 {
-            for c in 0..2 {
-                assert!((a[r][c] - want[r][c]).abs() < 1e-12, "{a:?}");
-            }
-        }
+        assert_within(&a, &want, 1e-12);
         assert!((g.global_norm()? - 5.0).abs() < 1e-5);
         Ok(())
     }
@@ -201,12 +193,7 @@ mod tests {
     fn below_the_threshold_nothing_changes() -> Result<()> {
         let mut g = fixture();
         let mut report = StepReport::default();
-        let ctx = StepContext {
-            step: 0,
-            epoch: 1,
-            lr: 0.1,
-            loss: 1.0,
-        };
+        let ctx = step_ctx(0, 0.1);
         clip_global_norm(10.0, NormType::L2).apply(&mut g, &Params::new(), &ctx, &mut report)?;
         assert!(!report.clipped);
         assert_eq!(g.get("b").unwrap().to_vec1::<f64>()?, vec![0.5, -6.0, 2.5]);
