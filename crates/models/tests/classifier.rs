@@ -275,9 +275,10 @@ fn pretrained_embedding_is_copied_and_frozen_on_request() {
     let table: toml::Table = toml::from_str("type = \"recurrent\"").unwrap();
     let (ctor, p) = r.models.resolve(&table, "model", None).unwrap();
     let glove = rand(&mut seeded(1), &[12, 7], DType::F32);
-    for freeze in [true, false] {
+    // The model on `glove` for a vocabulary of `vocab_size`.
+    let build = |vocab_size: usize, freeze: bool| {
         let ctx = ModelContext {
-            vocab_size: 12,
+            vocab_size,
             num_classes: 3,
             pretrained: Some(glove.clone()),
             freeze_embedding: freeze,
@@ -285,12 +286,14 @@ fn pretrained_embedding_is_copied_and_frozen_on_request() {
             registry: &r,
         };
         let mut rng = seeded(1);
-        let m = ctor(
+        ctor(
             &p,
             &ctx,
             &mut ParamInit::new(&mut rng, DType::F32, Device::Cpu),
         )
-        .unwrap();
+    };
+    for freeze in [true, false] {
+        let m = build(12, freeze).unwrap();
         let e = m.params().get("embedding.weight").unwrap();
         assert_eq!(e.trainable, !freeze);
         assert_eq!(values(e.var.as_tensor()), values(&glove));
@@ -302,22 +305,7 @@ fn pretrained_embedding_is_copied_and_frozen_on_request() {
         e.var.set(&e.var.zeros_like().unwrap()).unwrap();
         assert_ne!(values(&glove), values(e.var.as_tensor()));
     }
-    let ctx = ModelContext {
-        vocab_size: 13,
-        num_classes: 3,
-        pretrained: Some(glove),
-        freeze_embedding: false,
-        pad_id: 0,
-        registry: &r,
-    };
-    let mut rng = seeded(1);
-    let e = ctor(
-        &p,
-        &ctx,
-        &mut ParamInit::new(&mut rng, DType::F32, Device::Cpu),
-    )
-    .err()
-    .unwrap();
+    let e = build(13, false).err().unwrap();
     assert!(
         e.to_string().contains("12 rows for a vocabulary of 13"),
         "{e}"
