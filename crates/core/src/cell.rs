@@ -105,6 +105,17 @@ pub fn length_mask(lengths: &[usize], t: usize, dtype: DType, device: &Device) -
     Ok(Tensor::from_vec(v, (b, t), device)?.to_dtype(dtype)?)
 }
 
+/// Errors unless there is one length per sequence of a batch of `batch`.
+pub fn check_batch_lengths(lengths: &[usize], batch: usize) -> Result<()> {
+    if lengths.len() != batch {
+        return Err(crate::Error::Mismatch(format!(
+            "{} lengths for a batch of {batch}",
+            lengths.len()
+        )));
+    }
+    Ok(())
+}
+
 /// The step-by-step sequence pass that every cell gets by default: the reference that fused
 /// kernels are checked against.
 pub fn reference_forward_seq<C: Cell + ?Sized>(
@@ -115,12 +126,7 @@ pub fn reference_forward_seq<C: Cell + ?Sized>(
     h_mask: Option<&Tensor>,
 ) -> Result<SeqOutput> {
     let (b, t, _) = x.dims3()?;
-    if lengths.len() != b {
-        return Err(crate::Error::Mismatch(format!(
-            "{} lengths for a batch of {b}",
-            lengths.len()
-        )));
-    }
+    check_batch_lengths(lengths, b)?;
     let mask = length_mask(lengths, t, x.dtype(), x.device())?;
     let mut state = cell.zero_state(b, x.dtype(), x.device())?;
     let mut outs: Vec<Tensor> = Vec::with_capacity(t);

@@ -23,7 +23,10 @@ mod transform;
 
 pub use atomic::{sync_dir, write_atomic, write_atomic_with};
 pub use callback::{BatchStats, Callback, Control, TrainView};
-pub use cell::{length_mask, reference_forward_seq, Cell, CellState, RecurrentWeight, SeqOutput};
+pub use cell::{
+    check_batch_lengths, length_mask, reference_forward_seq, Cell, CellState, RecurrentWeight,
+    SeqOutput,
+};
 pub use error::{not_one_of, suggest, Error, Result, UnknownName};
 pub use metrics::{parse_metrics, quantile, read_metrics, Confusion, EpochMetrics, MetricsWriter};
 pub use model::{cross_entropy, Batch, BatchSource, EvalSplit, Model};

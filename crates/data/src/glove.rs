@@ -722,15 +722,7 @@ mod tests {
     #[test]
     fn a_repeated_word_is_warned_about_with_its_lines_and_the_first_kept() {
         let f = write(b"the 1 1 1\nfilm 2 2 2\nunused 0 0 0\nthe 3 3 3\n", ".txt");
-        let (emb, log) = logged(|| {
-            load_glove(
-                f.path(),
-                &vocab4(),
-                None,
-                OovInit::Zeros,
-                &mut rnnlab_core::seeded(0),
-            )
-        });
+        let (emb, log) = logged(|| load4(f.path(), None, OovInit::Zeros, 0));
         let emb = emb.unwrap();
         assert_eq!(emb.row(2), [1.0; 3], "the first row of `the` is kept");
         assert_eq!(emb.coverage.duplicate_rows, 1);
@@ -745,109 +737,74 @@ mod tests {
         vocab(&[("the", 10), ("film", 7), ("bad", 1), ("great", 4)])
     }
 
+    /// [`load_glove`] of `path` for [`vocab4`], drawing the OOV rows from `seeded(seed)`.
+    fn load4(
+        path: &Path,
+        dim: Option<usize>,
+        oov_init: OovInit,
+        seed: u64,
+    ) -> Result<Embeddings, DataError> {
+        load_glove(
+            path,
+            &vocab4(),
+            dim,
+            oov_init,
+            &mut rnnlab_core::seeded(seed),
+        )
+    }
+
     #[test]
     fn loads_plain_and_gzip_keeping_only_vocabulary_rows() {
         let plain = write(GLOVE.as_bytes(), ".txt");
-        let a = load_glove(
-            plain.path(),
-            &vocab4(),
-            None,
-            OovInit::Normal,
-            &mut rnnlab_core::seeded(1),
-        )
-        .unwrap();
+        let a = load4(plain.path(), None, OovInit::Normal, 1).unwrap();
         check(&a);
         let zipped = write(&gz(GLOVE), ".txt.gz");
-        let b = load_glove(
-            zipped.path(),
-            &vocab4(),
-            Some(3),
-            OovInit::Normal,
-            &mut rnnlab_core::seeded(1),
-        )
-        .unwrap();
+        let b = load4(zipped.path(), Some(3), OovInit::Normal, 1).unwrap();
         check(&b);
         assert_eq!(a.values, b.values, "same seed, same OOV rows");
-        let c = load_glove(
-            plain.path(),
-            &vocab4(),
-            None,
-            OovInit::Normal,
-            &mut rnnlab_core::seeded(2),
-        )
-        .unwrap();
+        let c = load4(plain.path(), None, OovInit::Normal, 2).unwrap();
         assert_ne!(a.row(5), c.row(5));
     }
 
     #[test]
     fn oov_init_variants() {
         let plain = write(GLOVE.as_bytes(), ".txt");
-        let z = load_glove(
-            plain.path(),
-            &vocab4(),
-            None,
-            OovInit::Zeros,
-            &mut rnnlab_core::seeded(1),
-        )
-        .unwrap();
+        let z = load4(plain.path(), None, OovInit::Zeros, 1).unwrap();
         assert_eq!(z.row(5), [0.0; 3]);
-        let u = load_glove(
-            plain.path(),
-            &vocab4(),
-            None,
-            OovInit::Uniform,
-            &mut rnnlab_core::seeded(1),
-        )
-        .unwrap();
+        let u = load4(plain.path(), None, OovInit::Uniform, 1).unwrap();
         let bound = (u.coverage.std * 3f64.sqrt()) as f32;
         assert!(u.row(5).iter().all(|x| x.abs() <= bound && *x != 0.0));
     }
 
     #[test]
     fn wrong_width_names_the_line() {
-        let bad = "the 0.5 -1 2\nfilm 1 1 1\nunused 9 9\n";
-        let f = write(bad.as_bytes(), ".txt");
-        let msg = load_glove(
-            f.path(),
-            &vocab4(),
-            None,
-            OovInit::Zeros,
-            &mut rnnlab_core::seeded(1),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            msg.ends_with(":3: expected 3 values after the word, found 2"),
-            "{msg}"
-        );
-        let f = write(&gz(GLOVE), ".txt.gz");
-        let msg = load_glove(
-            f.path(),
-            &vocab4(),
-            Some(50),
-            OovInit::Zeros,
-            &mut rnnlab_core::seeded(1),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            msg.ends_with(":1: expected 50 values after the word, found 3"),
-            "{msg}"
-        );
-        let f = write(b"the 0.5 x 2\n", ".txt");
-        let msg = load_glove(
-            f.path(),
-            &vocab4(),
-            None,
-            OovInit::Zeros,
-            &mut rnnlab_core::seeded(1),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            msg.contains(":1: value 2 of word \"the\": \"x\" is not a number"),
-            "{msg}"
-        );
+        let cases: [(&[u8], &str, Option<usize>, &str); 3] = [
+            (
+                b"the 0.5 -1 2\nfilm 1 1 1\nunused 9 9\n",
+                ".txt",
+                None,
+                ":3: expected 3 values after the word, found 2",
+            ),
+            (
+                &gz(GLOVE),
+                ".txt.gz",
+                Some(50),
+                ":1: expected 50 values after the word, found 3",
+            ),
+            (
+                b"the 0.5 x 2\n",
+                ".txt",
+                None,
+                ":1: value 2 of word \"the\": \"x\" is not a number",
+            ),
+        ];
+        for (content, suffix, dim, want) in cases {
+            let f = write(content, suffix);
+            let msg = load4(f.path(), dim, OovInit::Zeros, 1)
+                .unwrap_err()
+                .to_string();
+            assert!(msg.ends_with(want), "{msg}");
+        }
     }
 
     /// Found by the property tests: `0 0` was taken for a header of width 0, so a file of one

@@ -7,7 +7,7 @@ use rnnlab_core::{PluginConfig, ReadContext, Reader};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Column;
-use crate::readers::{non_empty, Row, RowLog};
+use crate::readers::{non_empty, required_path, Row, RowLog};
 use crate::DataError;
 
 /// `rnnlab list`'s line for `jsonl`.
@@ -57,7 +57,7 @@ pub struct Jsonl(pub JsonlConfig);
 
 impl Reader for Jsonl {
     fn read(&self, path: Option<&Path>, cx: &mut ReadContext) -> rnnlab_core::Result<Vec<Row>> {
-        let path = path.ok_or_else(|| DataError::config("data.path", "no file given"))?;
+        let path = required_path(path)?;
         let (text, label) = (self.0.text.to_string(), self.0.label.to_string());
         Ok(read_jsonl(path, &text, &label, cx.group_by, cx.log)?)
     }

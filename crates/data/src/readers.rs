@@ -226,6 +226,11 @@ pub fn for_each_line(
     }
 }
 
+/// The file a reader that [`Reader::reads_path`] was given: `data.path` errors when there is none.
+pub fn required_path(path: Option<&Path>) -> Result<&Path, DataError> {
+    path.ok_or_else(|| DataError::config("data.path", "no file given"))
+}
+
 /// Fails with "no rows" when `rows` is empty.
 pub fn non_empty(rows: Vec<Row>, path: &Path, what: &str) -> Result<Vec<Row>, DataError> {
     if rows.is_empty() {

@@ -12,7 +12,7 @@ use std::path::Path;
 use rnnlab_core::{DataKeys, PluginConfig, ReadContext, Reader};
 use serde::{Deserialize, Serialize};
 
-use crate::readers::{non_empty, Row, RowLog};
+use crate::readers::{non_empty, required_path, Row, RowLog};
 use crate::DataError;
 
 /// `rnnlab list`'s line for `sst-trees`.
@@ -38,7 +38,7 @@ pub struct SstTrees(pub SstConfig);
 
 impl Reader for SstTrees {
     fn read(&self, path: Option<&Path>, cx: &mut ReadContext) -> rnnlab_core::Result<Vec<Row>> {
-        let path = path.ok_or_else(|| DataError::config("data.path", "no file given"))?;
+        let path = required_path(path)?;
         Ok(read_trees(path, self.0.phrases, cx.log)?)
     }
 

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Column;
 pub use crate::readers::Row;
-use crate::readers::{non_empty, RowLog};
+use crate::readers::{non_empty, required_path, RowLog};
 use crate::DataError;
 
 /// `rnnlab list`'s line for `tsv`.
@@ -115,7 +115,7 @@ pub struct Delimited(pub DelimitedConfig);
 impl Reader for Delimited {
     fn read(&self, path: Option<&Path>, cx: &mut ReadContext) -> rnnlab_core::Result<Vec<Row>> {
         let c = &self.0;
-        let path = path.ok_or_else(|| DataError::config("data.path", "no file given"))?;
+        let path = required_path(path)?;
         let format = Format {
             delimiter: c.delimiter.bytes().next().unwrap_or(b'\t'),
             quoting: c.quoting,

@@ -88,6 +88,56 @@ pub(crate) trait Gated: Cell {
     fn fused_cell(&self) -> FusedCell;
 }
 
+/// Implements [`Cell`] for a [`Gated`] cell type `$ty`: sizes from its [`CellWeights`], the step
+/// and the fused sequence pass of this module, and one recurrent weight `weight_hh` stacking the
+/// gates `$gate`s in order; `cell_state: true` for a cell that carries `c` besides `h`.
+macro_rules! gated_cell {
+    ($ty:ty, gates: [$($gate:literal),+] $(, cell_state: $cell_state:literal)?) => {
+        impl rnnlab_core::Cell for $ty {
+            fn input_size(&self) -> usize {
+                $crate::gated::Gated::weights(self).input
+            }
+
+            fn hidden_size(&self) -> usize {
+                $crate::gated::Gated::weights(self).hidden
+            }
+
+            $(
+                fn has_cell_state(&self) -> bool {
+                    $cell_state
+                }
+            )?
+
+            fn step(
+                &self,
+                x_t: &candle_core::Tensor,
+                state: &rnnlab_core::CellState,
+                h_mask: Option<&candle_core::Tensor>,
+            ) -> rnnlab_core::Result<rnnlab_core::CellState> {
+                $crate::gated::step(self, x_t, state, h_mask)
+            }
+
+            fn recurrent_weights(&self) -> Vec<rnnlab_core::RecurrentWeight> {
+                vec![rnnlab_core::RecurrentWeight {
+                    name: $crate::gated::Gated::weights(self).hh_name.clone(),
+                    gates: vec![$($gate.to_string()),+],
+                }]
+            }
+
+            fn forward_seq(
+                &self,
+                x: &candle_core::Tensor,
+                lengths: &[usize],
+                reverse: bool,
+                h_mask: Option<&candle_core::Tensor>,
+            ) -> rnnlab_core::Result<rnnlab_core::SeqOutput> {
+                $crate::gated::forward_seq(self, x, lengths, reverse, h_mask)
+            }
+        }
+    };
+}
+pub(crate) use gated_cell;
+
 /// One step of a [`Gated`] cell.
 pub(crate) fn step<C: Gated + ?Sized>(
     cell: &C,
@@ -112,12 +162,7 @@ pub(crate) fn forward_seq<C: Gated + ?Sized>(
     h_mask: Option<&Tensor>,
 ) -> Result<SeqOutput> {
     let (b, _, e) = x.dims3()?;
-    if lengths.len() != b {
-        return Err(Error::Mismatch(format!(
-            "{} lengths for a batch of {b}",
-            lengths.len()
-        )));
-    }
+    rnnlab_core::check_batch_lengths(lengths, b)?;
     let w = cell.weights();
     if e != w.input {
         return Err(Error::Mismatch(format!(

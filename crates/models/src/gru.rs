@@ -3,7 +3,7 @@
 
 use candle_core::Tensor;
 use candle_nn::ops::sigmoid;
-use rnnlab_core::{Cell, CellState, ParamBuilder, RecurrentWeight, Result, SeqOutput};
+use rnnlab_core::{CellState, ParamBuilder, Result};
 
 use crate::fused::FusedCell;
 use crate::gated::{self, CellWeights, Gated};
@@ -47,33 +47,4 @@ impl Gated for Gru {
     }
 }
 
-impl Cell for Gru {
-    fn input_size(&self) -> usize {
-        self.w.input
-    }
-
-    fn hidden_size(&self) -> usize {
-        self.w.hidden
-    }
-
-    fn step(&self, x_t: &Tensor, state: &CellState, h_mask: Option<&Tensor>) -> Result<CellState> {
-        gated::step(self, x_t, state, h_mask)
-    }
-
-    fn recurrent_weights(&self) -> Vec<RecurrentWeight> {
-        vec![RecurrentWeight {
-            name: self.w.hh_name.clone(),
-            gates: ["r", "z", "n"].map(String::from).to_vec(),
-        }]
-    }
-
-    fn forward_seq(
-        &self,
-        x: &Tensor,
-        lengths: &[usize],
-        reverse: bool,
-        h_mask: Option<&Tensor>,
-    ) -> Result<SeqOutput> {
-        gated::forward_seq(self, x, lengths, reverse, h_mask)
-    }
-}
+gated::gated_cell!(Gru, gates: ["r", "z", "n"]);

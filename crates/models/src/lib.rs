@@ -79,12 +79,7 @@ pub fn register(r: &mut Registry) {
 
 /// Errors unless there is one length per sequence, each in `1..=t`.
 pub(crate) fn check_lengths(lengths: &[usize], b: usize, t: usize) -> Result<()> {
-    if lengths.len() != b {
-        return Err(Error::Mismatch(format!(
-            "{} lengths for a batch of {b}",
-            lengths.len()
-        )));
-    }
+    rnnlab_core::check_batch_lengths(lengths, b)?;
     if let Some(l) = lengths.iter().find(|&&l| l == 0 || l > t) {
         return Err(Error::Mismatch(format!(
             "sequence length {l} outside 1..={t} (the batch's padded length)"

@@ -3,7 +3,7 @@
 
 use candle_core::Tensor;
 use candle_nn::ops::sigmoid;
-use rnnlab_core::{Cell, CellState, Error, ParamBuilder, RecurrentWeight, Result, SeqOutput};
+use rnnlab_core::{CellState, Error, ParamBuilder, Result};
 
 use crate::fused::FusedCell;
 use crate::gated::{self, CellWeights, Gated};
@@ -50,37 +50,4 @@ impl Gated for Lstm {
     }
 }
 
-impl Cell for Lstm {
-    fn input_size(&self) -> usize {
-        self.w.input
-    }
-
-    fn hidden_size(&self) -> usize {
-        self.w.hidden
-    }
-
-    fn has_cell_state(&self) -> bool {
-        true
-    }
-
-    fn step(&self, x_t: &Tensor, state: &CellState, h_mask: Option<&Tensor>) -> Result<CellState> {
-        gated::step(self, x_t, state, h_mask)
-    }
-
-    fn recurrent_weights(&self) -> Vec<RecurrentWeight> {
-        vec![RecurrentWeight {
-            name: self.w.hh_name.clone(),
-            gates: ["i", "f", "g", "o"].map(String::from).to_vec(),
-        }]
-    }
-
-    fn forward_seq(
-        &self,
-        x: &Tensor,
-        lengths: &[usize],
-        reverse: bool,
-        h_mask: Option<&Tensor>,
-    ) -> Result<SeqOutput> {
-        gated::forward_seq(self, x, lengths, reverse, h_mask)
-    }
-}
+gated::gated_cell!(Lstm, gates: ["i", "f", "g", "o"], cell_state: true);

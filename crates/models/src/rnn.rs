@@ -1,9 +1,7 @@
 //! The vanilla (Elman) RNN cell, as `torch.nn.RNN`: `h' = act(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh)`.
 
 use candle_core::Tensor;
-use rnnlab_core::{
-    Cell, CellState, ParamBuilder, PluginConfig, RecurrentWeight, Result, SeqOutput,
-};
+use rnnlab_core::{CellState, ParamBuilder, PluginConfig, Result};
 
 use crate::Kernel;
 
@@ -95,33 +93,4 @@ impl Gated for Rnn {
     }
 }
 
-impl Cell for Rnn {
-    fn input_size(&self) -> usize {
-        self.w.input
-    }
-
-    fn hidden_size(&self) -> usize {
-        self.w.hidden
-    }
-
-    fn step(&self, x_t: &Tensor, state: &CellState, h_mask: Option<&Tensor>) -> Result<CellState> {
-        gated::step(self, x_t, state, h_mask)
-    }
-
-    fn recurrent_weights(&self) -> Vec<RecurrentWeight> {
-        vec![RecurrentWeight {
-            name: self.w.hh_name.clone(),
-            gates: vec!["h".into()],
-        }]
-    }
-
-    fn forward_seq(
-        &self,
-        x: &Tensor,
-        lengths: &[usize],
-        reverse: bool,
-        h_mask: Option<&Tensor>,
-    ) -> Result<SeqOutput> {
-        gated::forward_seq(self, x, lengths, reverse, h_mask)
-    }
-}
+gated::gated_cell!(Rnn, gates: ["h"]);

@@ -6,8 +6,8 @@ use candle_core::{DType, Device, Tensor};
 use common::{assert_close, batch, build_model, make_cell, rand, registry, values};
 use rand::RngCore;
 use rnnlab_core::{
-    cross_entropy, dropout_mask, reference_forward_seq, seeded, Batch, Model, ModelContext,
-    ParamBuilder, ParamInit, Params,
+    cross_entropy, dropout_mask, reference_forward_seq, seeded, Batch, Grads, Model, ModelContext,
+    ParamBuilder, ParamInit, Params, Rng,
 };
 use rnnlab_models::{encoder, recurrent_classifier, RecurrentClassifier};
 
@@ -45,6 +45,22 @@ fn classifier(src: &str, dtype: DType) -> (RecurrentClassifier, Params) {
 
 fn one(seq: &[u32]) -> Batch {
     batch(&[seq.to_vec()], 0)
+}
+
+/// The gradients of one training pass of `m` on `b`, each asserted to be non-zero somewhere.
+fn nonzero_grads(m: &dyn Model, b: &Batch, rng: &mut Rng) -> Grads {
+    let loss = m
+        .loss(&m.forward(b, true, rng).unwrap(), &b.labels)
+        .unwrap();
+    let mut grads = loss.backward().unwrap();
+    let g = Grads::from_backward(m.params(), &mut grads).unwrap();
+    for (name, t) in g.iter() {
+        assert!(
+            values(t).iter().any(|v| *v != 0.0),
+            "{name} has no gradient"
+        );
+    }
+    g
 }
 
 #[test]
@@ -259,9 +275,10 @@ fn pretrained_embedding_is_copied_and_frozen_on_request() {
     let table: toml::Table = toml::from_str("type = \"recurrent\"").unwrap();
     let (ctor, p) = r.models.resolve(&table, "model", None).unwrap();
     let glove = rand(&mut seeded(1), &[12, 7], DType::F32);
-    for freeze in [true, false] {
+    // The model on `glove` for a vocabulary of `vocab_size`.
+    let build = |vocab_size: usize, freeze: bool| {
         let ctx = ModelContext {
-            vocab_size: 12,
+            vocab_size,
             num_classes: 3,
             pretrained: Some(glove.clone()),
             freeze_embedding: freeze,
@@ -269,12 +286,14 @@ fn pretrained_embedding_is_copied_and_frozen_on_request() {
             registry: &r,
         };
         let mut rng = seeded(1);
-        let m = ctor(
+        ctor(
             &p,
             &ctx,
             &mut ParamInit::new(&mut rng, DType::F32, Device::Cpu),
         )
-        .unwrap();
+    };
+    for freeze in [true, false] {
+        let m = build(12, freeze).unwrap();
         let e = m.params().get("embedding.weight").unwrap();
         assert_eq!(e.trainable, !freeze);
         assert_eq!(values(e.var.as_tensor()), values(&glove));
@@ -286,22 +305,7 @@ fn pretrained_embedding_is_copied_and_frozen_on_request() {
         e.var.set(&e.var.zeros_like().unwrap()).unwrap();
         assert_ne!(values(&glove), values(e.var.as_tensor()));
     }
-    let ctx = ModelContext {
-        vocab_size: 13,
-        num_classes: 3,
-        pretrained: Some(glove),
-        freeze_embedding: false,
-        pad_id: 0,
-        registry: &r,
-    };
-    let mut rng = seeded(1);
-    let e = ctor(
-        &p,
-        &ctx,
-        &mut ParamInit::new(&mut rng, DType::F32, Device::Cpu),
-    )
-    .err()
-    .unwrap();
+    let e = build(13, false).err().unwrap();
     assert!(
         e.to_string().contains("12 rows for a vocabulary of 13"),
         "{e}"
@@ -366,17 +370,7 @@ fn training_mode_draws_dropout_from_the_run_generator() {
     assert_ne!(a, other);
     assert_eq!(eval1, eval2);
     // Backward reaches every trainable parameter.
-    let loss = m
-        .loss(&m.forward(&b, true, &mut seeded(3)).unwrap(), &b.labels)
-        .unwrap();
-    let mut grads = loss.backward().unwrap();
-    let g = rnnlab_core::Grads::from_backward(m.params(), &mut grads).unwrap();
-    for (name, t) in g.iter() {
-        assert!(
-            values(t).iter().any(|v| *v != 0.0),
-            "{name} has no gradient"
-        );
-    }
+    nonzero_grads(m.as_ref(), &b, &mut seeded(3));
 }
 
 #[test]
@@ -488,18 +482,8 @@ fn cnn_padding_does_not_change_the_logits() {
         "cnn longer padding",
     );
     // Backward reaches every parameter.
-    let loss = m
-        .loss(&m.forward(&b, true, &mut rng).unwrap(), &b.labels)
-        .unwrap();
-    let mut grads = loss.backward().unwrap();
-    let g = rnnlab_core::Grads::from_backward(m.params(), &mut grads).unwrap();
+    let g = nonzero_grads(m.as_ref(), &b, &mut rng);
     assert_eq!(g.len(), 9);
-    for (name, t) in g.iter() {
-        assert!(
-            values(t).iter().any(|v| *v != 0.0),
-            "{name} has no gradient"
-        );
-    }
 }
 
 #[test]

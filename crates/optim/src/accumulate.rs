@@ -144,17 +144,13 @@ pub fn register(r: &mut Registry) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::util::transform_test::step_ctx;
     use candle_core::Device;
 
     #[test]
     fn skips_then_passes_the_mean() -> Result<()> {
         let d = Device::Cpu;
-        let ctx = StepContext {
-            step: 0,
-            epoch: 1,
-            lr: 0.1,
-            loss: 1.0,
-        };
+        let ctx = step_ctx(0, 0.1);
         let mut t = accumulate(3, true);
         t.init(&Params::new())?;
         let mut outs = Vec::new();

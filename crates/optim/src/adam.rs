@@ -519,42 +519,14 @@ pub fn register(r: &mut Registry) {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use candle_core::{Device, Var};
+    use crate::util::transform_test::{assert_within, step_ctx};
+    use candle_core::{DType, Device, Var};
     use rnnlab_core::apply_updates;
 
     #[test]
     fn five_steps_match_torch_adam() -> Result<()> {
-        let d = Device::Cpu;
-        let mut params = Params::new();
-        let w = Var::from_tensor(&Tensor::new(&[[0.5f64, -1.0], [2.0, 0.25]], &d)?)?;
-        params.insert("w", w.clone(), true)?;
-        let mut opt = adam(0.1, 0.9, 0.999, 1e-8);
-        opt.init(&params)?;
-        let fixed = [
-            [[1.0f64, -2.0], [0.5, 3.0]],
-            [[0.1, 0.2], [-0.3, 0.4]],
-            [[-1.0, 1.0], [2.0, -2.0]],
-            [[0.0, 0.5], [0.5, 0.0]],
-            [[3.0, -0.1], [0.2, 1.0]],
-        ];
-        for (i, g) in fixed.iter().enumerate() {
-            let mut grads = Grads::from_pairs([("w".to_string(), Tensor::new(g, &d)?)]);
-            let ctx = StepContext {
-                step: i,
-                epoch: 1,
-                lr: 0.1,
-                loss: 1.0,
-            };
-            opt.apply(&mut grads, &params, &ctx, &mut StepReport::default())?;
-            apply_updates(&params, &grads)?;
-        }
-        let got = w.as_tensor().to_vec2::<f64>()?;
-        let want = TORCH_ADAM_5;
-        for r in 0..2 {
-            for c in 0..2 {
-                assert!((got[r][c] - want[r][c]).abs() < 1e-6, "{got:?} vs {want:?}");
-            }
-        }
+        let got = five_steps(Box::new(adam(0.1, 0.9, 0.999, 1e-8)), 0.1)?;
+        assert_torch(&got, TORCH_ADAM_5);
         Ok(())
     }
 
@@ -571,12 +543,7 @@ pub(crate) mod tests {
         let run = |opt: &mut Adam, params: &Params, from: usize, to: usize| -> Result<()> {
             for i in from..to {
                 let mut grads = Grads::from_pairs([("w".to_string(), g(i)?)]);
-                let ctx = StepContext {
-                    step: i,
-                    epoch: 1,
-                    lr: 0.05,
-                    loss: 1.0,
-                };
+                let ctx = step_ctx(i, 0.05);
                 opt.apply(&mut grads, params, &ctx, &mut StepReport::default())?;
                 apply_updates(params, &grads)?;
             }
@@ -607,35 +574,50 @@ pub(crate) mod tests {
         mut opt: Box<dyn GradientTransform>,
         lr: f64,
     ) -> Result<Vec<Vec<f64>>> {
+        let step =
+            |o: &mut Box<dyn GradientTransform>, g: &mut Grads, p: &Params, ctx: &StepContext| {
+                o.apply(g, p, ctx, &mut StepReport::default())?;
+                Ok(())
+            };
+        run_fixed(
+            &mut opt,
+            FIXED.len(),
+            lr,
+            DType::F64,
+            |o, p| o.init(p),
+            step,
+        )
+    }
+
+    /// The weights `[[0.5, -1], [2, 0.25]]` (in `dtype`) after `init(t, ..)` and, for each of the
+    /// first `n` gradients of [`FIXED`] (in `dtype`), `step(t, ..)` at step `i` of epoch 1 with
+    /// rate `lr` and then the update applied; returned as f64.
+    pub(crate) fn run_fixed<T>(
+        t: &mut T,
+        n: usize,
+        lr: f64,
+        dtype: DType,
+        init: impl FnOnce(&mut T, &Params) -> Result<()>,
+        mut step: impl FnMut(&mut T, &mut Grads, &Params, &StepContext) -> Result<()>,
+    ) -> Result<Vec<Vec<f64>>> {
         let d = Device::Cpu;
         let mut params = Params::new();
-        let w = Var::from_tensor(&Tensor::new(&[[0.5f64, -1.0], [2.0, 0.25]], &d)?)?;
+        let w0 = Tensor::new(&[[0.5f64, -1.0], [2.0, 0.25]], &d)?.to_dtype(dtype)?;
+        let w = Var::from_tensor(&w0)?;
         params.insert("w", w.clone(), true)?;
-        opt.init(&params)?;
-        for (i, g) in FIXED.iter().enumerate() {
-            let mut grads = Grads::from_pairs([("w".to_string(), Tensor::new(g, &d)?)]);
-            let ctx = StepContext {
-                step: i,
-                epoch: 1,
-                lr,
-                loss: 1.0,
-            };
-            opt.apply(&mut grads, &params, &ctx, &mut StepReport::default())?;
+        init(t, &params)?;
+        for (i, g) in FIXED[..n].iter().enumerate() {
+            let g = Tensor::new(g, &d)?.to_dtype(dtype)?;
+            let mut grads = Grads::from_pairs([("w".to_string(), g)]);
+            step(t, &mut grads, &params, &step_ctx(i, lr))?;
             apply_updates(&params, &grads)?;
         }
-        Ok(w.as_tensor().to_vec2::<f64>()?)
+        Ok(w.as_tensor().to_dtype(DType::F64)?.to_vec2::<f64>()?)
     }
 
     /// Asserts `got` equals torch's `want` to 1e-6.
     pub(crate) fn assert_torch(got: &[Vec<f64>], want: [[f64; 2]; 2]) {
-        for r in 0..2 {
-            for c in 0..2 {
-                assert!(
-                    (got[r][c] - want[r][c]).abs() < 1e-6,
-                    "{got:?} vs torch {want:?}"
-                );
-            }
-        }
+        assert_within(got, &want, 1e-6);
     }
 
     /// The gradients of the golden tests (the same in every optimizer's test).
@@ -719,29 +701,13 @@ pub(crate) mod tests {
     ];
 
     /// [`five_steps`] with the weights and gradients in `dtype`.
-    fn five_steps_in(mut opt: Adam, lr: f64, dtype: candle_core::DType) -> Result<Vec<Vec<f64>>> {
-        let d = Device::Cpu;
-        let mut params = Params::new();
-        let w0 = Tensor::new(&[[0.5f64, -1.0], [2.0, 0.25]], &d)?.to_dtype(dtype)?;
-        let w = Var::from_tensor(&w0)?;
-        params.insert("w", w.clone(), true)?;
-        opt.init(&params)?;
-        for (i, g) in FIXED.iter().enumerate() {
-            let g = Tensor::new(g, &d)?.to_dtype(dtype)?;
-            let mut grads = Grads::from_pairs([("w".to_string(), g)]);
-            let ctx = StepContext {
-                step: i,
-                epoch: 1,
-                lr,
-                loss: 1.0,
-            };
-            opt.apply(&mut grads, &params, &ctx, &mut StepReport::default())?;
-            assert_eq!(grads.get("w").unwrap().dtype(), dtype);
-            apply_updates(&params, &grads)?;
-        }
-        Ok(w.as_tensor()
-            .to_dtype(candle_core::DType::F64)?
-            .to_vec2::<f64>()?)
+    fn five_steps_in(mut opt: Adam, lr: f64, dtype: DType) -> Result<Vec<Vec<f64>>> {
+        let step = |o: &mut Adam, g: &mut Grads, p: &Params, ctx: &StepContext| {
+            o.apply(g, p, ctx, &mut StepReport::default())?;
+            assert_eq!(g.get("w").unwrap().dtype(), dtype);
+            Ok(())
+        };
+        run_fixed(&mut opt, FIXED.len(), lr, dtype, |o, p| o.init(p), step)
     }
 
     #[test]
@@ -885,12 +851,7 @@ pub(crate) mod tests {
                     let g: Vec<f64> = (0..n).map(|i| g_at(step, i)).collect();
                     let gt = Tensor::new(g.as_slice(), &d)?.to_dtype(dtype)?;
                     let mut grads = Grads::from_pairs([("w".to_string(), gt)]);
-                    let ctx = StepContext {
-                        step,
-                        epoch: 1,
-                        lr: 0.01,
-                        loss: 1.0,
-                    };
+                    let ctx = step_ctx(step, 0.01);
                     opt.apply(&mut grads, &params, &ctx, &mut StepReport::default())?;
                     let got = grads.get("w").unwrap().to_dtype(candle_core::DType::F64)?;
                     let got = got.to_vec1::<f64>()?;
@@ -940,12 +901,7 @@ pub(crate) mod tests {
         opt.init(&params)?;
         let g = Tensor::new(&[[1f32, -2.0], [0.5, 3.0]], &d)?;
         let mut grads = Grads::from_pairs([("rnn.weight_hh_l0".to_string(), g)]);
-        let ctx = StepContext {
-            step: 0,
-            epoch: 1,
-            lr: 0.1,
-            loss: 1.0,
-        };
+        let ctx = step_ctx(0, 0.1);
         opt.apply(&mut grads, &params, &ctx, &mut StepReport::default())?;
         let s = opt.state_dict()?;
         let keys: Vec<&str> = s.tensors.keys().map(String::as_str).collect();

@@ -146,6 +146,7 @@ pub fn register(r: &mut Registry) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::util::transform_test::{assert_within, step_ctx};
     use candle_core::{Device, Var};
 
     #[test]
@@ -176,21 +177,12 @@ mod tests {
             ),
             ("b".to_string(), Tensor::new(&[0.2f64, -0.1, 0.0], &d)?),
         ]);
-        let ctx = StepContext {
-            step: 0,
-            epoch: 1,
-            lr: 0.1,
-            loss: 1.0,
-        };
+        let ctx = step_ctx(0, 0.1);
         let mut report = StepReport::default();
         adaptive_clip(0.05, 1e-3).apply(&mut g, &params, &ctx, &mut report)?;
         let gw = g.get("w").unwrap().to_vec2::<f64>()?;
         let want = [[0.15, 0.2], [5e-05, 0.0], [0.01, 0.02]];
-        for r in 0..3 {
-            for c in 0..2 {
-                assert!((gw[r][c] - want[r][c]).abs() < 1e-12, "{gw:?}");
-            }
-        }
+        assert_within(&gw, &want, 1e-12);
         let gb = g.get("b").unwrap().to_vec1::<f64>()?;
         let want = [0.1341640786499874, -0.0670820393249937, 0.0];
         for i in 0..3 {

@@ -125,6 +125,7 @@ pub fn register(r: &mut Registry) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::util::transform_test::{assert_within, step_ctx};
     use candle_core::{Device, Tensor};
 
     #[test]
@@ -166,21 +167,27 @@ mod tests {
         ])
     }
 
+    /// [`fixture`] after one L2 `clip_global_norm(max_norm)` step, and its report.
+    fn clipped(max_norm: f64) -> Result<(Grads, StepReport)> {
+        let mut g = fixture();
+        let mut report = StepReport::default();
+        let ctx = step_ctx(0, 0.1);
+        clip_global_norm(max_norm, NormType::L2).apply(
+            &mut g,
+            &Params::new(),
+            &ctx,
+            &mut report,
+        )?;
+        Ok((g, report))
+    }
+
     #[test]
     fn total_norm_matches_torch_clip_grad_norm() -> Result<()> {
         // a = torch.tensor([[3.,-4.],[1.,2.]], requires_grad=True); b likewise [0.5,-6.,2.5]
         // a.grad, b.grad = a.detach().clone(), b.detach().clone()
         // torch.nn.utils.clip_grad_norm_([a, b], max_norm=5.0) -> 8.514693182963201
         // a.grad -> [[1.761660451647583, -2.348880602196777], [0.5872201505491943, 1.1744403010983886]]
-        let mut g = fixture();
-        let mut report = StepReport::default();
-        let ctx = StepContext {
-            step: 0,
-            epoch: 1,
-            lr: 0.1,
-            loss: 1.0,
-        };
-        clip_global_norm(5.0, NormType::L2).apply(&mut g, &Params::new(), &ctx, &mut report)?;
+        let (g, report) = clipped(5.0)?;
         assert!((report.figures[0].1 - 8.514693182963201).abs() < 1e-12);
         assert!(report.clipped);
         let a = g.get("a").unwrap().to_vec2::<f64>()?;
@@ -188,26 +195,14 @@ mod tests {
             [1.761660451647583, -2.348880602196777],
             [0.5872201505491943, 1.1744403010983886],
         ];
-        for r in 0..2 {
-            for c in 0..2 {
-                assert!((a[r][c] - want[r][c]).abs() < 1e-12, "{a:?}");
-            }
-        }
+        assert_within(&a, &want, 1e-12);
         assert!((g.global_norm()? - 5.0).abs() < 1e-5);
         Ok(())
     }
 
     #[test]
     fn below_the_threshold_nothing_changes() -> Result<()> {
-        let mut g = fixture();
-        let mut report = StepReport::default();
-        let ctx = StepContext {
-            step: 0,
-            epoch: 1,
-            lr: 0.1,
-            loss: 1.0,
-        };
-        clip_global_norm(10.0, NormType::L2).apply(&mut g, &Params::new(), &ctx, &mut report)?;
+        let (g, report) = clipped(10.0)?;
         assert!(!report.clipped);
         assert_eq!(g.get("b").unwrap().to_vec1::<f64>()?, vec![0.5, -6.0, 2.5]);
         // inf norm: torch clip_grad_norm_(..., norm_type=float('inf')) -> 6.0

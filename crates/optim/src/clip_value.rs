@@ -87,6 +87,7 @@ pub fn register(r: &mut Registry) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::util::transform_test::step_ctx;
     use candle_core::{Device, Tensor};
 
     #[test]
@@ -101,12 +102,7 @@ mod tests {
             ),
             ("b".to_string(), Tensor::new(&[0.5f64, -6.0, 2.5], &d)?),
         ]);
-        let ctx = StepContext {
-            step: 0,
-            epoch: 1,
-            lr: 0.1,
-            loss: 1.0,
-        };
+        let ctx = step_ctx(0, 0.1);
         let mut report = StepReport::default();
         clip_value(2.5).apply(&mut g, &Params::new(), &ctx, &mut report)?;
         assert!(report.clipped);

@@ -117,6 +117,7 @@ pub fn register(r: &mut Registry) {
 mod tests {
     use super::*;
     use crate::adam::tests::FIXED;
+    use crate::util::transform_test::{assert_within, step_ctx};
     use candle_core::{Device, Var};
     use rnnlab_core::apply_updates;
 
@@ -137,12 +138,7 @@ mod tests {
         e.init(&params)?;
         assert!(e.eval_weights()?.is_none());
         for (i, g) in FIXED.iter().enumerate() {
-            let ctx = StepContext {
-                step: i,
-                epoch: 1,
-                lr: 0.1,
-                loss: 1.0,
-            };
+            let ctx = step_ctx(i, 0.1);
             let grads =
                 rnnlab_core::Grads::from_pairs([("w".to_string(), (Tensor::new(g, &d)? * -0.1)?)]);
             apply_updates(&params, &grads)?;
@@ -150,14 +146,7 @@ mod tests {
         }
         let avg = e.eval_weights()?.unwrap()["w"].to_vec2::<f64>()?;
         let want = TORCH_EMA;
-        for r in 0..2 {
-            for c in 0..2 {
-                assert!(
-                    (avg[r][c] - want[r][c]).abs() < 1e-12,
-                    "{avg:?} vs {want:?}"
-                );
-            }
-        }
+        assert_within(&avg, &want, 1e-12);
         Ok(())
     }
 

@@ -125,6 +125,7 @@ pub fn register(r: &mut Registry) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::util::transform_test::step_ctx;
     use candle_core::{Device, Tensor};
 
     #[test]
@@ -136,12 +137,7 @@ mod tests {
     #[test]
     fn nan_and_inf_skip_and_are_counted() -> Result<()> {
         let d = Device::Cpu;
-        let ctx = StepContext {
-            step: 0,
-            epoch: 1,
-            lr: 0.1,
-            loss: 1.0,
-        };
+        let ctx = step_ctx(0, 0.1);
         let mut t = skip_nonfinite();
         for (vals, skip) in [
             ([1.0f32, 2.0], false),

@@ -125,6 +125,7 @@ pub fn register(r: &mut Registry) {
 mod tests {
     use super::*;
     use crate::adam::tests::FIXED;
+    use crate::util::transform_test::{assert_within, step_ctx};
     use candle_core::{Device, Var};
     use rnnlab_core::apply_updates;
 
@@ -143,12 +144,7 @@ mod tests {
         s.init(&params)?;
         let start = w.as_tensor().copy()?;
         for i in 0..2 {
-            let ctx = StepContext {
-                step: i,
-                epoch: 1,
-                lr: 0.1,
-                loss: 1.0,
-            };
+            let ctx = step_ctx(i, 0.1);
             let grads = rnnlab_core::Grads::from_pairs([(
                 "w".to_string(),
                 Tensor::new(&[[1.0f64, 1.0], [1.0, 1.0]], &d)?,
@@ -173,11 +169,7 @@ mod tests {
         assert_eq!(s.count(), 5);
         let avg = s.eval_weights()?.unwrap()["w"].to_vec2::<f64>()?;
         let want = [[0.392, -0.894], [1.83, 0.018]];
-        for r in 0..2 {
-            for c in 0..2 {
-                assert!((avg[r][c] - want[r][c]).abs() < 1e-12, "{avg:?}");
-            }
-        }
+        assert_within(&avg, &want, 1e-12);
         Ok(())
     }
 }

@@ -195,3 +195,28 @@ pub(crate) mod sched_test {
         }
     }
 }
+
+/// Helpers for the gradient-transform tests.
+#[cfg(test)]
+pub(crate) mod transform_test {
+    use rnnlab_core::StepContext;
+
+    /// The context of step `step` of epoch 1 at rate `lr`, with loss 1.
+    pub(crate) fn step_ctx(step: usize, lr: f64) -> StepContext {
+        StepContext {
+            step,
+            epoch: 1,
+            lr,
+            loss: 1.0,
+        }
+    }
+
+    /// Asserts every entry of `got` is within `tol` of `want`'s.
+    pub(crate) fn assert_within<const C: usize>(got: &[Vec<f64>], want: &[[f64; C]], tol: f64) {
+        for (r, row) in want.iter().enumerate() {
+            for (c, w) in row.iter().enumerate() {
+                assert!((got[r][c] - w).abs() < tol, "{got:?} vs {want:?}");
+            }
+        }
+    }
+}

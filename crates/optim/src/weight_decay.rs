@@ -147,47 +147,23 @@ pub fn register(r: &mut Registry) {
 mod tests {
     use super::*;
     use crate::adam::adam;
-    use candle_core::{Device, Tensor, Var};
-    use rnnlab_core::{apply_updates, Chain, Link};
+    use crate::adam::tests::run_fixed;
+    use crate::util::transform_test::{assert_within, step_ctx};
+    use candle_core::{DType, Device, Tensor, Var};
+    use rnnlab_core::{Chain, Link};
 
     /// Three steps of a chain on fixed gradients; returns the final weights.
-    fn run(mut links: Vec<Box<dyn GradientTransform>>) -> Result<Vec<Vec<f64>>> {
-        let d = Device::Cpu;
-        let mut params = Params::new();
-        let w = Var::from_tensor(&Tensor::new(&[[0.5f64, -1.0], [2.0, 0.25]], &d)?)?;
-        params.insert("w", w.clone(), true)?;
-        let mut chain = Chain::new(
-            std::mem::take(&mut links)
-                .into_iter()
-                .map(Link::from)
-                .collect(),
-        );
-        chain.init(&params)?;
-        let fixed = [
-            [[1.0f64, -2.0], [0.5, 3.0]],
-            [[0.1, 0.2], [-0.3, 0.4]],
-            [[-1.0, 1.0], [2.0, -2.0]],
-        ];
-        for (i, g) in fixed.iter().enumerate() {
-            let mut grads = Grads::from_pairs([("w".to_string(), Tensor::new(g, &d)?)]);
-            let ctx = StepContext {
-                step: i,
-                epoch: 1,
-                lr: 0.1,
-                loss: 1.0,
-            };
-            chain.apply(&mut grads, &params, &ctx, &mut StepReport::default())?;
-            apply_updates(&params, &grads)?;
-        }
-        Ok(w.as_tensor().to_vec2::<f64>()?)
+    fn run(links: Vec<Box<dyn GradientTransform>>) -> Result<Vec<Vec<f64>>> {
+        let mut chain = Chain::new(links.into_iter().map(Link::from).collect());
+        let step = |c: &mut Chain, g: &mut Grads, p: &Params, ctx: &StepContext| {
+            c.apply(g, p, ctx, &mut StepReport::default())?;
+            Ok(())
+        };
+        run_fixed(&mut chain, 3, 0.1, DType::F64, |c, p| c.init(p), step)
     }
 
     fn assert_close(got: &[Vec<f64>], want: [[f64; 2]; 2]) {
-        for r in 0..2 {
-            for c in 0..2 {
-                assert!((got[r][c] - want[r][c]).abs() < 1e-9, "{got:?} vs {want:?}");
-            }
-        }
+        assert_within(got, &want, 1e-9);
     }
 
     #[test]
@@ -253,12 +229,7 @@ mod tests {
                 .map(|p| Ok((p.name.clone(), Tensor::new(&[1.0f64], &d)?)))
                 .collect::<Result<Vec<_>>>()?,
         );
-        let ctx = StepContext {
-            step: 0,
-            epoch: 1,
-            lr: 0.1,
-            loss: 1.0,
-        };
+        let ctx = step_ctx(0, 0.1);
         wd.apply(&mut g, &params, &ctx, &mut StepReport::default())?;
         let got: Vec<(String, f64)> = g
             .iter()
