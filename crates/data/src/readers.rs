@@ -80,8 +80,7 @@ pub const SHARED_KEYS: &[&str] = &[
 
 /// Keys that the one flat `[data]` table held for every reader before readers were a registry,
 /// at their defaults: run folders written then list them all in config.resolved.toml (a TSV run
-/// has `size = 6000`). A key the reader does not take, at that default, did nothing then and is
-/// dropped, so those runs still evaluate, predict and resume.
+/// has `size = 6000`). See [`drop_legacy_keys`].
 const LEGACY_DEFAULTS: &[(&str, &str)] = &[
     ("text", "\"text\""),
     ("label", "\"label\""),
@@ -90,6 +89,25 @@ const LEGACY_DEFAULTS: &[(&str, &str)] = &[
     ("size", "6000"),
     ("by_class", "false"),
 ];
+
+/// Migrates a `[data]` table that a run folder's config.resolved.toml held before readers were
+/// a registry: a key that the built-in reader `cfg.kind` does not take, at its old default, did
+/// nothing then and is dropped, so those runs still evaluate, predict and resume. Anything
+/// else is left for [`build`] to judge (a user's own file is not migrated: an unknown key there
+/// is an error).
+pub fn drop_legacy_keys(cfg: &mut DataConfig) {
+    let builtin = builtin();
+    let Ok(entry) = builtin.readers.get(&cfg.kind, "data.type") else {
+        return;
+    };
+    let own: Vec<&str> = entry.spec.params.iter().map(|p| p.name.as_ref()).collect();
+    cfg.reader.retain(|k, v| {
+        own.contains(&k)
+            || !LEGACY_DEFAULTS
+                .iter()
+                .any(|(key, default)| *key == k && v.to_string() == *default)
+    });
+}
 
 /// Builds the reader `cfg.kind` names from `readers` with its keys of `cfg`, and checks the
 /// shared keys against it: `data.path` (or split files) given to a reader that reads none, or
@@ -100,15 +118,6 @@ pub fn build(
     cfg: &DataConfig,
 ) -> rnnlab_core::Result<(Box<dyn Reader>, PluginParams)> {
     let mut table = cfg.reader.clone();
-    if let Ok(entry) = readers.get(&cfg.kind, "data.type") {
-        let own: Vec<&str> = entry.spec.params.iter().map(|p| p.name.as_ref()).collect();
-        table.retain(|k, v| {
-            own.contains(&k)
-                || !LEGACY_DEFAULTS
-                    .iter()
-                    .any(|(key, default)| *key == k && v.to_string() == *default)
-        });
-    }
     table.insert("type".into(), toml::Value::String(cfg.kind.clone()));
     let (ctor, params) = readers
         .resolve(&table, "data", Some("tsv"))
@@ -284,11 +293,19 @@ mod tests {
         let r = builtin();
         let old = "type = \"tsv\"\npath = \"x\"\ntext = \"Phrase\"\nlabel = \"Sentiment\"\n\
                    header = true\nphrases = false\nsize = 6000\nby_class = false";
-        let (_, p) = build(&r.readers, &cfg(old)).unwrap();
+        // Unmigrated (a user's own file), the foreign key is refused.
+        let e = build(&r.readers, &cfg(old)).err().unwrap().to_string();
+        assert!(e.contains("unknown key `by_class`"), "{e}");
+        let mut migrated = cfg(old);
+        drop_legacy_keys(&mut migrated);
+        let (_, p) = build(&r.readers, &migrated).unwrap();
         assert_eq!(p.table()["text"].as_str(), Some("Phrase"));
+        assert_eq!(p.table()["header"].as_bool(), Some(true));
         assert!(!p.table().contains_key("size"));
         // a foreign key away from its old default still fails
-        let e = build(&r.readers, &cfg(&old.replace("size = 6000", "size = 10")));
+        let mut moved = cfg(&old.replace("size = 6000", "size = 10"));
+        drop_legacy_keys(&mut moved);
+        let e = build(&r.readers, &moved);
         assert!(e.err().unwrap().to_string().contains("unknown key `size`"));
     }
 

@@ -201,6 +201,10 @@ impl Source<'_> {
 /// errors in the file itself.
 pub fn load(source: Source, sets: &[String]) -> Result<PipelineConfig> {
     let label = source.label();
+    // A run folder's own config (resume, eval, predict, or trained again) may predate the
+    // reader registry: migrate its `[data]` table. A user's file is taken as written.
+    let run_config = matches!(source, Source::File(p)
+        if p.file_name() == Some(std::ffi::OsStr::new("config.resolved.toml")));
     let text = match source {
         Source::File(p) => std::fs::read_to_string(p)
             .with_context(|| format!("cannot read pipeline {}", p.display()))?,
@@ -234,12 +238,15 @@ pub fn load(source: Source, sets: &[String]) -> Result<PipelineConfig> {
         .and_then(|c| c.try_deserialize())
         .map_err(|e| anyhow!("{label}: {e}"))?;
     let merged = expand_table(merged, "").map_err(|e| anyhow!("{label}: {e}"))?;
-    let cfg: PipelineConfig = toml::Value::Table(merged).try_into().map_err(|e| {
+    let mut cfg: PipelineConfig = toml::Value::Table(merged).try_into().map_err(|e| {
         anyhow!(
             "{label} (with environment and --set): {}",
             with_suggestion(&e.to_string())
         )
     })?;
+    if run_config {
+        rnnlab_data::readers::drop_legacy_keys(&mut cfg.data);
+    }
     validate(&cfg).map_err(|e| anyhow!("{label}: {e}"))?;
     Ok(cfg)
 }
@@ -597,6 +604,26 @@ mod tests {
 
     /// A `--set` of a plugin table with another type replaces it (the RNN's `nonlinearity`
     /// goes with it); with the same type, it merges (the other keys stay).
+    #[test]
+    fn only_a_run_folders_config_drops_the_pre_registry_data_keys() {
+        // `[data]` as config.resolved.toml held it before readers were a registry.
+        let text = "[data]\ntype = \"tsv\"\npath = \"x.tsv\"\ntext = \"Phrase\"\n\
+                    size = 6000\nby_class = false\nphrases = false\n";
+        let dir = tempfile::tempdir().unwrap();
+        let data_keys = |name: &str| -> Vec<String> {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            let cfg = load(Source::File(&p), &[]).unwrap();
+            cfg.data.reader.keys().cloned().collect()
+        };
+        // tsv takes none of `size`, `by_class`, `phrases` (the demo's, lines-per-class's, sst's).
+        assert_eq!(data_keys("config.resolved.toml"), ["text"]);
+        assert_eq!(
+            data_keys("mine.toml"),
+            ["by_class", "phrases", "size", "text"]
+        );
+    }
+
     #[test]
     fn a_misspelt_mode_is_refused_with_its_line_and_the_near_value() {
         let dir = tempfile::tempdir().unwrap();
