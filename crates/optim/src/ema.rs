@@ -15,30 +15,28 @@ use rnnlab_core::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::util::{load_map, save_map, update_average};
+use crate::util::RunningAverage;
 
 /// Exponential moving average of the trainable weights.
 #[derive(Clone, Debug)]
 pub struct Ema {
     /// Weight of the old average.
     pub decay: f64,
-    updates: u64,
-    avg: BTreeMap<String, Tensor>,
+    avg: RunningAverage,
 }
 
 /// An `ema` transform.
 pub fn ema(decay: f64) -> Ema {
     Ema {
         decay,
-        updates: 0,
-        avg: BTreeMap::new(),
+        avg: RunningAverage::default(),
     }
 }
 
 impl Ema {
     /// Steps averaged so far.
     pub fn updates(&self) -> u64 {
-        self.updates
+        self.avg.count()
     }
 }
 
@@ -48,16 +46,13 @@ impl WeightHook for Ema {
     }
 
     fn init(&mut self, _params: &Params) -> Result<()> {
-        self.updates = 0;
         self.avg.clear();
         Ok(())
     }
 
     fn after_step(&mut self, params: &Params, _ctx: &StepContext) -> Result<()> {
         // torch: ema.lerp_(p, 1 - decay)
-        update_average(&mut self.avg, params, self.updates == 0, 1.0 - self.decay)?;
-        self.updates += 1;
-        Ok(())
+        self.avg.update(params, 1.0 - self.decay)
     }
 
     fn averages_weights(&self) -> bool {
@@ -65,20 +60,15 @@ impl WeightHook for Ema {
     }
 
     fn eval_weights(&self) -> Result<Option<BTreeMap<String, Tensor>>> {
-        Ok((self.updates > 0).then(|| self.avg.clone()))
+        Ok(self.avg.weights())
     }
 
     fn state_dict(&self) -> Result<StateDict> {
-        let mut s = StateDict::new();
-        s.insert_scalar("updates", self.updates as f64)?;
-        save_map(&mut s, "avg", &self.avg);
-        Ok(s)
+        self.avg.state_dict("updates")
     }
 
     fn load_state_dict(&mut self, state: &StateDict) -> Result<()> {
-        self.updates = state.scalar("updates")? as u64;
-        self.avg = load_map(state, "avg");
-        Ok(())
+        self.avg.load_state_dict(state, "updates")
     }
 }
 

@@ -16,30 +16,28 @@ use rnnlab_core::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::util::{load_map, save_map, update_average};
+use crate::util::RunningAverage;
 
 /// Equal-weight running mean of the weights from `start_epoch` on.
 #[derive(Clone, Debug)]
 pub struct Swa {
     /// The first (1-based) epoch whose steps are averaged.
     pub start_epoch: usize,
-    n: u64,
-    avg: BTreeMap<String, Tensor>,
+    avg: RunningAverage,
 }
 
 /// An `swa` transform.
 pub fn swa(start_epoch: usize) -> Swa {
     Swa {
         start_epoch,
-        n: 0,
-        avg: BTreeMap::new(),
+        avg: RunningAverage::default(),
     }
 }
 
 impl Swa {
     /// Weights averaged so far.
     pub fn count(&self) -> u64 {
-        self.n
+        self.avg.count()
     }
 }
 
@@ -49,7 +47,6 @@ impl WeightHook for Swa {
     }
 
     fn init(&mut self, _params: &Params) -> Result<()> {
-        self.n = 0;
         self.avg.clear();
         Ok(())
     }
@@ -58,14 +55,8 @@ impl WeightHook for Swa {
         if ctx.epoch < self.start_epoch {
             return Ok(());
         }
-        update_average(
-            &mut self.avg,
-            params,
-            self.n == 0,
-            1.0 / (self.n + 1) as f64,
-        )?;
-        self.n += 1;
-        Ok(())
+        // torch AveragedModel's default: avg + (p - avg) / (n + 1)
+        self.avg.update(params, 1.0 / (self.avg.count() + 1) as f64)
     }
 
     fn averages_weights(&self) -> bool {
@@ -73,20 +64,15 @@ impl WeightHook for Swa {
     }
 
     fn eval_weights(&self) -> Result<Option<BTreeMap<String, Tensor>>> {
-        Ok((self.n > 0).then(|| self.avg.clone()))
+        Ok(self.avg.weights())
     }
 
     fn state_dict(&self) -> Result<StateDict> {
-        let mut s = StateDict::new();
-        s.insert_scalar("n_averaged", self.n as f64)?;
-        save_map(&mut s, "avg", &self.avg);
-        Ok(s)
+        self.avg.state_dict("n_averaged")
     }
 
     fn load_state_dict(&mut self, state: &StateDict) -> Result<()> {
-        self.n = state.scalar("n_averaged")? as u64;
-        self.avg = load_map(state, "avg");
-        Ok(())
+        self.avg.load_state_dict(state, "n_averaged")
     }
 }
 

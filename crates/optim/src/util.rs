@@ -85,24 +85,61 @@ pub(crate) fn with_coupled_decay(
     Ok((g + (param(params, name)?.to_dtype(g.dtype())? * wd)?)?)
 }
 
-/// Moves each trainable parameter's running average toward its current (detached) value:
-/// `avg ← avg + k·(w − avg)`; with `first`, or for a parameter not yet averaged, `avg ← w`.
-/// EMA uses `k = 1 − decay`, SWA `k = 1/(n+1)`.
-pub(crate) fn update_average(
-    avg: &mut BTreeMap<String, Tensor>,
-    params: &Params,
-    first: bool,
-    k: f64,
-) -> Result<()> {
-    for p in params.trainable() {
-        let w = p.var.as_tensor().detach();
-        let next = match avg.get(&p.name) {
-            Some(a) if !first => (a + ((w - a)? * k)?)?,
-            _ => w.copy()?,
-        };
-        avg.insert(p.name.clone(), next);
+/// The running average of the trainable weights that `ema` and `swa` keep, with the number of
+/// updates folded in.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RunningAverage {
+    count: u64,
+    avg: BTreeMap<String, Tensor>,
+}
+
+impl RunningAverage {
+    /// Updates folded in so far.
+    pub fn count(&self) -> u64 {
+        self.count
     }
-    Ok(())
+
+    /// Forgets every update.
+    pub fn clear(&mut self) {
+        self.count = 0;
+        self.avg.clear();
+    }
+
+    /// Moves each trainable parameter's average toward its current (detached) value:
+    /// `avg ← avg + k·(w − avg)`; on the first update, or for a parameter not yet averaged,
+    /// `avg ← w`. EMA uses `k = 1 − decay`, SWA `k = 1/(n+1)`.
+    pub fn update(&mut self, params: &Params, k: f64) -> Result<()> {
+        for p in params.trainable() {
+            let w = p.var.as_tensor().detach();
+            let next = match self.avg.get(&p.name) {
+                Some(a) if self.count > 0 => (a + ((w - a)? * k)?)?,
+                _ => w.copy()?,
+            };
+            self.avg.insert(p.name.clone(), next);
+        }
+        self.count += 1;
+        Ok(())
+    }
+
+    /// The averaged weights, once there are any.
+    pub fn weights(&self) -> Option<BTreeMap<String, Tensor>> {
+        (self.count > 0).then(|| self.avg.clone())
+    }
+
+    /// The state: the count under `count_key`, the average under `avg.`.
+    pub fn state_dict(&self, count_key: &str) -> Result<StateDict> {
+        let mut s = StateDict::new();
+        s.insert_scalar(count_key, self.count as f64)?;
+        save_map(&mut s, "avg", &self.avg);
+        Ok(s)
+    }
+
+    /// Restores what [`RunningAverage::state_dict`] saved.
+    pub fn load_state_dict(&mut self, state: &StateDict, count_key: &str) -> Result<()> {
+        self.count = state.scalar(count_key)? as u64;
+        self.avg = load_map(state, "avg");
+        Ok(())
+    }
 }
 
 /// Stores every tensor of `map` under `prefix.`.
