@@ -4,6 +4,9 @@
 
 use std::collections::BTreeSet;
 
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
 use crate::{
     error::suggest, BatchSource, Error, EvalSplit, Mode, Params, RecurrentWeight, Result, Trainer,
 };
@@ -11,17 +14,7 @@ use crate::{
 /// A config's `mode` key (`train.mode`, `early_stopping.mode`, `reduce_on_plateau.mode`): which
 /// way the monitored metric improves, or `auto` to follow its name; [`Mode::resolve`] turns it
 /// into a [`Mode`].
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    serde::Serialize,
-    serde::Deserialize,
-    schemars::JsonSchema,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ModeSetting {
     /// Min when the metric's name contains `loss`, else max.

@@ -6,6 +6,8 @@ use rnnlab_core::{
     check_value, dropout, dropout_mask, reference_forward_seq, Cell, CellArgs, Error, ParamBuilder,
     ParamSpec, PluginConfig, PluginParams, RecurrentWeight, Registry, Result, Rng, SeqOutput,
 };
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 /// The parameter prefix of the encoder's cells (`rnn.weight_ih_l0`, ...), as in PyTorch models.
 pub const PREFIX: &str = "rnn";
@@ -30,17 +32,7 @@ pub fn shared_cell_params() -> Vec<ParamSpec> {
 
 /// How the encoder runs each cell over a sequence (and the CNN each filter width): the `kernel`
 /// key, `"fused"` or `"reference"`.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    serde::Serialize,
-    serde::Deserialize,
-    schemars::JsonSchema,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Kernel {
     /// The cell's own [`Cell::forward_seq`] (for the built-in cells: one fused op forward and one
@@ -69,9 +61,7 @@ impl std::str::FromStr for Kernel {
 
 /// The keys of a cell whose only key of its own is `kernel` (`lstm`, `gru`), besides the shared
 /// cell keys.
-#[derive(
-    Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KernelConfig {
     /// Sequence pass: fused (the cell's own sequence kernel) or reference (step-by-step autograd).
