@@ -169,10 +169,6 @@ mod tests {
     struct Constant;
 
     impl Scheduler for Constant {
-        fn name(&self) -> &str {
-            "constant"
-        }
-
         fn interval(&self) -> Interval {
             Interval::Step
         }

@@ -16,9 +16,6 @@ pub enum Interval {
 
 /// Gives the learning rate of every step. Built from the optimizer's base learning rate.
 pub trait Scheduler: Send {
-    /// The registry name.
-    fn name(&self) -> &str;
-
     /// Whether [`Scheduler::lr`] counts steps or epochs.
     fn interval(&self) -> Interval;
 

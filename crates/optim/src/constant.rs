@@ -11,10 +11,6 @@ pub struct Constant {
 }
 
 impl Scheduler for Constant {
-    fn name(&self) -> &str {
-        "constant"
-    }
-
     fn interval(&self) -> Interval {
         Interval::Step
     }

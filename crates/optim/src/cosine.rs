@@ -29,10 +29,6 @@ pub struct Cosine {
 }
 
 impl Scheduler for Cosine {
-    fn name(&self) -> &str {
-        "cosine"
-    }
-
     fn interval(&self) -> Interval {
         self.interval
     }

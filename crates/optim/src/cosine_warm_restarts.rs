@@ -36,10 +36,6 @@ impl CosineWarmRestarts {
 }
 
 impl Scheduler for CosineWarmRestarts {
-    fn name(&self) -> &str {
-        "cosine_warm_restarts"
-    }
-
     fn interval(&self) -> Interval {
         self.interval
     }

@@ -17,10 +17,6 @@ pub struct Exponential {
 }
 
 impl Scheduler for Exponential {
-    fn name(&self) -> &str {
-        "exponential"
-    }
-
     fn interval(&self) -> Interval {
         self.interval
     }

@@ -20,10 +20,6 @@ pub struct MultiStep {
 }
 
 impl Scheduler for MultiStep {
-    fn name(&self) -> &str {
-        "multistep"
-    }
-
     fn interval(&self) -> Interval {
         self.interval
     }

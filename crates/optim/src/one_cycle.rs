@@ -172,10 +172,6 @@ impl OneCycleConfig {
 }
 
 impl Scheduler for OneCycle {
-    fn name(&self) -> &str {
-        "one_cycle"
-    }
-
     fn interval(&self) -> Interval {
         self.interval
     }

@@ -94,10 +94,6 @@ fn worst(mode: Mode) -> f64 {
 }
 
 impl Scheduler for ReduceOnPlateau {
-    fn name(&self) -> &str {
-        "reduce_on_plateau"
-    }
-
     fn interval(&self) -> Interval {
         self.cfg.interval
     }

@@ -20,10 +20,6 @@ pub struct StepLr {
 }
 
 impl Scheduler for StepLr {
-    fn name(&self) -> &str {
-        "step"
-    }
-
     fn interval(&self) -> Interval {
         self.interval
     }

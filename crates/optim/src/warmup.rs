@@ -34,10 +34,6 @@ pub struct Warmup {
 }
 
 impl Scheduler for Warmup {
-    fn name(&self) -> &str {
-        "warmup"
-    }
-
     fn interval(&self) -> Interval {
         self.interval
     }
