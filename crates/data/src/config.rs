@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::DataError;
+use crate::{BatchOptions, DataError};
 
 /// A column of a delimited file (or a key of a JSON object): by header name, or by 0-based index.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -131,18 +131,20 @@ pub struct DataConfig {
 
 impl Default for DataConfig {
     fn default() -> Self {
+        // the batching defaults are BatchOptions' (one place)
+        let b = BatchOptions::default();
         DataConfig {
             kind: "tsv".into(),
             path: None,
             labels: Vec::new(),
             skip_bad_rows: false,
             split: SplitConfig::default(),
-            batch_size: 64,
-            eval_batch_size: 256,
-            shuffle: true,
-            sort_by_length: false,
-            buckets: true,
-            drop_last: false,
+            batch_size: b.batch_size,
+            eval_batch_size: b.eval_batch_size,
+            shuffle: b.shuffle,
+            sort_by_length: b.sort_by_length,
+            buckets: b.buckets,
+            drop_last: b.drop_last,
             tokenizer: TokenizerConfig::default(),
             embeddings: None,
             reader: toml::Table::new(),
@@ -297,6 +299,18 @@ fn yes() -> bool {
 }
 
 impl DataConfig {
+    /// The batching keys, as the batcher takes them.
+    pub fn batch_options(&self) -> BatchOptions {
+        BatchOptions {
+            batch_size: self.batch_size,
+            eval_batch_size: self.eval_batch_size,
+            shuffle: self.shuffle,
+            sort_by_length: self.sort_by_length,
+            buckets: self.buckets,
+            drop_last: self.drop_last,
+        }
+    }
+
     /// The label set of `labels`, as strings, in class-index order.
     pub fn label_names(&self) -> Vec<String> {
         self.labels.iter().map(ToString::to_string).collect()

@@ -453,14 +453,7 @@ pub fn prepare_with(
         );
     }
 
-    let opts = BatchOptions {
-        batch_size: cfg.batch_size,
-        eval_batch_size: cfg.eval_batch_size,
-        shuffle: cfg.shuffle,
-        sort_by_length: cfg.sort_by_length,
-        buckets: cfg.buckets,
-        drop_last: cfg.drop_last,
-    };
+    let opts = cfg.batch_options();
     let batches = TextBatches::new(train, val, test, opts.clone(), label_map.len())?;
     // measured on copies, so the run's generator is not advanced
     let padding_ratio = batches.train_padding_ratio(&mut rng.clone());
