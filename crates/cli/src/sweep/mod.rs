@@ -26,42 +26,45 @@ use rnnlab_core::Registry;
 
 /// A sweep file, as written.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct SweepFile {
     /// The base pipeline, relative to the sweep file (`${VAR}` expanded); none: the demo.
-    #[serde(default)]
     pub base: Option<String>,
-    /// Seeds: every variant runs once per seed (`--set seed=S`).
-    #[serde(default = "default_seeds")]
+    /// Seeds: every variant runs once per seed (`--set seed=S`; default `[42]`).
     pub seeds: Vec<u64>,
     /// Overrides for every run, before the variant's own.
-    #[serde(default)]
     pub set: Vec<String>,
     /// Where the run folders go, relative to the sweep file (default `sweeps/<file stem>`).
-    #[serde(default)]
     pub out: Option<String>,
     /// Named lists of overrides.
-    #[serde(default)]
     pub variants: Vec<Variant>,
     /// Keys × values: every combination, crossed with the variants.
-    #[serde(default)]
     pub grid: BTreeMap<String, Vec<toml::Value>>,
     /// Runs at a time with the local launcher (default 1; `--jobs`).
-    #[serde(default)]
     pub jobs: Option<usize>,
     /// CPU threads shared by the local launcher's runs (default: all cores; `--threads`).
-    #[serde(default)]
     pub threads: Option<usize>,
     /// The last K epochs the report's swing and std look at (default 10).
-    #[serde(default)]
     pub window: Option<usize>,
     /// Slurm job settings (`--launcher slurm`).
-    #[serde(default)]
     pub slurm: slurm::SlurmSettings,
 }
 
-fn default_seeds() -> Vec<u64> {
-    vec![42]
+impl Default for SweepFile {
+    fn default() -> Self {
+        SweepFile {
+            base: None,
+            seeds: vec![42],
+            set: Vec::new(),
+            out: None,
+            variants: Vec::new(),
+            grid: BTreeMap::new(),
+            jobs: None,
+            threads: None,
+            window: None,
+            slurm: slurm::SlurmSettings::default(),
+        }
+    }
 }
 
 /// One named list of overrides.

@@ -21,25 +21,19 @@ use super::{Plan, PlannedRun};
 
 /// `[slurm]` of a sweep file; `rnnlab sweep --launcher slurm` flags override each key.
 #[derive(Clone, Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct SlurmSettings {
     /// `--partition` (default: the cluster's default partition).
-    #[serde(default)]
     pub partition: Option<String>,
     /// `--cpus-per-task` (default 2); also each run's threads.
-    #[serde(default)]
     pub cpus_per_task: Option<usize>,
     /// `--mem`, e.g. `4G` (default 4G).
-    #[serde(default)]
     pub mem: Option<String>,
     /// `--time`, e.g. `04:00:00` (default 04:00:00).
-    #[serde(default)]
     pub time: Option<String>,
     /// At most this many array tasks at once (`--array=...%N`).
-    #[serde(default)]
     pub max_parallel: Option<usize>,
     /// More `#SBATCH` lines, e.g. `--qos=normal` or `#SBATCH --account=x`.
-    #[serde(default)]
     pub extra: Vec<String>,
 }
 
