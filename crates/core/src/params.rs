@@ -338,12 +338,7 @@ impl<'a> ParamBuilder<'a> {
     /// loads one: for a constructor whose shapes come from data it no longer has (the width of
     /// a pretrained embedding).
     pub fn stored(&self, name: &str) -> Option<&Tensor> {
-        self.weights?.get(&self.weight_name(name))
-    }
-
-    /// The name of the parameter `name` among the weights (its full name).
-    fn weight_name(&self, name: &str) -> String {
-        self.full_name(name)
+        self.weights?.get(&self.full_name(name))
     }
 
     /// A builder whose names start with `prefix.` (nested prefixes join with dots).
@@ -393,7 +388,7 @@ impl<'a> ParamBuilder<'a> {
         let tensor = match self.weights {
             None => tensor,
             Some(weights) => {
-                let key = self.weight_name(name);
+                let key = self.full_name(name);
                 let stored = weights.get(&key).ok_or_else(|| {
                     Error::Mismatch(format!("the checkpoint has no parameter `{key}`"))
                 })?;

@@ -541,8 +541,7 @@ impl<T: 'static> Table<Ctor<T>> {
         defaults: C,
         build: impl Fn(C) -> Result<T> + Send + Sync + 'static,
     ) {
-        let spec = PluginSpec::typed(name, doc, &defaults);
-        self.add(spec, Arc::new(move |p: &PluginParams| build(p.typed()?)));
+        self.register_at(name, doc, defaults, move |c, _| build(c));
     }
 
     /// [`Table::register`] for a plugin that keeps its config path (`callbacks[2]`) for an
