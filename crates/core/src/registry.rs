@@ -240,11 +240,12 @@ impl PluginParams {
         }
         let c: C = serde_path_to_error::deserialize(toml::Value::Table(t)).map_err(
             |e: serde_path_to_error::Error<toml::de::Error>| {
-                let at = match e.path().to_string().as_str() {
-                    "." | "" => self.at.clone(),
-                    key => format!("{}.{key}", self.at),
+                let path = e.path().to_string();
+                let (at, given) = match path.as_str() {
+                    "." | "" => (self.at.clone(), None),
+                    key => (format!("{}.{key}", self.at), self.table.get(key)),
                 };
-                Error::invalid(at, reword_unknown_variant(e.inner().message()))
+                Error::invalid(at, reword_serde_message(e.inner().message(), given))
             },
         )?;
         c.validate(&self.at)?;
@@ -256,6 +257,20 @@ impl PluginParams {
         self.table
             .get(key)
             .ok_or_else(|| Error::invalid(self.at(key), "missing"))
+    }
+
+    /// The value of `key` read with serde, as a typed config reads it (an enum by its names; a
+    /// misspelt name gets the nearest suggested): for a key another plugin's config declares.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<T> {
+        self.value(key)?
+            .clone()
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                Error::invalid(
+                    self.at(key),
+                    reword_serde_message(e.message(), self.table.get(key)),
+                )
+            })
     }
 
     /// Whether `key` is set (explicitly or by default).
@@ -657,6 +672,18 @@ pub fn reword_unknown_variant(message: &str) -> String {
     }
 }
 
+/// serde's message for a key whose value is `given`, in the words of [`PluginParams`]' getters:
+/// an unknown variant as [`reword_unknown_variant`]; a non-string given for a named choice (toml
+/// says "invalid type: unit variant, expected string only") as "expected a string, got 3".
+fn reword_serde_message(message: &str, given: Option<&toml::Value>) -> String {
+    match given {
+        Some(v) if message.starts_with("invalid type: unit variant") && !v.is_str() => {
+            format!("expected a string, got {v}")
+        }
+        _ => reword_unknown_variant(message),
+    }
+}
+
 /// A key that a typed config declares `Option` only because it has no default (marked
 /// `#[schemars(required)]`, so [`PluginParams`] has already refused a table without it):
 /// its value, or an error naming `{at}.{key}`.
@@ -848,5 +875,13 @@ mod tests {
             "nothing is close to `batch`"
         );
         assert_eq!(reword_unknown_variant("invalid type"), "invalid type");
+        // a number where a name is expected: said as the getters say it
+        let unit = "invalid type: unit variant, expected string only";
+        let three = toml::Value::Integer(3);
+        assert_eq!(
+            reword_serde_message(unit, Some(&three)),
+            "expected a string, got 3"
+        );
+        assert_eq!(reword_serde_message(unit, None), unit);
     }
 }

@@ -183,14 +183,24 @@ fn fused_encoder_matches_reference_split_over_three_threads() {
 #[test]
 fn kernel_key_is_checked() {
     let r = registry();
-    let table: toml::Table = toml::from_str("type = \"lstm\"\nkernel = \"fusd\"").unwrap();
-    let mut params = Params::new();
-    let mut rng = seeded(1);
-    let mut pb = ParamBuilder::new(&mut params, &mut rng, DType::F32, Device::Cpu);
-    let err = encoder(&table, "model.cell", 4, 0.0, &r, &mut pb)
-        .err()
-        .expect("an unknown kernel is an error")
-        .to_string();
-    assert!(err.contains("model.cell.kernel"), "{err}");
-    assert!(err.contains("fused"), "{err}");
+    let err = |kernel: &str| -> String {
+        let text = format!("type = \"lstm\"\nkernel = {kernel}");
+        let table: toml::Table = toml::from_str(&text).unwrap();
+        let mut params = Params::new();
+        let mut rng = seeded(1);
+        let mut pb = ParamBuilder::new(&mut params, &mut rng, DType::F32, Device::Cpu);
+        encoder(&table, "model.cell", 4, 0.0, &r, &mut pb)
+            .err()
+            .expect("an unknown kernel is an error")
+            .to_string()
+    };
+    let e = err("\"fusd\"");
+    assert!(e.contains("model.cell.kernel"), "{e}");
+    assert!(
+        e.ends_with("`fusd` is not one of fused, reference, did you mean `fused`?"),
+        "{e}"
+    );
+    let e = err("3");
+    assert!(e.contains("model.cell.kernel"), "{e}");
+    assert!(e.ends_with("expected a string, got 3"), "{e}");
 }
