@@ -131,8 +131,8 @@ impl PluginConfig for EarlyStoppingConfig {
     }
 }
 
-/// Registers `early_stopping` (with its config path, which the missing-metric and `mode` errors
-/// name).
+/// Registers `early_stopping` (with its config path, which the missing-metric error and the `mode`
+/// warning name).
 pub fn register(r: &mut Registry) {
     r.callbacks.register_at(
         "early_stopping",
