@@ -276,9 +276,20 @@ fn a_loss_monitor_keeps_the_lowest_and_the_summary_names_it() {
         );
     let worst = losses.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     assert!(worst > best, "the losses do not differ: {losses:?}");
+    // The model checkpoint's record, and its state in the snapshot (which a resume compares
+    // with).
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("checkpoints/best.json")).unwrap())
+            .unwrap();
+    assert_eq!(record["epoch"], best_epoch, "{record}");
+    assert_eq!(record["value"].as_f64(), Some(best), "{record}");
     let snap =
         rnnlab_core::checkpoint::load(&out.join("checkpoints/last.state.safetensors")).unwrap();
-    let kept = snap["trainer.best"].to_vec1::<f64>().unwrap()[0];
+    let (_, kept) = snap
+        .iter()
+        .find(|(k, _)| k.ends_with(".model_checkpoint.best"))
+        .expect("the snapshot holds the model checkpoint's state");
+    let kept = kept.to_vec1::<f64>().unwrap()[0];
     assert_eq!(
         kept, best,
         "best checkpoint value {kept}, val_loss per epoch {losses:?}"

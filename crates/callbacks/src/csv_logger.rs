@@ -189,6 +189,7 @@ mod tests {
             run_dir: Some(dir.path()),
             val: Some(&val),
             test: None,
+            weights: None,
         };
         let mut callbacks: Vec<Box<dyn Callback>> = vec![
             Box::new(csv_logger("metrics.csv")),

@@ -162,6 +162,7 @@ mod tests {
             run_dir: None,
             val: None,
             test: None,
+            weights: None,
         };
         values
             .iter()
@@ -195,6 +196,7 @@ mod tests {
             run_dir: None,
             val: None,
             test: None,
+            weights: None,
         };
         let e = cb
             .on_epoch_end(&mut EpochMetrics::new(), &view)

@@ -8,6 +8,8 @@ pub mod grad_norm;
 pub mod jsonl_logger;
 pub mod linalg;
 pub mod lr_monitor;
+pub mod metrics_logger;
+pub mod model_checkpoint;
 pub mod plot;
 pub mod plots;
 pub mod predictions;
@@ -51,5 +53,6 @@ pub(crate) fn test_view<'a>(
         run_dir,
         val: None,
         test: None,
+        weights: None,
     }
 }

@@ -174,6 +174,7 @@ mod tests {
             run_dir: Some(dir.path()),
             val,
             test,
+            weights: None,
         };
         let mut history = vec![EpochMetrics::new()];
         history[0].set("epoch", 3.0);

@@ -324,7 +324,7 @@ impl Callback for TensorBoard {
         "tensorboard"
     }
 
-    fn on_train_start(&mut self, view: &TrainView) -> Result<()> {
+    fn on_train_start(&mut self, _history: &[EpochMetrics], view: &TrainView) -> Result<()> {
         let Some(dir) = self.folder(view.run_dir) else {
             return Ok(());
         };
@@ -573,7 +573,7 @@ mod tests {
         };
         // Epoch 1: steps 1, 2 (a micro-batch at step 1 repeats it); the snapshot follows.
         let mut a = TensorBoard::new("", 1, 1);
-        a.on_train_start(&view(0, 0)).unwrap();
+        a.on_train_start(&[], &view(0, 0)).unwrap();
         for (step, loss) in [(1, 1.0), (1, 1.5), (2, 2.0)] {
             a.on_batch_end(&stats(loss), &view(1, step)).unwrap();
         }
@@ -588,7 +588,7 @@ mod tests {
 
         let mut b = TensorBoard::new("", 1, 1);
         b.load_state_dict(&snapshot).unwrap();
-        b.on_train_start(&view(0, 2)).unwrap();
+        b.on_train_start(&[], &view(0, 2)).unwrap();
         assert_eq!(b.path(), Some(path.as_path()));
         for (step, loss) in [(3, 3.0), (4, 4.0)] {
             b.on_batch_end(&stats(loss), &view(2, step)).unwrap();
@@ -642,7 +642,7 @@ mod tests {
     fn no_folder_writes_nothing_and_a_missing_file_starts_anew() {
         let params = rnnlab_core::Params::new();
         let mut tb = TensorBoard::new("tb", 1, 1);
-        tb.on_train_start(&crate::test_view(&params, 0, 0, None))
+        tb.on_train_start(&[], &crate::test_view(&params, 0, 0, None))
             .unwrap();
         assert!(tb.path().is_none());
         assert!(tb.state_dict().unwrap().tensors.is_empty());
@@ -653,7 +653,7 @@ mod tests {
         state.insert("file", Tensor::from_vec(name, 24, &Device::Cpu).unwrap());
         state.insert_scalar("written", 100.0).unwrap();
         tb.load_state_dict(&state).unwrap();
-        tb.on_train_start(&crate::test_view(&params, 0, 5, Some(dir.path())))
+        tb.on_train_start(&[], &crate::test_view(&params, 0, 5, Some(dir.path())))
             .unwrap();
         let path = tb.path().unwrap();
         assert_eq!(path.parent(), Some(dir.path().join("tb").as_path()));

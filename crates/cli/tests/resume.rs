@@ -685,3 +685,42 @@ fn a_resumed_run_gets_no_default_callbacks() {
     assert!(m.get("grad_norm.global.p99").is_none(), "{m}");
     assert!(!run.join("plots").exists());
 }
+
+/// A snapshot written before the model checkpoint became a callback holds the best monitored
+/// value as `trainer.best`. Resumed, that value is the callback's: an unbeatable 1000 keeps
+/// `best.safetensors` and `best.json` as they were, and the new snapshot holds it under the
+/// callback's name.
+#[test]
+fn an_older_snapshot_keeps_its_best_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    small_run(&run, "1");
+    let ckpt = run.join("checkpoints");
+    let snap_path = ckpt.join(rnnlab_core::SNAPSHOT);
+    let mut snap = rnnlab_core::checkpoint::load(&snap_path).unwrap();
+    let key = snap
+        .keys()
+        .find(|k| k.ends_with(".model_checkpoint.best"))
+        .cloned()
+        .expect("the model checkpoint's state");
+    snap.remove(&key);
+    let unbeatable = candle_core::Tensor::new(&[1000.0f64], &candle_core::Device::Cpu).unwrap();
+    snap.insert("trainer.best".into(), unbeatable);
+    rnnlab_core::checkpoint::save(&snap, &snap_path).unwrap();
+    let best_before = std::fs::read(ckpt.join("best.safetensors")).unwrap();
+    let record_before = std::fs::read_to_string(ckpt.join("best.json")).unwrap();
+
+    let (ok, err) = resume(&run, &["--set", "train.epochs=3"]);
+    assert!(ok, "{err}");
+    assert_eq!(metric_lines(&run).len(), 3);
+    assert_eq!(
+        std::fs::read(ckpt.join("best.safetensors")).unwrap(),
+        best_before
+    );
+    assert_eq!(
+        std::fs::read_to_string(ckpt.join("best.json")).unwrap(),
+        record_before
+    );
+    assert_eq!(snapshot_scalar(&run, &key), Some(1000.0));
+    assert_eq!(snapshot_scalar(&run, "trainer.best"), None);
+}

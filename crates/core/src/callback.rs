@@ -1,6 +1,9 @@
 //! The `Callback` trait (after Lightning): hooks into the one training loop.
 
+use std::collections::BTreeMap;
 use std::path::Path;
+
+use candle_core::Tensor;
 
 use crate::{
     EpochMetrics, Evaluation, Grads, MetricContext, Params, RecurrentWeight, Result, StateDict,
@@ -33,6 +36,10 @@ pub struct TrainView<'a> {
     pub val: Option<&'a Evaluation>,
     /// This epoch's test evaluation, when there is a test split (in the same hooks as `val`).
     pub test: Option<&'a Evaluation>,
+    /// The weights the epoch was evaluated with, by parameter name (the averaged ones when a
+    /// weight hook averages, else the parameters): in `on_epoch_end` and `on_epoch_logged` of an
+    /// epoch that ended (not of the partial record a diverged step logs).
+    pub weights: Option<&'a BTreeMap<String, Tensor>>,
 }
 
 /// Figures of one training batch.
@@ -57,8 +64,9 @@ pub trait Callback: Send {
     /// The registry name.
     fn name(&self) -> &str;
 
-    /// Before the first epoch.
-    fn on_train_start(&mut self, _view: &TrainView) -> Result<()> {
+    /// Before the first epoch, with the metrics of the epochs a resumed run already has (none
+    /// for a new run).
+    fn on_train_start(&mut self, _history: &[EpochMetrics], _view: &TrainView) -> Result<()> {
         Ok(())
     }
 

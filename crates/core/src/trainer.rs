@@ -10,8 +10,8 @@ use candle_core::{DType, Tensor, D};
 
 use crate::{
     checkpoint, quantile, Batch, BatchSource, BatchStats, Callback, Chain, Confusion, Control,
-    EpochMetrics, Error, EvalSplit, Grads, Interval, MetricsWriter, Model, Outcome, Params,
-    RecurrentWeight, Result, Rng, Scheduler, StateDict, StepContext, StepReport, TrainView,
+    EpochMetrics, Error, EvalSplit, Grads, Interval, Model, Outcome, Params, RecurrentWeight,
+    Result, Rng, Scheduler, StateDict, StepContext, StepReport, TrainView,
 };
 
 /// Which way a monitored metric improves.
@@ -33,18 +33,14 @@ impl Mode {
     }
 }
 
-/// How the trainer runs and where it writes.
+/// How the trainer runs and where it writes. The metrics file and the model checkpoints are
+/// callbacks' work (the command line adds them to every run); the trainer writes only the
+/// snapshot a run resumes from.
 #[derive(Clone, Debug)]
 pub struct TrainerConfig {
     /// Epochs to train.
     pub epochs: usize,
-    /// The metric that picks the best checkpoint (default `val_acc`).
-    pub monitor: String,
-    /// Which way `monitor` improves.
-    pub mode: Mode,
-    /// Where `metrics.jsonl` goes; none to keep metrics in memory only.
-    pub metrics_path: Option<PathBuf>,
-    /// Where `last.safetensors` and `best.safetensors` go; none to write no checkpoint.
+    /// Where the resumable snapshot ([`SNAPSHOT`]) goes; none to write none.
     pub checkpoint_dir: Option<PathBuf>,
     /// The run folder handed to callbacks.
     pub run_dir: Option<PathBuf>,
@@ -57,9 +53,6 @@ impl Default for TrainerConfig {
     fn default() -> Self {
         TrainerConfig {
             epochs: 1,
-            monitor: "val_acc".into(),
-            mode: Mode::Max,
-            metrics_path: None,
             checkpoint_dir: None,
             run_dir: None,
             stop: None,
@@ -80,7 +73,7 @@ pub struct Evaluation {
 pub const SNAPSHOT: &str = "last.state.safetensors";
 
 /// The file beside `best.safetensors` that says which epoch it holds: `{"epoch", "monitor",
-/// "mode", "value"}`.
+/// "mode", "value"}` (written by the model checkpoint callback; eval and the summary read it).
 pub const BEST_RECORD: &str = "best.json";
 
 /// Where a resumed run starts: after `epoch`, with the metrics of the epochs done.
@@ -88,10 +81,8 @@ pub const BEST_RECORD: &str = "best.json";
 pub struct ResumePoint {
     /// Epochs completed.
     pub epoch: usize,
-    /// Their metrics (written back to `metrics.jsonl`).
+    /// Their metrics (the run's history goes on from them).
     pub history: Vec<EpochMetrics>,
-    /// The best monitored value so far.
-    pub best: Option<f64>,
     /// The next epoch's progress when the snapshot was taken mid-epoch (after an interrupt).
     pub partial: Option<EpochProgress>,
 }
@@ -330,29 +321,23 @@ pub struct Trainer {
 }
 
 /// What one [`Trainer::fit_from`] holds from start to end: the evaluation batches, the model's
-/// recurrent matrices and the run folder (for the callbacks' views), the metrics file.
+/// recurrent matrices and the run folder (for the callbacks' views).
 struct Fit {
     val: Vec<Batch>,
     test: Vec<Batch>,
     num_classes: usize,
     recurrent: Vec<RecurrentWeight>,
     run_dir: Option<PathBuf>,
-    writer: Option<MetricsWriter>,
 }
 
 impl Fit {
-    /// `metrics.jsonl` starts with `history` (a resumed run's epochs).
-    fn new(t: &Trainer, data: &mut dyn BatchSource, history: &[EpochMetrics]) -> Result<Self> {
+    fn new(t: &Trainer, data: &mut dyn BatchSource) -> Result<Self> {
         Ok(Fit {
             val: data.eval_batches(EvalSplit::Val)?,
             test: data.eval_batches(EvalSplit::Test)?,
             num_classes: data.num_classes(),
             recurrent: t.model.recurrent_weights(),
             run_dir: t.config.run_dir.clone(),
-            writer: match &t.config.metrics_path {
-                Some(p) => Some(MetricsWriter::create_with(p, history)?),
-                None => None,
-            },
         })
     }
 
@@ -366,20 +351,24 @@ impl Fit {
             run_dir: self.run_dir.as_deref(),
             val: None,
             test: None,
+            weights: None,
         }
     }
 
-    /// [`Fit::view`] with the latest val and test evaluations.
+    /// [`Fit::view`] with the latest val and test evaluations and, at an epoch end, the weights
+    /// they were made with.
     fn evaluated_view<'a>(
         &'a self,
         params: &'a Params,
         epoch: usize,
         step: usize,
         result: &'a FitResult,
+        weights: Option<&'a BTreeMap<String, Tensor>>,
     ) -> TrainView<'a> {
         TrainView {
             val: result.val.as_ref(),
             test: result.test.as_ref(),
+            weights,
             ..self.view(params, epoch, step)
         }
     }
@@ -417,7 +406,6 @@ impl Trainer {
     }
 
     /// Trains from a snapshot's epoch on (see [`Trainer::restore`]); with `None`, from scratch.
-    /// `metrics.jsonl` is rewritten with the resumed history before training goes on.
     pub fn fit_from(
         &mut self,
         data: &mut dyn BatchSource,
@@ -426,13 +414,16 @@ impl Trainer {
     ) -> Result<FitResult> {
         let fresh = resume.is_none();
         let resume = resume.unwrap_or_default();
-        let mut fit = Fit::new(self, data, &resume.history)?;
+        let fit = Fit::new(self, data)?;
         for cb in self.callbacks.iter_mut() {
-            cb.on_train_start(&fit.view(self.model.params(), 0, self.step))?;
+            cb.on_train_start(
+                &resume.history,
+                &fit.view(self.model.params(), 0, self.step),
+            )?;
         }
         if let (true, Some(dir)) = (fresh, &self.config.checkpoint_dir) {
             // A run stopped before its first epoch ended resumes from here.
-            let snap = self.snapshot(0, None, rng)?;
+            let snap = self.snapshot(0, rng)?;
             checkpoint::save(&snap.tensors, &dir.join(SNAPSHOT))?;
         }
         let mut result = FitResult {
@@ -442,7 +433,6 @@ impl Trainer {
             stopped: None,
             interrupted: None,
         };
-        let mut best: Option<f64> = resume.best;
         let mut partial = resume.partial;
         for epoch in resume.epoch + 1..=self.config.epochs {
             // A mid-epoch snapshot draws the epoch's batches again from the generator it had
@@ -466,10 +456,10 @@ impl Trainer {
                 if self.stop_requested() {
                     p.seconds += started.elapsed().as_secs_f64();
                     result.interrupted =
-                        Some(self.interrupt(epoch - 1, Some(&p), batches.len(), best, rng)?);
+                        Some(self.interrupt(epoch - 1, Some(&p), batches.len(), rng)?);
                     return Ok(result);
                 }
-                self.train_step(batch, epoch, &mut p, &mut fit, started, rng)?;
+                self.train_step(batch, epoch, &mut p, &fit, started, rng)?;
             }
             p.seconds += started.elapsed().as_secs_f64();
             let mut m = EpochMetrics::new();
@@ -478,8 +468,8 @@ impl Trainer {
             let eval_started = Instant::now();
             let eval_weights = self.evaluate_epoch(&fit, &mut m, &mut result, rng)?;
             p.epoch_figures(&mut m, batches.len(), eval_started);
-            let stop = self.end_epoch_hooks(epoch, &mut m, &mut fit, &result)?;
-            self.save_checkpoints(epoch, &m, &eval_weights, &mut best, rng)?;
+            let stop = self.end_epoch_hooks(epoch, &mut m, &fit, &result, &eval_weights)?;
+            self.save_snapshot(epoch, rng)?;
             result.history.push(m);
             if let Some(why) = stop {
                 tracing::info!("stopping after epoch {epoch}: {why}");
@@ -488,12 +478,12 @@ impl Trainer {
             }
             if epoch < self.config.epochs && self.stop_requested() {
                 // The snapshot of this epoch end is the place to resume from.
-                result.interrupted = Some(self.interrupt(epoch, None, batches.len(), best, rng)?);
+                result.interrupted = Some(self.interrupt(epoch, None, batches.len(), rng)?);
                 return Ok(result);
             }
         }
         let epochs = result.history.len();
-        let end_view = fit.evaluated_view(self.model.params(), epochs, self.step, &result);
+        let end_view = fit.evaluated_view(self.model.params(), epochs, self.step, &result, None);
         for cb in self.callbacks.iter_mut() {
             cb.on_train_end(&result.history, &end_view)?;
         }
@@ -508,7 +498,7 @@ impl Trainer {
         batch: &Batch,
         epoch: usize,
         p: &mut EpochProgress,
-        fit: &mut Fit,
+        fit: &Fit,
         started: Instant,
         rng: &mut Rng,
     ) -> Result<()> {
@@ -558,13 +548,11 @@ impl Trainer {
             for cb in self.callbacks.iter_mut() {
                 cb.on_batch_end(&stats, &fit.view(params, epoch, step))?;
             }
-            if let Some(w) = fit.writer.as_mut() {
-                w.append(&m)?;
-            }
+            // The partial record's view has no evaluated weights: no model checkpoint is written,
+            // the last epoch end's stay.
             for cb in self.callbacks.iter_mut() {
                 cb.on_epoch_logged(&m, &fit.view(params, epoch, step))?;
             }
-            // No checkpoint is written: the last epoch end's stay.
             return Err(Error::NonFinite {
                 what: "loss".into(),
                 epoch,
@@ -635,29 +623,27 @@ impl Trainer {
     }
 
     /// The epoch end's hooks, in order: the scheduler, `on_epoch_end` (which may add figures or
-    /// ask to stop), the metrics file, `on_epoch_logged`, the log line. Returns the first stop
-    /// request, named by its callback.
+    /// ask to stop), `on_epoch_logged` (the loggers and the model checkpoint), the log line.
+    /// Returns the first stop request, named by its callback.
     fn end_epoch_hooks(
         &mut self,
         epoch: usize,
         m: &mut EpochMetrics,
-        fit: &mut Fit,
+        fit: &Fit,
         result: &FitResult,
+        weights: &BTreeMap<String, Tensor>,
     ) -> Result<Option<String>> {
         self.scheduler.on_epoch_end(m)?;
         let mut stop = None;
         let params = self.model.params();
+        let view = fit.evaluated_view(params, epoch, self.step, result, Some(weights));
         for cb in self.callbacks.iter_mut() {
-            let view = fit.evaluated_view(params, epoch, self.step, result);
             if let Control::Stop(why) = cb.on_epoch_end(m, &view)? {
                 stop.get_or_insert(format!("{}: {why}", cb.name()));
             }
         }
-        if let Some(w) = fit.writer.as_mut() {
-            w.append(m)?;
-        }
         for cb in self.callbacks.iter_mut() {
-            cb.on_epoch_logged(m, &fit.evaluated_view(params, epoch, self.step, result))?;
+            cb.on_epoch_logged(m, &view)?;
         }
         tracing::info!(
             "epoch {epoch}/{}: train_loss {:.4} train_acc {:.2} val_acc {} test_acc {} ({:.1}s)",
@@ -671,37 +657,14 @@ impl Trainer {
         Ok(stop)
     }
 
-    /// The checkpoint policy of an epoch end, when the run has a checkpoint folder:
-    /// `last.safetensors`; `best.safetensors` (the weights evaluated) with `best.json` when
-    /// `train.monitor` improved on `best`; then the snapshot, the whole resumable state.
-    fn save_checkpoints(
-        &self,
-        epoch: usize,
-        m: &EpochMetrics,
-        eval_weights: &BTreeMap<String, Tensor>,
-        best: &mut Option<f64>,
-        rng: &Rng,
-    ) -> Result<()> {
+    /// The snapshot of an epoch end, the whole resumable state, when the run has a checkpoint
+    /// folder (after the callbacks', so their state, the model checkpoint's best included, is
+    /// this epoch's).
+    fn save_snapshot(&self, epoch: usize, rng: &Rng) -> Result<()> {
         let Some(dir) = &self.config.checkpoint_dir else {
             return Ok(());
         };
-        checkpoint::save(&self.model.params().to_map(), &dir.join("last.safetensors"))?;
-        if let Some(v) = m.get(&self.config.monitor) {
-            if best.is_none_or(|b| self.config.mode.better(v, b)) {
-                *best = Some(v);
-                checkpoint::save(eval_weights, &dir.join("best.safetensors"))?;
-                // Which epoch that is, by which metric: the one definition of "best" that eval
-                // and the summary read.
-                let record = serde_json::json!({
-                    "epoch": epoch,
-                    "monitor": self.config.monitor,
-                    "mode": self.config.mode.as_str(),
-                    "value": v,
-                });
-                crate::write_atomic(&dir.join(BEST_RECORD), format!("{record:#}\n").as_bytes())?;
-            }
-        }
-        let snap = self.snapshot(epoch, *best, rng)?;
+        let snap = self.snapshot(epoch, rng)?;
         checkpoint::save(&snap.tensors, &dir.join(SNAPSHOT))
     }
 
@@ -719,12 +682,11 @@ impl Trainer {
         epochs_done: usize,
         p: Option<&EpochProgress>,
         batches: usize,
-        best: Option<f64>,
         rng: &Rng,
     ) -> Result<Interruption> {
         let snapshot = self.config.checkpoint_dir.is_some();
         if let (Some(dir), Some(p)) = (&self.config.checkpoint_dir, p) {
-            let mut snap = self.snapshot(epochs_done, best, rng)?;
+            let mut snap = self.snapshot(epochs_done, rng)?;
             p.save(&mut snap)?;
             checkpoint::save(&snap.tensors, &dir.join(SNAPSHOT))?;
         }
@@ -760,10 +722,9 @@ impl Trainer {
     }
 
     /// Everything needed to continue exactly after `epoch`: [`Trainer::training_state`], the
-    /// model's parameters (`model.*`), the best monitored value and the generator's state.
-    pub fn snapshot(&self, epoch: usize, best: Option<f64>, rng: &Rng) -> Result<StateDict> {
+    /// model's parameters (`model.*`) and the generator's state.
+    pub fn snapshot(&self, epoch: usize, rng: &Rng) -> Result<StateDict> {
         let mut s = self.training_state(epoch)?;
-        s.insert_scalar("trainer.best", best.unwrap_or(f64::NAN))?;
         s.insert_json("trainer.rng", rng)?;
         for (k, t) in self.model.params().to_map() {
             s.insert(format!("model.{k}"), t);
@@ -777,12 +738,10 @@ impl Trainer {
     pub fn restore(&mut self, s: &StateDict) -> Result<(ResumePoint, Rng)> {
         self.model.params().load_map(&s.sub("model").tensors)?;
         let epoch = self.load_training_state(s)?;
-        let best = s.scalar("trainer.best")?;
         let rng: Rng = s.json("trainer.rng")?;
         let point = ResumePoint {
             epoch,
             history: Vec::new(),
-            best: (!best.is_nan()).then_some(best),
             partial: EpochProgress::load(s)?,
         };
         Ok((point, rng))

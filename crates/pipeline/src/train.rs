@@ -1,11 +1,12 @@
 //! `rnnlab train`: validate the pipeline, prepare the data, build the plugins, train, and write a
 //! self-contained run folder.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Tensor};
 use rnnlab_core::{
     checkpoint, read_metrics, Chain, Confusion, Evaluation, Mode, ModelContext, ParamInit,
     Registry, ResumePoint, StateDict, Trainer, TrainerConfig, SNAPSHOT,
@@ -227,9 +228,14 @@ impl RunContext<'_> {
             sched_p.str("type").unwrap_or("?"),
             rayon::current_num_threads(),
         );
-        // The progress bar is a callback of the command line, last and stateless: snapshots are
-        // the same with or without it.
+        // The command line's callbacks, after the pipeline's (so they see every figure): the
+        // metrics file, the model checkpoints (by train.monitor), and last the progress bar,
+        // stateless, so snapshots are the same with or without it.
         let mut callbacks = callbacks;
+        callbacks.push(Box::new(rnnlab_callbacks::metrics_logger::metrics_logger()));
+        callbacks.push(Box::new(
+            rnnlab_callbacks::model_checkpoint::model_checkpoint(&cfg.train.monitor, mode),
+        ));
         if opts.progress && cfg.train.progress {
             callbacks.push(Box::new(rnnlab_callbacks::progress::progress(
                 cfg.train.epochs,
@@ -237,9 +243,6 @@ impl RunContext<'_> {
         }
         let trainer_cfg = TrainerConfig {
             epochs: cfg.train.epochs,
-            monitor: cfg.train.monitor.clone(),
-            mode,
-            metrics_path: None,
             checkpoint_dir: None,
             run_dir: None,
             stop: Some(self.stop.clone()),
@@ -317,7 +320,6 @@ impl RunContext<'_> {
             )?;
         }
 
-        trainer.config.metrics_path = Some(run_dir.join("metrics.jsonl"));
         trainer.config.checkpoint_dir = Some(ckpt_dir);
         trainer.config.run_dir = Some(run_dir.clone());
         let mut source = prepared.source;
@@ -613,8 +615,9 @@ fn resume_point(
     sets: &[String],
 ) -> Result<(ResumePoint, rnnlab_core::Rng)> {
     let snap_path = run.join("checkpoints").join(SNAPSHOT);
-    let tensors =
+    let mut tensors =
         checkpoint::load(&snap_path).with_context(|| format!("cannot resume {}", run.display()))?;
+    move_legacy_best(&mut tensors, trainer);
     let (mut point, rng) = trainer.restore(&StateDict { tensors }).map_err(|e| {
         let hint = if sets.is_empty() {
             String::new()
@@ -644,6 +647,22 @@ fn resume_point(
     }
     point.history = history;
     Ok((point, rng))
+}
+
+/// A snapshot written before the model checkpoint was a callback holds the best monitored value
+/// as `trainer.best`: it becomes the model checkpoint callback's state.
+fn move_legacy_best(tensors: &mut BTreeMap<String, Tensor>, trainer: &Trainer) {
+    let Some(i) = trainer
+        .callbacks
+        .iter()
+        .position(|c| c.name() == "model_checkpoint")
+    else {
+        return;
+    };
+    if let Some(best) = tensors.remove("trainer.best") {
+        let key = format!("callbacks.{i}.model_checkpoint.best");
+        tensors.entry(key).or_insert(best);
+    }
 }
 
 /// A non-finite loss stops the run: say what was kept and what to do next.
