@@ -415,16 +415,13 @@ impl Trainer {
         let fresh = resume.is_none();
         let resume = resume.unwrap_or_default();
         let fit = Fit::new(self, data)?;
+        let view = fit.view(self.model.params(), 0, self.step);
         for cb in self.callbacks.iter_mut() {
-            cb.on_train_start(
-                &resume.history,
-                &fit.view(self.model.params(), 0, self.step),
-            )?;
+            cb.on_train_start(&resume.history, &view)?;
         }
-        if let (true, Some(dir)) = (fresh, &self.config.checkpoint_dir) {
+        if fresh {
             // A run stopped before its first epoch ended resumes from here.
-            let snap = self.snapshot(0, rng)?;
-            checkpoint::save(&snap.tensors, &dir.join(SNAPSHOT))?;
+            self.save_snapshot(0, rng)?;
         }
         let mut result = FitResult {
             history: resume.history,
@@ -657,9 +654,9 @@ impl Trainer {
         Ok(stop)
     }
 
-    /// The snapshot of an epoch end, the whole resumable state, when the run has a checkpoint
-    /// folder (after the callbacks', so their state, the model checkpoint's best included, is
-    /// this epoch's).
+    /// The snapshot after `epoch`, the whole resumable state, when the run has a checkpoint
+    /// folder (at an epoch end after the callbacks', so their state, the model checkpoint's
+    /// best included, is this epoch's).
     fn save_snapshot(&self, epoch: usize, rng: &Rng) -> Result<()> {
         let Some(dir) = &self.config.checkpoint_dir else {
             return Ok(());
