@@ -132,7 +132,7 @@ pub fn claim_new(base: &Path) -> Result<RunLock> {
     unreachable!("the loop returns")
 }
 
-/// `checkpoints/best.json`, which the trainer writes with `best.safetensors`.
+/// `checkpoints/best.json`, which the model checkpoint callback writes with `best.safetensors`.
 pub fn best_record(run: &Path) -> Option<serde_json::Value> {
     let text =
         std::fs::read_to_string(run.join("checkpoints").join(rnnlab_core::BEST_RECORD)).ok()?;

@@ -50,7 +50,7 @@ pub struct RunSummary {
 
 impl RunSummary {
     /// The first epoch with the best value of the monitored metric: (value, epoch), from the
-    /// trainer's `checkpoints/best.json` (else from the history).
+    /// model checkpoint's `checkpoints/best.json` (else from the history).
     pub fn best(&self) -> Option<(f64, f64)> {
         if let Some(r) = run_dir::best_record(&self.run_dir) {
             if r["monitor"].as_str() == Some(self.monitor.as_str()) {
