@@ -224,6 +224,31 @@ pub fn quantile(values: &[f64], q: f64) -> f64 {
 mod tests {
     use super::*;
 
+    /// A record read back holds the very values written: a resumed run writes its history again
+    /// from what it read. 0.020244381130837794 and 0.11666473147171377 were logged by a run (as
+    /// `grad_norm.embedding.weight.p99`); a best-effort float parser reads each one ulp off.
+    #[test]
+    fn values_read_back_are_the_values_written() {
+        let mut m = EpochMetrics::new();
+        let values = [
+            0.020244381130837794,
+            0.11666473147171377,
+            0.9889284674118712,
+            0.1 + 0.2,
+            f64::MIN_POSITIVE,
+            1e300 / 3.0,
+        ];
+        for (i, v) in values.iter().enumerate() {
+            m.set(format!("v{i}"), *v);
+        }
+        let text = format!("{}\n", m.to_json());
+        let back = parse_metrics(&text, Path::new("metrics.jsonl")).unwrap();
+        for (i, v) in values.iter().enumerate() {
+            let got = back[0].get(&format!("v{i}")).unwrap();
+            assert_eq!(got.to_bits(), v.to_bits(), "{got:e} read back for {v:e}");
+        }
+    }
+
     #[test]
     fn macro_f1_matches_sklearn() {
         // sklearn.metrics.f1_score([0,0,1,1,2,2], [0,1,1,1,2,0], average="macro") = 0.6555556 (per class 0.5, 0.8, 0.6667)
