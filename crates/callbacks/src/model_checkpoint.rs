@@ -5,11 +5,8 @@
 
 use rnnlab_core::{
     checkpoint, write_atomic, Callback, EpochMetrics, MetricContext, Mode, Result, StateDict,
-    TrainView, Watched, BEST_RECORD,
+    TrainView, Watched, BEST_RECORD, CHECKPOINT_DIR,
 };
-
-/// The folder inside the run folder that holds the checkpoints.
-pub const CHECKPOINT_DIR: &str = "checkpoints";
 
 /// Writes the last and the best weights; keeps the best monitored value (checkpointed, so a
 /// resumed run goes on comparing with it).

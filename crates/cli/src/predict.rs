@@ -40,7 +40,8 @@ pub struct Prediction {
 
 /// `checkpoints/{which}.safetensors` of `run` (`which`: `best` or `last`).
 pub fn checkpoint_path(run: &Path, which: &str) -> std::path::PathBuf {
-    run.join("checkpoints").join(format!("{which}.safetensors"))
+    run.join(rnnlab_core::CHECKPOINT_DIR)
+        .join(format!("{which}.safetensors"))
 }
 
 /// Loads `run`'s model from `checkpoints/{which}.safetensors` (`best` or `last`).

@@ -45,7 +45,7 @@ pub use scheduler::{Interval, Scheduler};
 pub use state::StateDict;
 pub use trainer::{
     apply_updates, evaluate, EpochProgress, Evaluation, FitResult, Interruption, Mode, ResumePoint,
-    Trainer, TrainerConfig, BEST_RECORD, SNAPSHOT,
+    Trainer, TrainerConfig, BEST_RECORD, CHECKPOINT_DIR, SNAPSHOT,
 };
 pub use transform::{Chain, GradientTransform, Link, Outcome, StepContext, StepReport, WeightHook};
 

@@ -69,6 +69,10 @@ pub struct Evaluation {
     pub confusion: Confusion,
 }
 
+/// The run folder's folder of checkpoints: the trainer's snapshot, and the model checkpoint
+/// callback's weights.
+pub const CHECKPOINT_DIR: &str = "checkpoints";
+
 /// The file in the checkpoint folder that holds a whole resumable snapshot.
 pub const SNAPSHOT: &str = "last.state.safetensors";
 

@@ -76,7 +76,7 @@ impl std::fmt::Display for Interrupted {
             f,
             "; the snapshot is {}\nresume with: rnnlab train --resume {}",
             self.run_dir
-                .join("checkpoints")
+                .join(rnnlab_core::CHECKPOINT_DIR)
                 .join(rnnlab_core::SNAPSHOT)
                 .display(),
             self.run_dir.display()

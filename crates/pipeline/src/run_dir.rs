@@ -134,8 +134,11 @@ pub fn claim_new(base: &Path) -> Result<RunLock> {
 
 /// `checkpoints/best.json`, which the model checkpoint callback writes with `best.safetensors`.
 pub fn best_record(run: &Path) -> Option<serde_json::Value> {
-    let text =
-        std::fs::read_to_string(run.join("checkpoints").join(rnnlab_core::BEST_RECORD)).ok()?;
+    let text = std::fs::read_to_string(
+        run.join(rnnlab_core::CHECKPOINT_DIR)
+            .join(rnnlab_core::BEST_RECORD),
+    )
+    .ok()?;
     serde_json::from_str(&text).ok()
 }
 

@@ -9,7 +9,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use rnnlab_core::{
     checkpoint, read_metrics, Chain, Confusion, Evaluation, Mode, ModelContext, ParamInit,
-    Registry, ResumePoint, StateDict, Trainer, TrainerConfig, SNAPSHOT,
+    Registry, ResumePoint, StateDict, Trainer, TrainerConfig, CHECKPOINT_DIR, SNAPSHOT,
 };
 
 use crate::config::{self, PipelineConfig, Source};
@@ -282,7 +282,7 @@ impl RunContext<'_> {
             },
         };
         let run_dir = lock.dir().to_path_buf();
-        let ckpt_dir = run_dir.join("checkpoints");
+        let ckpt_dir = run_dir.join(CHECKPOINT_DIR);
         std::fs::create_dir_all(&ckpt_dir)
             .with_context(|| format!("creating {}", ckpt_dir.display()))?;
         let resolved = resolved_config(
@@ -614,7 +614,7 @@ fn resume_point(
     run: &Path,
     sets: &[String],
 ) -> Result<(ResumePoint, rnnlab_core::Rng)> {
-    let snap_path = run.join("checkpoints").join(SNAPSHOT);
+    let snap_path = run.join(CHECKPOINT_DIR).join(SNAPSHOT);
     let mut tensors =
         checkpoint::load(&snap_path).with_context(|| format!("cannot resume {}", run.display()))?;
     move_legacy_best(&mut tensors, trainer);
@@ -670,7 +670,11 @@ fn explain_divergence(e: rnnlab_core::Error, run_dir: &Path) -> anyhow::Error {
     let rnnlab_core::Error::NonFinite { epoch, .. } = e else {
         return e.into();
     };
-    let checkpoints = if run_dir.join("checkpoints/last.safetensors").is_file() {
+    let checkpoints = if run_dir
+        .join(CHECKPOINT_DIR)
+        .join("last.safetensors")
+        .is_file()
+    {
         format!("the model checkpoints of epoch {}", epoch - 1)
     } else {
         "no model checkpoint (no epoch had ended)".to_string()

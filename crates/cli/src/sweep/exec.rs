@@ -79,7 +79,7 @@ pub fn exec(
 }
 
 fn train_run(registry: &Registry, run: &PlannedRun, threads: Option<usize>) -> Result<()> {
-    let snapshot = run.dir.join("checkpoints").join(SNAPSHOT);
+    let snapshot = run.dir.join(rnnlab_core::CHECKPOINT_DIR).join(SNAPSHOT);
     let opts = if snapshot.is_file() {
         tracing::info!("{}: resuming from its snapshot", run.id);
         TrainOptions {

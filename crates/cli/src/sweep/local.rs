@@ -179,7 +179,10 @@ pub fn launch(plan: &Plan, opts: &LocalOptions) -> Result<Launched> {
         let stop = INTERRUPTED.load(Ordering::SeqCst);
         while !stop && active.len() < jobs {
             let Some(run) = queue.pop_front() else { break };
-            let resumed = run.dir.join("checkpoints").join(rnnlab_core::SNAPSHOT);
+            let resumed = run
+                .dir
+                .join(rnnlab_core::CHECKPOINT_DIR)
+                .join(rnnlab_core::SNAPSHOT);
             let how = if resumed.is_file() {
                 "resuming"
             } else {
