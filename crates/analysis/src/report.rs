@@ -177,7 +177,7 @@ pub fn report(runs: &[PathBuf], window: usize) -> Result<(String, Vec<NamedRun>)
     }
     let mut loaded = Vec::new();
     for run in runs {
-        let path = run.join("metrics.jsonl");
+        let path = run.join(rnnlab_core::METRICS_FILE);
         let history = read_metrics(&path)?;
         loaded.push((run_name(run, runs), history));
     }

@@ -136,7 +136,7 @@ pub fn load(sweep: &SweepRuns, window: usize) -> Result<Vec<VariantRuns>> {
         let mut runs = Vec::new();
         let mut figures = Vec::new();
         for (seed, dir) in planned {
-            let path = dir.join("metrics.jsonl");
+            let path = dir.join(rnnlab_core::METRICS_FILE);
             if !path.is_file() {
                 continue;
             }

@@ -65,7 +65,7 @@ fn run(o: &CallbacksOptions, defaults: bool, rep: usize, dir: &Path) -> Result<R
         .arg(o.threads.to_string());
     let child = child::run_measured(&mut c, dir, &label)?;
     child.check()?;
-    let history = rnnlab_core::read_metrics(&out.join("metrics.jsonl"))?;
+    let history = rnnlab_core::read_metrics(&out.join(rnnlab_core::METRICS_FILE))?;
     let secs: Vec<f64> = history
         .iter()
         .filter_map(|m| m.get("epoch_seconds"))

@@ -242,7 +242,7 @@ fn rnnlab_run(o: &EpochOptions, cell: &str, seed: u64, dir: &Path) -> Result<Run
         .arg(o.threads.to_string());
     let run = child::run_measured(&mut c, dir, &format!("rnnlab-{cell}-seed{seed}"))?;
     run.check()?;
-    let metrics = out.join("metrics.jsonl");
+    let metrics = out.join(rnnlab_core::METRICS_FILE);
     let history = rnnlab_core::read_metrics(&metrics)
         .with_context(|| format!("reading {}", metrics.display()))?;
     let mut f = rnnlab_figures(&history, &metrics)?;

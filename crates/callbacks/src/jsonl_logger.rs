@@ -132,7 +132,7 @@ impl Default for JsonlLoggerConfig {
 impl PluginConfig for JsonlLoggerConfig {
     fn validate(&self, at: &str) -> Result<()> {
         let f = &self.file;
-        let plain = !f.is_empty() && !f.contains(['/', '\\']) && f != "metrics.jsonl";
+        let plain = !f.is_empty() && !f.contains(['/', '\\']) && f != rnnlab_core::METRICS_FILE;
         check_value(
             at,
             "file",

@@ -3,10 +3,9 @@
 //! not a pipeline callback, and it keeps no state: a resumed run's file is written again from
 //! the history the trainer resumes with.
 
-use rnnlab_core::{Callback, EpochMetrics, MetricContext, MetricsWriter, Result, TrainView};
-
-/// The file inside the run folder.
-pub const METRICS_FILE: &str = "metrics.jsonl";
+use rnnlab_core::{
+    Callback, EpochMetrics, MetricContext, MetricsWriter, Result, TrainView, METRICS_FILE,
+};
 
 /// Writes the epoch records.
 #[derive(Default)]

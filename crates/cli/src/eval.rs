@@ -378,7 +378,7 @@ fn read_rows(
 /// The epoch whose weights `checkpoints/{which}.safetensors` holds, from `metrics.jsonl`: the
 /// first epoch with the best `monitor` value (as the trainer saves `best`), or the last.
 fn checkpoint_epoch(run: &Path, which: &str, monitor: &str, max: bool) -> Option<usize> {
-    let history = read_metrics(&run.join("metrics.jsonl")).ok()?;
+    let history = read_metrics(&run.join(rnnlab_core::METRICS_FILE)).ok()?;
     let epoch = |m: &rnnlab_core::EpochMetrics| m.get("epoch").map(|e| e as usize);
     if which == "last" {
         return history.last().and_then(epoch);

@@ -1089,7 +1089,7 @@ mod tests {
         let second = metrics_line(2, 80.0);
         let (head, tail) = second.split_at(30);
         append(
-            &dir.join("metrics.jsonl"),
+            &dir.join(rnnlab_core::METRICS_FILE),
             &format!("{}\n{head}", metrics_line(1, 60.0)),
         );
         let steps: String = (1..=4).map(|s| step_line(1, s, s as f64) + "\n").collect();
@@ -1126,20 +1126,23 @@ mod tests {
         // Nothing changed: nothing is read again.
         assert!(!folder.refresh().unwrap());
 
-        append(&dir.join("metrics.jsonl"), &format!("{tail}\n"));
+        append(&dir.join(rnnlab_core::METRICS_FILE), &format!("{tail}\n"));
         assert!(folder.refresh().unwrap());
         assert_eq!(folder.data().epochs, [1, 2]);
         assert_eq!(folder.data().accuracy.val, [(1.0, 60.0), (2.0, 80.0)]);
         assert_eq!(folder.data().step_grad_norm.len(), 4);
 
-        append(&dir.join("metrics.jsonl"), "{\"epoch\": 3, oops}\n");
+        append(
+            &dir.join(rnnlab_core::METRICS_FILE),
+            "{\"epoch\": 3, oops}\n",
+        );
         let err = folder.refresh().unwrap_err().to_string();
         assert!(err.contains("metrics.jsonl:3"), "{err}");
         assert_eq!(folder.data().epochs, [1, 2]);
 
         // The final files: confusion.json after the last metrics line.
         std::fs::write(
-            dir.join("metrics.jsonl"),
+            dir.join(rnnlab_core::METRICS_FILE),
             format!("{}\n", metrics_line(1, 60.0)),
         )
         .unwrap();

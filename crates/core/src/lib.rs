@@ -28,7 +28,9 @@ pub use cell::{
     SeqOutput,
 };
 pub use error::{not_one_of, suggest, Error, Result, UnknownName};
-pub use metrics::{parse_metrics, quantile, read_metrics, Confusion, EpochMetrics, MetricsWriter};
+pub use metrics::{
+    parse_metrics, quantile, read_metrics, Confusion, EpochMetrics, MetricsWriter, METRICS_FILE,
+};
 pub use model::{cross_entropy, Batch, BatchSource, EvalSplit, Model};
 pub use monitor::{MetricContext, ModeSetting, Watched};
 pub use params::{

@@ -70,6 +70,9 @@ fn is_count(key: &str) -> bool {
     )
 }
 
+/// The run folder's file of epoch records.
+pub const METRICS_FILE: &str = "metrics.jsonl";
+
 /// Appends epoch records to a `metrics.jsonl` file, one JSON object per line.
 pub struct MetricsWriter {
     path: PathBuf,

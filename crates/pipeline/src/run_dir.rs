@@ -163,7 +163,7 @@ mod tests {
         drop(first);
         // Free again, and still empty: it can be claimed.
         let again = claim(&dir).unwrap();
-        std::fs::write(dir.join("metrics.jsonl"), "{}\n").unwrap();
+        std::fs::write(dir.join(rnnlab_core::METRICS_FILE), "{}\n").unwrap();
         drop(again);
         // Once a run wrote into it, it is taken.
         let e = claim(&dir).unwrap_err().to_string();

@@ -630,7 +630,7 @@ fn resume_point(
             snap_path.display()
         )
     })?;
-    let metrics_path = run.join("metrics.jsonl");
+    let metrics_path = run.join(rnnlab_core::METRICS_FILE);
     let history: Vec<_> = read_metrics(&metrics_path)
         .with_context(|| format!("cannot resume {}", run.display()))?
         .into_iter()

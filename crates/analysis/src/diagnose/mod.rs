@@ -268,7 +268,7 @@ fn slope(points: &[(usize, f64)]) -> f64 {
 
 /// Diagnoses the run in `run` with thresholds `t`.
 pub fn diagnose(run: &Path, t: &Thresholds) -> Result<Diagnosis> {
-    let path = run.join("metrics.jsonl");
+    let path = run.join(rnnlab_core::METRICS_FILE);
     let history = read_metrics(&path)?;
     if history.is_empty() {
         bail!("{} has no epochs", path.display());

@@ -545,7 +545,7 @@ mod tests {
         let run = dir.path().join("r");
         std::fs::create_dir_all(&run).unwrap();
         std::fs::write(
-            run.join("metrics.jsonl"),
+            run.join(rnnlab_core::METRICS_FILE),
             "{\"epoch\":1,\"val_acc\":60.0,\"train_loss\":0.7}\n{\"epoch\":2,\"val_acc\":70.0,\"train_loss\":0.6}\n",
         )
         .unwrap();

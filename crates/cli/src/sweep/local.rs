@@ -123,7 +123,8 @@ fn interrupt(child: &Child) {
 
 /// `N epochs, final val_acc A test_acc B` of `run`'s metrics.
 pub(super) fn final_line(run: &PlannedRun) -> String {
-    let history = rnnlab_core::read_metrics(&run.dir.join("metrics.jsonl")).unwrap_or_default();
+    let history =
+        rnnlab_core::read_metrics(&run.dir.join(rnnlab_core::METRICS_FILE)).unwrap_or_default();
     let last = history.last();
     let get = |k: &str| {
         last.and_then(|m| m.get(k))

@@ -150,7 +150,7 @@ pub fn check_owner(plan: &Plan, run: &PlannedRun) -> Result<()> {
 
 /// Epochs in the run folder's `metrics.jsonl` (0 when there is none).
 pub fn epochs_done(run: &PlannedRun) -> usize {
-    rnnlab_core::read_metrics(&run.dir.join("metrics.jsonl"))
+    rnnlab_core::read_metrics(&run.dir.join(rnnlab_core::METRICS_FILE))
         .map(|h| h.len())
         .unwrap_or(0)
 }
