@@ -8,6 +8,9 @@ use rnnlab_core::{
     TrainView, Watched, BEST_RECORD, CHECKPOINT_DIR,
 };
 
+/// Its name, which also keys its state in a snapshot.
+pub const NAME: &str = "model_checkpoint";
+
 /// Writes the last and the best weights; keeps the best monitored value (checkpointed, so a
 /// resumed run goes on comparing with it).
 #[derive(Clone, Debug)]
@@ -35,7 +38,7 @@ impl ModelCheckpoint {
 
 impl Callback for ModelCheckpoint {
     fn name(&self) -> &str {
-        "model_checkpoint"
+        NAME
     }
 
     /// An epoch that ended (its view holds the evaluated weights) in a run with a folder:

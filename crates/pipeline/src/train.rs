@@ -655,12 +655,15 @@ fn move_legacy_best(tensors: &mut BTreeMap<String, Tensor>, trainer: &Trainer) {
     let Some(i) = trainer
         .callbacks
         .iter()
-        .position(|c| c.name() == "model_checkpoint")
+        .position(|c| c.name() == rnnlab_callbacks::model_checkpoint::NAME)
     else {
         return;
     };
     if let Some(best) = tensors.remove("trainer.best") {
-        let key = format!("callbacks.{i}.model_checkpoint.best");
+        let key = format!(
+            "callbacks.{i}.{}.best",
+            rnnlab_callbacks::model_checkpoint::NAME
+        );
         tensors.entry(key).or_insert(best);
     }
 }
