@@ -602,8 +602,6 @@ mod tests {
         );
     }
 
-    /// A `--set` of a plugin table with another type replaces it (the RNN's `nonlinearity`
-    /// goes with it); with the same type, it merges (the other keys stay).
     #[test]
     fn only_a_run_folders_config_drops_the_pre_registry_data_keys() {
         // `[data]` as config.resolved.toml held it before readers were a registry.
@@ -650,6 +648,8 @@ mod tests {
         assert!(e.contains("train.mode"), "{e}");
     }
 
+    /// A `--set` of a plugin table with another type replaces it (the RNN's `nonlinearity`
+    /// goes with it); with the same type, it merges (the other keys stay).
     #[test]
     fn a_set_table_of_another_type_replaces_the_plugin_table() {
         let dir = tempfile::tempdir().unwrap();
